@@ -1,0 +1,306 @@
+"""The gate's webhook receiver: captures every delivery byte for byte, answers as it is told.
+
+Any request outside ``/_receiver/`` is a delivery: its method, path, headers, raw body and arrival
+time are kept (the newest 10,000), and it is answered with the next scripted response (status and
+delay) or the default 200. Test steps read and steer it over HTTP, so the same steps work whether the
+receiver runs in the stack, in a test's thread, or beside a staging deployment::
+
+    GET    /_receiver/health                      -> {"ok": true}
+    GET    /_receiver/captures?after=SEQ          -> {"captures": [...], "last_seq": N}
+    DELETE /_receiver/captures                    -> forget everything captured
+    POST   /_receiver/script  {"responses": [{"status": 500, "delay_s": 0}, ...], "default": {...}}
+
+Run standalone: ``python -m gate.receiver --port 8025``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+MAX_CAPTURES = 10_000
+MAX_BODY = 1 << 20
+CONTROL = "/_receiver/"
+
+
+@dataclass(frozen=True)
+class Capture:
+    seq: int
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    received_at: float
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def header_map(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.headers}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "method": self.method,
+            "path": self.path,
+            "headers": [list(h) for h in self.headers],
+            "body_b64": base64.b64encode(self.body).decode("ascii"),
+            "received_at": self.received_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Capture:
+        return cls(
+            seq=int(d["seq"]),
+            method=str(d["method"]),
+            path=str(d["path"]),
+            headers=[(str(k), str(v)) for k, v in d["headers"]],
+            body=base64.b64decode(d["body_b64"]),
+            received_at=float(d["received_at"]),
+        )
+
+
+@dataclass
+class _Reply:
+    status: int = 200
+    delay_s: float = 0.0
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    captures: collections.deque[Capture] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_CAPTURES)
+    )
+    seq: int = 0
+    script: collections.deque[_Reply] = field(default_factory=collections.deque)
+    default: _Reply = field(default_factory=_Reply)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # captures are the log; stderr noise would drown the stack's logs
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                total += size
+                if total > MAX_BODY:
+                    raise ValueError("body too large")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, status: int, doc: Any) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _control(self, method: str) -> None:
+        state = self.server.state
+        parts = urlsplit(self.path)
+        route = parts.path[len(CONTROL) :]
+        if route == "health" and method == "GET":
+            self._send_json(200, {"ok": True})
+        elif route == "captures" and method == "GET":
+            after = int(parse_qs(parts.query).get("after", ["0"])[0])
+            with state.lock:
+                caps = [c.to_json() for c in state.captures if c.seq > after]
+                last = state.seq
+            self._send_json(200, {"captures": caps, "last_seq": last})
+        elif route == "captures" and method == "DELETE":
+            with state.lock:
+                state.captures.clear()
+            self._send_json(200, {"ok": True})
+        elif route == "script" and method == "POST":
+            doc = json.loads(self._read_body() or b"{}")
+            with state.lock:
+                state.script = collections.deque(_Reply(**r) for r in doc.get("responses", []))
+                state.default = _Reply(**doc.get("default", {}))
+            self._send_json(200, {"ok": True})
+        else:
+            self._send_json(404, {"error": "unknown receiver control route"})
+
+    def _handle(self, method: str) -> None:
+        if self.path.startswith(CONTROL):
+            self._control(method)
+            return
+        arrived = time.time()
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._send_json(413, {"error": "too large"})
+            return
+        state = self.server.state
+        with state.lock:
+            state.seq += 1
+            state.captures.append(
+                Capture(state.seq, method, self.path, list(self.headers.items()), body, arrived)
+            )
+            reply = state.script.popleft() if state.script else state.default
+        if reply.delay_s > 0:
+            time.sleep(reply.delay_s)
+        # the sender may have given up waiting (a timeout test): then there is nobody to answer
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send_json(reply.status, {"received": True})
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int]) -> None:
+        super().__init__(addr, _Handler)
+        self.state = _State()
+
+
+class Receiver:
+    """A receiver on a thread of this process (tests); ``python -m gate.receiver`` runs the same server."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = _Server((host, port))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Receiver:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="receiver", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ReceiverClient:
+    """Reads and steers a receiver over HTTP, with short timeouts."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get(f"{CONTROL}health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def captures(self, after: int = 0) -> list[Capture]:
+        r = self._http.get(f"{CONTROL}captures", params={"after": after})
+        r.raise_for_status()
+        return [Capture.from_json(c) for c in r.json()["captures"]]
+
+    def last_seq(self) -> int:
+        r = self._http.get(f"{CONTROL}captures", params={"after": 1 << 62})
+        r.raise_for_status()
+        return int(r.json()["last_seq"])
+
+    def clear(self) -> None:
+        self._http.delete(f"{CONTROL}captures").raise_for_status()
+
+    def script(
+        self,
+        responses: list[dict[str, Any]] | None = None,
+        *,
+        default_status: int = 200,
+        default_delay_s: float = 0.0,
+    ) -> None:
+        doc = {
+            "responses": responses or [],
+            "default": {"status": default_status, "delay_s": default_delay_s},
+        }
+        self._http.post(f"{CONTROL}script", json=doc).raise_for_status()
+
+    def wait_for(self, count: int, *, after: int = 0, timeout_s: float = 10.0) -> list[Capture]:
+        """At least ``count`` captures after ``after``, polled until ``timeout_s``; fewer raises."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            caps = self.captures(after)
+            if len(caps) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        if len(caps) < count:
+            raise TimeoutError(f"receiver got {len(caps)} deliveries, expected {count}, in {timeout_s:g} s")
+        return caps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gate.receiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    server = _Server((args.host, args.port))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
