@@ -14,7 +14,8 @@ from service.errors import problem_response
 router = APIRouter(tags=["health"])
 
 
-@router.api_route("/_stcore/health", methods=["GET", "HEAD"], summary="Liveness: touches no dependency")
+@router.get("/_stcore/health", summary="Liveness: touches no dependency", operation_id="health")
+@router.head("/_stcore/health", summary="Liveness (HEAD, as curl -I sends)", operation_id="health_head")
 async def health() -> dict[str, bool]:
     return {"ok": True}
 

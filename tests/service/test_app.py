@@ -375,3 +375,26 @@ def test_metrics_use_route_templates_and_slo_buckets(receiver: ReceiverClient, p
     assert 'route="<unmatched>"' in text and "12345" not in text
     assert 'method="OTHER"' in text and "BREW" not in text
     assert "http_errors_total" in text
+
+
+def test_openapi_describes_every_route_with_problem_responses(receiver: ReceiverClient) -> None:
+    with serve(make_settings(receiver.base_url, None)) as c:
+        doc = c.get("/openapi.json").json()
+    paths = doc["paths"]
+    assert set(paths) == {
+        "/_stcore/health",
+        "/_stcore/ready",
+        "/actions",
+        "/actions/preview",
+        "/actions/execute",
+        "/audit",
+        "/metrics",
+    }
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert "Problem" in doc["components"]["schemas"]
+    execute = paths["/actions/execute"]["post"]
+    assert execute["security"] == [{"apiKey": []}]
+    for code in ("401", "413", "422", "429", "502", "503"):
+        assert "application/problem+json" in execute["responses"][code]["content"], code
+    assert "application/json" in execute["responses"]["200"]["content"]
+    assert "security" not in paths["/_stcore/health"]["get"]
