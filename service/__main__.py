@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -26,29 +27,31 @@ def _explain(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+def load_settings() -> Settings | None:
+    """Settings from the environment, or None after printing what is wrong (the caller exits 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(_explain(exc), file=sys.stderr)
+    except ValueError as exc:  # e.g. API_KEYS that is not JSON
+        print(f"relay: invalid configuration: {exc}", file=sys.stderr)
+    return None
+
+
+def arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--version", action="version", version=f"relay {__version__}")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(_explain(exc), file=sys.stderr)
-        return 2
-    except ValueError as exc:  # e.g. API_KEYS that is not JSON
-        print(f"relay: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.secret_values)
+    return parser
 
-    from service.app import create_app  # after logging, so start-up warnings are JSON too
 
-    app = create_app(settings)
+def serve(app: Any, host: str, port: int) -> None:
+    """Run ``app`` under uvicorn as production does: no Server header, our JSON access log only."""
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         server_header=False,
         date_header=True,
         access_log=False,
@@ -56,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arg_parser("python -m service", __doc__.splitlines()[0]).parse_args(argv)
+    settings = load_settings()
+    if settings is None:
+        return 2
+    configure_logging(settings.log_level, settings.secret_values)
+
+    from service.app import create_app  # after logging, so start-up warnings are JSON too
+
+    serve(create_app(settings), args.host, args.port)
     return 0
 
 

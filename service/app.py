@@ -16,7 +16,7 @@ real service with one part swapped, which is how the gate proves it catches a de
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from service import __version__
 from service.audit import AuditLog
-from service.auth import KeyRing
+from service.auth import AuthBeforeBodyMiddleware, KeyRing
 from service.bodylimit import BodyLimitMiddleware
 from service.config import Settings
 from service.delivery import WebhookDeliverer
@@ -38,6 +38,9 @@ from service.preview import PreviewSigner, preview_key
 from service.routes import actions, audit, health, metrics
 
 log = logging.getLogger("relay")
+
+# routes whose JSON body must not be parsed for a caller that has not authenticated
+BODY_ROUTES = frozenset({"/actions/preview", "/actions/execute"})
 
 
 class RelayApp(FastAPI):
@@ -78,6 +81,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     limiter: Limiter | None = None,
+    limiter_factory: Callable[[Settings, Callable[[str], None]], Limiter] | None = None,
     audit_log: AuditLog | None = None,
     deliverer: WebhookDeliverer | None = None,
 ) -> FastAPI:
@@ -85,7 +89,10 @@ def create_app(
     metrics_ = Metrics()
 
     if limiter is None:
-        limiter = build_limiter(settings, on_backend_change=metrics_.set_limiter_backend)
+        if limiter_factory is None:
+            limiter = build_limiter(settings, on_backend_change=metrics_.set_limiter_backend)
+        else:
+            limiter = limiter_factory(settings, metrics_.set_limiter_backend)
     metrics_.set_limiter_backend(limiter.backend)
     if audit_log is None and settings.database_url is not None:
         audit_log = AuditLog(
@@ -141,6 +148,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.relay = relay
+    # added last = runs first: the body limit, then authentication, then the route parses the body
+    app.add_middleware(AuthBeforeBodyMiddleware, keyring=relay.keyring, paths=BODY_ROUTES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_handlers(app)
     # hot routes first: Starlette matches routes in order

@@ -13,8 +13,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from service.config import ApiKey
-from service.errors import Problem
+from service.errors import Problem, problem_response
 
 Role = Literal["admin", "dev"]
 
@@ -81,3 +83,31 @@ class KeyRing:
                 headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
             )
         return principal
+
+
+class AuthBeforeBodyMiddleware:
+    """Authenticate requests to the body-bearing routes before anything reads their body.
+
+    FastAPI parses and validates a JSON body before it resolves the route's dependencies, so without
+    this an unauthenticated client would get 422s describing the request schema instead of a 401.
+    """
+
+    def __init__(self, app: ASGIApp, keyring: KeyRing, paths: frozenset[str]) -> None:
+        self.app = app
+        self.keyring = keyring
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths and scope["method"] == "POST":
+            authorization = None
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+                    break
+            try:
+                self.keyring.authenticate(authorization)
+            except Problem as exc:
+                response = problem_response(exc.status, exc.detail, headers=exc.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

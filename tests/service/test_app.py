@@ -398,3 +398,12 @@ def test_openapi_describes_every_route_with_problem_responses(receiver: Receiver
         assert "application/problem+json" in execute["responses"][code]["content"], code
     assert "application/json" in execute["responses"]["200"]["content"]
     assert "security" not in paths["/_stcore/health"]["get"]
+
+
+def test_unauthenticated_bodies_are_refused_before_they_are_parsed(receiver: ReceiverClient) -> None:
+    with serve(make_settings(receiver.base_url, None)) as c:
+        for path in ("/actions/preview", "/actions/execute"):
+            for headers in ({}, {"Authorization": "Bearer wrong-key-0123456789"}):
+                r = c.post(path, headers={**headers, "Content-Type": "application/json"}, content=b"{broken")
+                assert r.status_code == 401, (path, r.status_code, r.text)
+                assert "www-authenticate" in r.headers
