@@ -1,0 +1,74 @@
+"""``relay-gate``: one CLI, one verdict. Each verb lives in gate/commands/<verb>.py.
+
+Exit codes (every command): 0 everything asked for ran and passed; 1 a criterion is false; 2 usage or
+configuration error; 3 an SLO was breached; 4 the run is not valid evidence; 5 infrastructure failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from gate import __version__
+from gate.commands import check, serve
+from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
+
+EPILOG = """\
+exit codes: 0 passed | 1 a criterion is false | 2 usage/configuration error |
+            3 SLO breached | 4 not valid evidence | 5 infrastructure failure
+
+examples:
+  relay-gate serve                         start the reference stack (embedded Redis + PostgreSQL)
+  relay-gate serve --replicas 2            two relay processes sharing Redis and the database
+  relay-gate check                         the acceptance scenarios against the reference stack
+  relay-gate check --target-url https://staging.example.com --target-config staging.toml -m smoke
+"""
+
+COMMANDS = (serve, check)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2 on bad usage already; say what to do next as well
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}\n(see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="relay-gate",
+        description="A release gate with evidence for hardened HTTP APIs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"relay-gate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return run(args)
+    except GateError as exc:
+        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"relay-gate {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INFRA
+
+
+if __name__ == "__main__":
+    sys.exit(main())

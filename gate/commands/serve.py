@@ -1,0 +1,132 @@
+"""``relay-gate serve``: start the stack, describe it, keep it up until SIGINT/SIGTERM, tear it down."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from gate.errors import EXIT_INFRA, EXIT_OK
+from gate.stack import BACKENDS, Stack, StackConfig
+
+DEFAULT_STACK_FILE = Path(".gate/stack.json")
+
+HELP = """\
+Starts Redis, PostgreSQL (database created, migrations applied), the gate's webhook receiver and the
+relay service, prints where they are, writes the full description (URLs, keys, versions) as JSON to
+--stack-file (mode 0600: it holds the keys), and runs until Ctrl-C or SIGTERM. Teardown ends every
+process and removes every temp dir and the stack file.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="start the reference stack and keep it running", description=HELP)
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("RELAY_GATE_BACKEND", "embedded"),
+        help="embedded: bundled binaries (default); containers: testcontainers; external: URLs you give",
+    )
+    p.add_argument("--replicas", type=int, default=1, help="relay processes sharing Redis and the DB (1-16)")
+    p.add_argument("--stack-file", type=Path, default=DEFAULT_STACK_FILE, help="where to write the JSON")
+    p.add_argument(
+        "--rate-limit", type=int, default=10, help="executes per workspace per window (default 10)"
+    )
+    p.add_argument("--window", type=int, default=3, help="rate-limit window in seconds (default 3)")
+    p.add_argument("--header-profile", choices=("strict", "seed"), default="strict")
+    ext = p.add_argument_group("external backend")
+    ext.add_argument(
+        "--base-url", default=os.environ.get("RELAY_GATE_BASE_URL"), help="the service's base URL"
+    )
+    ext.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    ext.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    ext.add_argument("--receiver-url", default=os.environ.get("RELAY_GATE_RECEIVER_URL"))
+    p.set_defaults(run=run)
+
+
+def _summary(stack: Stack, stack_file: Path) -> str:
+    d = stack.describe()
+    lines = [
+        f"relay-gate stack is up ({d['backend']}, {len(d['base_urls'])} replica(s))",
+        *(f"  relay        {u}" for u in d["base_urls"]),
+        f"  receiver     {d['receiver_url']}  (captures: {d['receiver_url']}/_receiver/captures)",
+        f"  redis        {_safe(d['redis_url'])}   ({d['versions'].get('redis', '?')})",
+        f"  postgres     {_safe(d['database_url'])}   ({d['versions'].get('postgres', '?')})",
+        "  keys         "
+        + ", ".join(f"{k['name']} ({k['role']}, workspace {k['workspace']})" for k in d["keys"]),
+        f"  rate limit   {d['rate_limit']['limit']} executes / {d['rate_limit']['window_s']} s per workspace",
+        f"key values, the signing secret and URLs with passwords are in {stack_file} (mode 0600)",
+        "stop with Ctrl-C (or SIGTERM); everything started is torn down",
+    ]
+    return "\n".join(lines)
+
+
+def _safe(url: str | None) -> str:
+    """A URL without its password, for the terminal."""
+    if not url:
+        return "-"
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class _Terminate(Exception):
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    config = StackConfig(
+        backend=args.backend,
+        replicas=args.replicas,
+        rate_limit=args.rate_limit,
+        window_s=args.window,
+        header_profile=args.header_profile,
+        base_url=args.base_url,
+        redis_url=args.redis_url,
+        database_url=args.database_url,
+        receiver_url=args.receiver_url,
+    )
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Terminate()
+
+    # Installed for SIGINT too: a process started in the background by a script inherits SIGINT ignored,
+    # and "stop with Ctrl-C" must hold however we were started.
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = Stack(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        stack.start()
+        stack.write_description(args.stack_file)
+        print(_summary(stack, args.stack_file), flush=True)
+        while True:
+            dead = [
+                p.name
+                for p in [*stack.replicas, *([stack.receiver] if stack.receiver else [])]
+                if not p.alive()
+            ]
+            if dead:
+                print(f"relay-gate serve: {', '.join(dead)} exited on its own; tearing down", file=sys.stderr)
+                return EXIT_INFRA
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _Terminate):
+        print("\nstopping the stack ...", file=sys.stderr, flush=True)
+        return EXIT_OK
+    finally:
+        # a second Ctrl-C during teardown must not leave processes behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stack.stop()
+            args.stack_file.unlink(missing_ok=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
