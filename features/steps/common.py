@@ -1,0 +1,254 @@
+"""Steps and helpers every feature shares: credentials, a sample action, execute, the audit trail.
+
+Steps talk to the Target over HTTP only. Data passes through fixtures (``target_fixture``), never a
+global context. Step modules are pytest plugins (see the root conftest), so any feature can use them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from features.recording import Recorder
+from gate.receiver import Capture, ReceiverClient
+from gate.target import Credential, Target
+
+DELIVERY_TIMEOUT_S = 10.0
+
+NOTIFY: dict[str, Any] = {
+    "action": "notify.send",
+    "params": {"channel": "release-gate", "message": "relay-gate acceptance run", "severity": "info"},
+}
+
+
+def notify(message: str = "relay-gate acceptance run") -> dict[str, Any]:
+    return {
+        "action": "notify.send",
+        "params": {"channel": "release-gate", "message": message, "severity": "info"},
+    }
+
+
+@dataclass
+class Execution:
+    """One execute as the client saw it."""
+
+    response: httpx.Response
+    sent_at: float
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def json(self) -> dict[str, Any]:
+        try:
+            doc = self.response.json()
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+
+def execute(
+    http: httpx.Client, cred: Credential, body: dict[str, Any] | None = None, **headers: str
+) -> Execution:
+    sent = time.time()
+    r = http.post("/actions/execute", headers={**cred.authorization, **headers}, json=body or NOTIFY)
+    return Execution(r, sent, body or NOTIFY)
+
+
+@pytest.fixture
+def dev(target: Target) -> Credential:
+    cred = target.credential("dev")
+    if cred is None:
+        pytest.skip(f"{target.name}: no dev key configured")
+    return cred
+
+
+@pytest.fixture
+def admin(target: Target) -> Credential:
+    cred = target.credential("admin")
+    if cred is None:
+        pytest.skip(f"{target.name}: no admin key configured")
+    return cred
+
+
+@pytest.fixture
+def scenario_clock() -> dict[str, float]:
+    return {"t0": time.monotonic()}
+
+
+# -- executing despite a shared quota, and capturing deliveries -------------------------------------
+
+
+def admitted_execute(
+    client: httpx.Client, cred: Credential, body: dict[str, Any], *, target: Target
+) -> Execution:
+    """Execute; a 429 (the workspace's quota, shared with other scenarios) is waited out as its
+    Retry-After says, within the target's rate-limit ``max_wait_s``. Any other answer is returned."""
+    budget = target.rate_limit.max_wait_s if target.rate_limit is not None else 15.0
+    deadline = time.monotonic() + budget
+    while True:
+        ex = execute(client, cred, body)
+        if ex.response.status_code != 429:
+            return ex
+        try:
+            wait = max(0.05, float(ex.response.headers.get("retry-after", "1")))
+        except ValueError:
+            wait = 1.0
+        if time.monotonic() + wait > deadline:
+            return ex
+        time.sleep(wait)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One execute and what the receiver captured for it (every attempt with its webhook-id)."""
+
+    execution: Execution
+    attempts: tuple[Capture, ...]
+    preview: dict[str, Any] | None = None
+
+    @property
+    def capture(self) -> Capture:
+        return self.attempts[-1]  # the attempt that was answered 2xx (the last one)
+
+    @property
+    def body(self) -> bytes:
+        return self.capture.body
+
+    def header(self, name: str) -> str | None:
+        return self.capture.header(name)
+
+
+def captured_attempts(receiver: ReceiverClient, webhook_id: str, *, after: int) -> tuple[Capture, ...]:
+    """Every capture after ``after`` carrying ``webhook_id``, polled until one arrives or the deadline."""
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while True:
+        caps = tuple(c for c in receiver.captures(after) if c.header("webhook-id") == webhook_id)
+        if caps or time.monotonic() >= deadline:
+            return caps
+        time.sleep(0.02)
+
+
+def deliver(
+    client: httpx.Client,
+    cred: Credential,
+    receiver: ReceiverClient,
+    target: Target,
+    *,
+    message: str,
+    previewed: bool = True,
+) -> Delivery:
+    """Preview (optionally) and execute a notify action; require it delivered and captured."""
+    preview = None
+    body = notify(message)
+    if previewed:
+        p = client.post("/actions/preview", headers=cred.authorization, json=body)
+        assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
+        preview = p.json()
+        body = {"preview_id": preview["preview_id"]}
+    after = receiver.last_seq()
+    ex = admitted_execute(client, cred, body, target=target)
+    assert ex.response.status_code == 200, (
+        f"execute answered {ex.response.status_code}: {ex.response.text[:300]}"
+    )
+    webhook_id = ex.json.get("webhook_id")
+    assert webhook_id, f"the execute response names no webhook_id: {ex.json}"
+    attempts = captured_attempts(receiver, webhook_id, after=after)
+    assert attempts, (
+        f"the receiver got no delivery with webhook-id {webhook_id} within {DELIVERY_TIMEOUT_S:g} s "
+        f"(execute answered {ex.json.get('delivery')})"
+    )
+    return Delivery(ex, attempts, preview)
+
+
+def message(purpose: str) -> str:
+    # non-ASCII on purpose: the body is UTF-8 JSON sent as is, and must be verified as bytes
+    return f"relay-gate {purpose} — déploiement ✓ {uuid.uuid4().hex[:12]}"
+
+
+# -- signatures, recomputed independently -------------------------------------------------------------
+
+
+# -- smoke ------------------------------------------------------------------------------------------
+
+
+@given("the service reports healthy", target_fixture="health")
+def _(http: httpx.Client, scenario_clock: dict[str, float]) -> httpx.Response:
+    scenario_clock["t0"] = time.monotonic()
+    r = http.get("/_stcore/health")
+    assert r.status_code == 200, f"GET /_stcore/health answered {r.status_code}"
+    assert r.json() == {"ok": True}, f"health body was {r.text[:200]}"
+    return r
+
+
+@when("a developer lists the actions", target_fixture="listing")
+def _(http: httpx.Client, dev: Credential) -> httpx.Response:
+    return http.get("/actions", headers=dev.authorization)
+
+
+@then("the catalogue lists at least one action with a parameter schema")
+def _(listing: httpx.Response) -> None:
+    assert listing.status_code == 200, f"GET /actions answered {listing.status_code}"
+    actions = listing.json().get("actions", [])
+    assert actions, "the catalogue is empty"
+    assert all("id" in a and isinstance(a.get("parameters"), dict) for a in actions)
+
+
+@when("the developer previews an action and executes the preview", target_fixture="execution")
+def _(http: httpx.Client, dev: Credential, recorder: Recorder, target: Target) -> Execution:
+    p = http.post("/actions/preview", headers=dev.authorization, json=NOTIFY)
+    assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
+    preview = p.json()
+    recorder.note(
+        "preview", {k: preview.get(k) for k in ("action", "destination_host", "body", "body_sha256")}
+    )
+    # the workspace's quota is shared with other scenarios: a 429 is waited out, not a smoke failure
+    return admitted_execute(http, dev, {"preview_id": preview["preview_id"]}, target=target)
+
+
+@then("the execute succeeds with a delivered webhook")
+def _(execution: Execution) -> None:
+    r = execution.response
+    assert r.status_code == 200, f"execute answered {r.status_code}: {r.text[:300]}"
+    assert execution.json.get("delivery", {}).get("status") == "delivered", execution.json
+
+
+@then("an admin finds the execute in the audit log with status ok")
+def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: Recorder) -> None:
+    rid = execution.json["request_id"]
+    found = find_in_audit(http, admin, {rid}, status="ok")
+    recorder.note("audit_match", {"request_id": rid, "found": rid in found})
+    assert rid in found, f"request {rid} is not in GET /audit?status=ok"
+
+
+@then(parsers.parse("the smoke took at most {seconds:d} seconds"))
+def _(scenario_clock: dict[str, float], recorder: Recorder, seconds: int) -> None:
+    took = time.monotonic() - scenario_clock["t0"]
+    recorder.note("smoke_duration_s", round(took, 3))
+    assert took <= seconds, f"the smoke took {took:.1f} s (limit {seconds} s)"
+
+
+def find_in_audit(
+    http: httpx.Client, admin: Credential, wanted: set[str], *, status: str | None = None, pages: int = 10
+) -> set[str]:
+    """Request ids from ``wanted`` found in the audit log (newest first, following cursors)."""
+    found: set[str] = set()
+    cursor = None
+    for _ in range(pages):
+        params: dict[str, Any] = {"limit": 500}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        r = http.get("/audit", headers=admin.authorization, params=params)
+        assert r.status_code == 200, f"GET /audit answered {r.status_code}: {r.text[:200]}"
+        doc = r.json()
+        found |= {item["request_id"] for item in doc["items"]} & wanted
+        cursor = doc.get("next_cursor")
+        if found == wanted or not cursor:
+            break
+    return found

@@ -1,0 +1,5 @@
+"""Binds features/rate_limit.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("rate_limit.feature")

@@ -1,0 +1,183 @@
+"""``relay-gate check``: run the acceptance scenarios against the reference stack or a deployment.
+
+pytest runs in a child process (the same scenarios also run as plain ``pytest features/``); results go
+to ``results/<run-id>/``: ``run.json`` (provenance), ``features/summary.json``, one JSON per scenario
+with its exchanges, ``features/cucumber.json`` and ``features/junit.xml``. The summary printed at the
+end is per feature: passed, failed and skipped with reasons.
+
+Exit: 0 every selected scenario passed; 1 a scenario failed; 2 bad usage/target config, or nothing
+selected; 4 scenarios could not run because the target config lacks what they need (credentials,
+signing secret, receiver...) — not a pass; 5 target unreachable or the stack did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import features
+from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE, InfrastructureError
+from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
+from gate.target import Target
+
+FEATURES_DIR = Path(features.__file__).resolve().parent
+REPO_ROOT = FEATURES_DIR.parent
+# skip reasons that mean "this target cannot have it" rather than "the config forgot it"
+NOT_APPLICABLE = ("needs control of", "needs a path that answers an unhandled 500")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="run the acceptance scenarios (rate limits, signing, headers, audit, smoke)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_target_args(p)
+    p.add_argument(
+        "-m", dest="markexpr", default=None, help="pytest marker expression, e.g. 'smoke or headers'"
+    )
+    p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression on scenario names")
+    p.add_argument("--results", type=Path, default=None, help="results folder (default results/<run-id>)")
+    p.set_defaults(run=run)
+
+
+def add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target-url", default=None, help="run against this deployment instead of the reference stack"
+    )
+    p.add_argument("--target-config", type=Path, default=None, help="TOML target config (see README)")
+    p.add_argument(
+        "--backend",
+        choices=("embedded", "containers"),
+        default=os.environ.get("RELAY_GATE_BACKEND", "embedded"),
+        help="where the reference stack's Redis and PostgreSQL come from (no --target-url)",
+    )
+
+
+def resolve_target(args: argparse.Namespace) -> Target | None:
+    """The external target (validated and reachable), or None for the reference stack."""
+    if not args.target_url and not args.target_config:
+        return None
+    target = Target.from_config(args.target_url, args.target_config)  # UsageError -> exit 2
+    try:
+        httpx.get(f"{target.base_url}/", timeout=5.0, follow_redirects=False, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise InfrastructureError(
+            f"target {target.base_url} is unreachable ({type(exc).__name__}); check the URL, DNS and network"
+        ) from None
+    return target
+
+
+def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | None = None) -> list[str]:
+    argv = [
+        sys.executable, "-m", "pytest", *(paths or [str(FEATURES_DIR)]),
+        # -c pins the config: pytest looks for it from the common ancestor of every path on the command
+        # line, plugin options' values included, so a results folder outside the repo would lose it
+        "-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "--results", str(results),
+        f"--cucumberjson={results / 'features' / 'cucumber.json'}",
+        f"--junitxml={results / 'features' / 'junit.xml'}",
+        "--backend", args.backend,
+        "-q", "-rfEs", "--no-header",
+    ]  # fmt: skip
+    if args.target_url:
+        argv += ["--target-url", args.target_url]
+    if args.target_config:
+        argv += ["--target-config", str(args.target_config)]
+    if getattr(args, "markexpr", None):
+        argv += ["-m", args.markexpr]
+    if getattr(args, "keyword", None):
+        argv += ["-k", args.keyword]
+    return argv
+
+
+def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int], list[str]]:
+    """The per-feature table, the totals, and the skip reasons that mean missing configuration."""
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "not run": 0}
+    missing: list[str] = []
+    lines = []
+    for feat in summary.get("features", []):
+        counts = {k: 0 for k in totals}
+        for sc in feat["scenarios"]:
+            counts[sc["outcome"]] = counts.get(sc["outcome"], 0) + 1
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        lines.append(
+            f"{feat['feature']}: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped" + (f", {counts['not run']} not run" if counts["not run"] else "")
+        )
+        for sc in feat["scenarios"]:
+            if sc["outcome"] == "failed":
+                lines.append(f"  FAILED   {sc['scenario']}\n           {sc['reason']}")
+            elif sc["outcome"] == "skipped":
+                lines.append(f"  SKIPPED  {sc['scenario']}\n           {sc['reason']}")
+                if not any(s in str(sc["reason"]) for s in NOT_APPLICABLE):
+                    missing.append(sc["scenario"])
+            elif sc["outcome"] == "not run":
+                lines.append(f"  NOT RUN  {sc['scenario']}")
+    return "\n".join(lines), totals, missing
+
+
+def run(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    run_id = new_run_id()
+    results = args.results or Path("results") / run_id
+    (results / "features").mkdir(parents=True, exist_ok=True)
+    redactor = Redactor(target.secret_values() if target else ())
+    described = (
+        target.describe()
+        if target
+        else {"name": f"reference stack ({args.backend})", "backend": args.backend}
+    )
+    run_doc = provenance(run_id=run_id, target=described, started_at=utc_now(), extra={"command": "check"})
+    write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
+
+    print(f"relay-gate check: run {run_id} against {described['name']}; results in {results}", flush=True)
+    proc = subprocess.run(pytest_argv(args, results), cwd=REPO_ROOT, check=False)
+    code = verdict(proc.returncode, results)
+
+    run_doc.update(finished_at=utc_now(), exit_code=code)
+    summary_path = results / "features" / "summary.json"
+    if summary_path.exists():
+        table, totals, missing = summarise(read_json(summary_path, "features"))
+        run_doc["totals"] = totals
+        print("\n" + table)
+        print(f"\ntotal: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
+        if missing and code == EXIT_OK:
+            print(
+                f"NOT A PASS: {len(missing)} scenario(s) could not run because the target config lacks "
+                "what they need (see the reasons above)",
+                file=sys.stderr,
+            )
+            code = EXIT_INVALID
+            run_doc["exit_code"] = code
+    write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
+    print(f"verdict: exit {code}; results: {results}")
+    return code
+
+
+def verdict(pytest_rc: int, results: Path) -> int:
+    """Map pytest's exit status onto DESIGN.md's codes."""
+    infra = results / "features" / INFRA_MARKER
+    if infra.exists():
+        print(f"relay-gate: {infra.read_text().strip()}", file=sys.stderr)
+        return EXIT_INFRA
+    if pytest_rc == 0:
+        return EXIT_OK
+    if pytest_rc == 1:
+        return EXIT_CRITERION
+    if pytest_rc == 5:
+        print("relay-gate: no scenario matched the selection (-m / -k)", file=sys.stderr)
+        return EXIT_USAGE
+    if pytest_rc in (2, 4):  # interrupted / an invalid target, or pytest refused the options (-m, -k)
+        if pytest_rc == 4:
+            print("relay-gate: pytest refused the selection or options (see above)", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_INFRA

@@ -1,0 +1,292 @@
+"""A Target: what the acceptance scenarios talk to — base URL(s), credentials, policies, capabilities.
+
+Scenarios never reach into the service; they speak HTTP to a Target. The same scenarios therefore run
+against the reference stack (a Target made from a :class:`~gate.stack.Stack`, which can also kill and
+pause its dependencies) and against any deployment (a base URL plus an optional TOML file for what
+cannot be discovered). Header checks need nothing but the URL.
+
+Target config (TOML), every section optional::
+
+    [target]
+    name = "staging"
+    base_url = "https://relay-staging.example.com"       # --target-url wins over this
+
+    [credentials]                                          # keys by environment-variable name
+    admin = { env = "RELAY_ADMIN_KEY", workspace = "default" }
+    dev   = { env = "RELAY_DEV_KEY", workspace = "default" }
+    dev-b = { env = "RELAY_DEV_KEY_B", workspace = "team-b", role = "dev" }
+
+    [rate_limit]
+    endpoint = "/actions/execute"
+    limit = 60
+    window_s = 60
+    max_wait_s = 15            # scenarios that wait for a window roll-over skip beyond this
+
+    [signing]
+    secret_env = "ACTIONS_SIGNING_SECRET"
+
+    [deliveries]
+    receiver_url = "https://receiver.staging.example.com"   # speaks gate.receiver's /_receiver/ API
+
+    [headers]
+    profile = "strict"         # or "seed", or a table of exact values under [headers.expected]
+    error_path = "/_debug/fault"   # a path known to answer an unhandled 500, if the target has one
+
+    [database]
+    url_env = "DATABASE_URL"   # for the restore drill
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from gate.errors import UsageError
+from service.headers import PROFILES
+
+if TYPE_CHECKING:
+    from gate.stack import Stack
+
+Role = Literal["admin", "dev"]
+_SECTIONS = {"target", "credentials", "rate_limit", "signing", "deliveries", "headers", "database"}
+
+
+@dataclass(frozen=True)
+class Credential:
+    name: str
+    role: Role
+    workspace: str
+    key: str = field(repr=False)
+
+    @property
+    def authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@dataclass(frozen=True)
+class RateLimitPolicy:
+    limit: int
+    window_s: int
+    endpoint: str = "/actions/execute"
+    max_wait_s: float = 15.0
+
+
+@dataclass
+class Target:
+    name: str
+    base_urls: list[str]
+    credentials: dict[str, Credential] = field(default_factory=dict)
+    rate_limit: RateLimitPolicy | None = None
+    rate_limit_enabled: bool = True
+    receiver_url: str | None = None
+    signing_secrets: list[str] = field(default_factory=list, repr=False)
+    header_profile: str | None = "strict"
+    expected_headers: dict[str, str] | None = None
+    fault_path: str | None = None
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    stack: Stack | None = field(default=None, repr=False)
+    request_timeout_s: float = 10.0
+    backend: str = "external"
+
+    # -- what the target offers ---------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.base_urls[0]
+
+    @property
+    def controllable(self) -> bool:
+        return self.stack is not None and self.stack.controllable
+
+    def credential(self, role: Role, *, exclude_workspace: str | None = None) -> Credential | None:
+        """A key of ``role`` (admin keys also do dev things), optionally of another workspace."""
+        for c in self.credentials.values():
+            if c.role == role and c.workspace != exclude_workspace:
+                return c
+        if role == "dev":
+            for c in self.credentials.values():
+                if c.workspace != exclude_workspace:
+                    return c
+        return None
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in results or evidence."""
+        out = [c.key for c in self.credentials.values()] + list(self.signing_secrets)
+        for url in (self.database_url, self.redis_url):
+            pw = urlsplit(url).password if url else None
+            if pw:
+                out.append(pw)
+        if self.stack is not None:
+            out += self.stack.secret_values()
+        return sorted({v for v in out if v}, key=len, reverse=True)
+
+    def expected(self) -> dict[str, str] | None:
+        if self.expected_headers is not None:
+            return dict(self.expected_headers)
+        if self.header_profile in PROFILES:
+            return dict(PROFILES[self.header_profile])
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The target as results record it: no secrets, only what exists."""
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "base_urls": self.base_urls,
+            "credentials": [
+                {"name": c.name, "role": c.role, "workspace": c.workspace} for c in self.credentials.values()
+            ],
+            "rate_limit": None
+            if self.rate_limit is None
+            else {
+                "limit": self.rate_limit.limit,
+                "window_s": self.rate_limit.window_s,
+                "endpoint": self.rate_limit.endpoint,
+            },
+            "receiver": self.receiver_url is not None,
+            "signing_secret": bool(self.signing_secrets),
+            "header_profile": self.header_profile,
+            "controllable": self.controllable,
+            "database": self.database_url is not None,
+        }
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_stack(cls, stack: Stack) -> Target:
+        cfg = stack.config
+        return cls(
+            name=f"reference stack ({cfg.backend})" + (f", defect {cfg.defect}" if cfg.defect else ""),
+            base_urls=stack.base_urls,
+            credentials={k.name: Credential(k.name, k.role, k.workspace, k.key) for k in stack.keys},
+            rate_limit=RateLimitPolicy(limit=cfg.rate_limit, window_s=cfg.window_s),
+            rate_limit_enabled=cfg.rate_limit_enabled,
+            receiver_url=stack.receiver_url,
+            signing_secrets=[stack.signing_secret] if stack.signing_secret else [],
+            header_profile=cfg.header_profile,
+            fault_path=stack.describe().get("fault_path"),
+            database_url=stack.database_url,
+            redis_url=stack.redis_url,
+            stack=stack,
+            backend=cfg.backend,
+        )
+
+    @classmethod
+    def from_config(
+        cls, url: str | None, config_path: Path | None, *, environ: Mapping[str, str] | None = None
+    ) -> Target:
+        env = os.environ if environ is None else environ
+        doc: dict[str, Any] = {}
+        if config_path is not None:
+            doc = _load_toml(config_path)
+        where = str(config_path) if config_path else "target"
+        tsec = _table(doc, "target", where)
+        base_url = url or tsec.get("base_url")
+        if not base_url:
+            raise UsageError("no target URL: pass --target-url or set [target].base_url in the target config")
+        _check_url(str(base_url), "target URL")
+
+        creds: dict[str, Credential] = {}
+        for name, spec in _table(doc, "credentials", where).items():
+            if not isinstance(spec, dict):
+                raise UsageError(
+                    f"{where}: credentials.{name} must be a table {{ env = ..., workspace = ... }}"
+                )
+            var = spec.get("env")
+            if not isinstance(var, str) or not var:
+                raise UsageError(f"{where}: credentials.{name}.env must name an environment variable")
+            role = spec.get("role", "admin" if name == "admin" else "dev")
+            if role not in ("admin", "dev"):
+                raise UsageError(f"{where}: credentials.{name}.role must be 'admin' or 'dev'")
+            value = env.get(var)
+            if value:  # a credential whose variable is unset is absent: its scenarios skip, saying so
+                creds[name] = Credential(name, role, str(spec.get("workspace", "default")), value)
+
+        rl = _table(doc, "rate_limit", where)
+        policy = None
+        if rl:
+            try:
+                policy = RateLimitPolicy(
+                    limit=_positive_int(rl, "limit", where),
+                    window_s=_positive_int(rl, "window_s", where),
+                    endpoint=str(rl.get("endpoint", "/actions/execute")),
+                    max_wait_s=float(rl.get("max_wait_s", 15.0)),
+                )
+            except (TypeError, ValueError):
+                raise UsageError(f"{where}: rate_limit.max_wait_s must be a number") from None
+
+        signing = _table(doc, "signing", where)
+        secrets: list[str] = []
+        if "secret_env" in signing:
+            value = env.get(str(signing["secret_env"]))
+            if value:
+                secrets.append(value)
+
+        deliveries = _table(doc, "deliveries", where)
+        receiver = deliveries.get("receiver_url")
+        if receiver is not None:
+            _check_url(str(receiver), "deliveries.receiver_url")
+
+        headers = _table(doc, "headers", where)
+        profile = headers.get("profile", "strict")
+        expected = headers.get("expected")
+        if expected is not None and not isinstance(expected, dict):
+            raise UsageError(f"{where}: headers.expected must be a table of header = value")
+        if expected is None and profile not in PROFILES:
+            raise UsageError(
+                f"{where}: headers.profile must be one of {sorted(PROFILES)} (or give headers.expected)"
+            )
+
+        db = _table(doc, "database", where)
+        db_url = env.get(str(db["url_env"])) if "url_env" in db else None
+
+        return cls(
+            name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
+            base_urls=[str(base_url).rstrip("/")],
+            credentials=creds,
+            rate_limit=policy,
+            receiver_url=str(receiver).rstrip("/") if receiver else None,
+            signing_secrets=secrets,
+            header_profile=str(profile) if expected is None else "custom",
+            expected_headers={str(k): str(v) for k, v in expected.items()} if expected else None,
+            fault_path=str(headers["error_path"]) if "error_path" in headers else None,
+            database_url=db_url,
+        )
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"target config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"target config {path} is not valid TOML: {exc}") from None
+    unknown = set(doc) - _SECTIONS
+    if unknown:
+        raise UsageError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    return doc
+
+
+def _table(doc: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def _positive_int(table: dict[str, Any], key: str, where: str) -> int:
+    value = table.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{where}: rate_limit.{key} must be a positive integer")
+    return value
+
+
+def _check_url(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{what} {url!r} is not an http(s) URL")

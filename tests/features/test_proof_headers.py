@@ -1,0 +1,60 @@
+"""Proof that the @headers scenarios can fail: each header defect of gate/defects.py is caught.
+
+Each test runs features/test_headers.py in a subprocess against a reference stack started with one
+deliberate defect, and requires pytest to exit 1 with exactly the scenarios of :data:`CATCHES` failed
+(and every other scenario passed: a defect must not hide behind a skip). A clean run must pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gate.defects import DEFECTS
+from tests.features import proof
+
+URL_ONLY = "Responses that need nothing but the URL carry the configured security headers"
+DEVELOPER = "Refusals of a developer's requests carry the configured security headers"
+RATE_LIMITED = "A rate-limited execute carries the configured security headers"
+SERVER_ERROR = "An unhandled server error carries the configured security headers"
+POLICY = "The security header policy is sound and grades at least A"
+ALL = {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR, POLICY}
+
+# defect -> the scenarios that must fail with it (all the others must pass)
+CATCHES: dict[str, set[str]] = {
+    "headers-missing-on-500": {SERVER_ERROR},
+    "headers-missing-on-429": {RATE_LIMITED},
+    # the exact-value check on every status, and the HSTS criterion of the policy scenario
+    "hsts-without-includesubdomains": ALL,
+    "server-header-leak": {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR},
+}
+
+pytestmark = pytest.mark.stack
+
+
+def run_feature(tmp: Path, backend: str, defect: str | None = None) -> tuple[int, dict[str, str], str]:
+    """Run the feature as CI would; (exit code, scenario -> outcome, output tail)."""
+    run = proof.run_feature("test_headers.py", tmp, "--backend", backend, defect=defect)
+    return run.code, run.outcomes, run.output
+
+
+def test_every_header_defect_has_a_catching_scenario() -> None:
+    header_defects = {d.name for d in DEFECTS.values() if d.area == "headers"}
+    assert set(CATCHES) == header_defects
+
+
+@pytest.mark.parametrize("defect", sorted(CATCHES))
+def test_the_defect_fails_the_feature(defect: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    code, outcomes, tail = run_feature(tmp_path, request.config.getoption("--backend"), defect)
+    assert code == 1, f"--defect {defect}: pytest exited {code}\n{tail}"
+    assert set(outcomes) == ALL, tail
+    failed = {s for s, o in outcomes.items() if o == "failed"}
+    assert failed == CATCHES[defect], f"--defect {defect}: {outcomes}\n{tail}"
+    assert all(outcomes[s] == "passed" for s in ALL - failed), outcomes
+
+
+def test_the_clean_stack_passes(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    code, outcomes, tail = run_feature(tmp_path, request.config.getoption("--backend"))
+    assert code == 0, tail
+    assert outcomes == dict.fromkeys(ALL, "passed"), tail

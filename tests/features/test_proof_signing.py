@@ -1,0 +1,88 @@
+"""Proof that the signing criteria can fail: each signing defect of gate/defects.py, switched into the
+reference stack, makes the scenarios named below fail and pytest exit 1; the clean stack passes them.
+
+Each run is a subprocess (``pytest features/test_signing.py --defect NAME --results DIR``), the same
+way CI runs the gate, and the verdict is read from DIR/features/summary.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gate.defects import DEFECTS
+from gate.stack import Stack, StackConfig
+from tests.features import proof
+
+pytestmark = pytest.mark.stack
+
+
+# defect -> the scenario(s) that must fail against it (others may fail too: the verifier and rotation
+# scenarios also see most of these defects)
+CATCHES: dict[str, set[str]] = {
+    "signature-over-reserialised-json": {"X-Signature is the HMAC-SHA256 of the exact bytes received"},
+    "request-id-reused": {"Each delivery carries the request id of its own execute"},
+    "webhook-timestamp-not-signed": {
+        "The Standard Webhooks signature covers id, timestamp and body and verifies independently",
+    },
+    "unsigned-deliveries": {"Every delivery is signed and names the request that caused it"},
+}
+
+
+def run_feature(
+    tmp_path: Path, defect: str | None, *, target: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, dict[str, Any]], str]:
+    """Run the feature (against a fresh stack unless ``target`` names one); the exit code, outcomes by
+    scenario name, and the output."""
+    run = proof.run_feature("test_signing.py", tmp_path / "results", *(target or []), defect=defect, env=env)
+    return run.code, run.scenarios, run.output
+
+
+def test_every_signing_defect_has_a_catching_scenario() -> None:
+    assert {d.name for d in DEFECTS.values() if d.area == "signing"} == set(CATCHES)
+
+
+@pytest.mark.parametrize("defect", sorted(CATCHES))
+def test_the_signing_feature_fails_against(defect: str, tmp_path: Path) -> None:
+    code, outcomes, output = run_feature(tmp_path, defect)
+    failed = {name for name, s in outcomes.items() if s["outcome"] == "failed"}
+    assert code == 1, f"pytest exited {code} against defect {defect}, expected 1:\n{output}"
+    missing = CATCHES[defect] - failed
+    assert not missing, f"against {defect} these scenarios did not fail: {sorted(missing)}\n" + "\n".join(
+        f"  {s['outcome']:8} {name}: {s['reason']}" for name, s in outcomes.items()
+    )
+
+
+def test_the_signing_feature_passes_against_the_clean_stack(tmp_path: Path) -> None:
+    code, outcomes, output = run_feature(tmp_path, None)
+    not_passed = {
+        name: (s["outcome"], s["reason"]) for name, s in outcomes.items() if s["outcome"] != "passed"
+    }
+    assert code == 0 and not not_passed, f"clean run exited {code}; not passed: {not_passed}\n{output}"
+    assert set().union(*CATCHES.values()) <= set(outcomes), (
+        "a catching scenario is not in the feature any more"
+    )
+
+
+def test_unsigned_deliveries_fail_even_when_the_target_config_gives_no_secret(tmp_path: Path) -> None:
+    """Without [signing].secret_env the HMAC scenarios skip, but an unsigned delivery still fails the gate."""
+    config = tmp_path / "target.toml"
+    with Stack(StackConfig(replicas=1, defect="unsigned-deliveries", extra_workspaces=())) as stack:
+        config.write_text(
+            "[credentials]\n"
+            'dev = { env = "PROOF_DEV_KEY", workspace = "default" }\n'
+            "[deliveries]\n"
+            f'receiver_url = "{stack.receiver_url}"\n'
+        )
+        code, outcomes, output = run_feature(
+            tmp_path,
+            None,
+            target=["--target-url", stack.base_url, "--target-config", str(config)],
+            env={"PROOF_DEV_KEY": stack.key("dev").key},
+        )
+    signed = outcomes["Every delivery is signed and names the request that caused it"]
+    assert code == 1 and signed["outcome"] == "failed", f"exit {code}, {signed}\n{output}"
+    recomputed = outcomes["X-Signature is the HMAC-SHA256 of the exact bytes received"]
+    assert recomputed["outcome"] == "skipped" and "signing secret" in recomputed["reason"], recomputed
