@@ -211,3 +211,29 @@ def test_cli_help_and_version() -> None:
     assert ver.returncode == 0 and ver.stdout.startswith("relay-gate ")
     bare = subprocess.run([sys.executable, "-m", "gate.cli"], capture_output=True, text=True)
     assert bare.returncode == 2
+
+
+def test_the_session_stack_is_gone_when_pytest_ends(tmp_path: Path) -> None:
+    """The root conftest's session `stack` fixture: every process and the temp dir end with the session."""
+    probe = tmp_path / "test_probe.py"
+    out = tmp_path / "stack.json"
+    probe.write_text(
+        "import json, pathlib\n"
+        "def test_probe(stack):\n"
+        f"    pathlib.Path({str(out)!r}).write_text(json.dumps(stack.describe()))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        # the probe lives outside the repo, so the root conftest is loaded as a plugin by name
+        [sys.executable, "-m", "pytest", str(probe), "-c", str(root / "pyproject.toml"),
+         "--rootdir", str(root), "-p", "conftest", "-p", "no:cacheprovider", "-q"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = json.loads(out.read_text())
+    assert len(d["base_urls"]) == 2
+    assert not Path(d["workdir"]).exists()
+    deadline = time.monotonic() + 10
+    while any(_pid_alive(p) for p in _all_pids(d)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in _all_pids(d) if _pid_alive(p)]
