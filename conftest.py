@@ -26,6 +26,7 @@ pytest_plugins = [
     "features.steps.signing",
     "features.steps.audit",
     "features.steps.headers",
+    "features.steps.drill",
 ]
 
 

@@ -7,11 +7,14 @@ configuration error; 3 an SLO was breached; 4 the run is not valid evidence; 5 i
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import gate.commands
 from gate import __version__
-from gate.commands import check, serve
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
 
 EPILOG = """\
@@ -25,7 +28,15 @@ examples:
   relay-gate check --target-url https://staging.example.com --target-config staging.toml -m smoke
 """
 
-COMMANDS = (serve, check)
+# help lists the verbs in this order; any other module of gate/commands with register() follows
+ORDER = ("run", "serve", "check", "drill", "backup", "load", "evidence", "rules", "smoke", "selftest")
+
+
+def _command_modules() -> list[Any]:
+    names = [m.name for m in pkgutil.iter_modules(gate.commands.__path__) if not m.name.startswith("_")]
+    names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    modules = [importlib.import_module(f"gate.commands.{n}") for n in names]
+    return [m for m in modules if hasattr(m, "register")]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"relay-gate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS:
+    for module in _command_modules():
         module.register(sub)
     return parser
 

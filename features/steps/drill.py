@@ -1,0 +1,1 @@
+"""Steps for features/restore_drill.feature (being written)."""
