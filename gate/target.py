@@ -153,6 +153,7 @@ class Target:
             "header_profile": self.header_profile,
             "controllable": self.controllable,
             "database": self.database_url is not None,
+            "versions": self.stack.versions() if self.stack is not None else {},
         }
 
     # -- construction -------------------------------------------------------------------------------

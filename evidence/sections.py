@@ -1,0 +1,248 @@
+"""Per-document context: what each evidence document shows, picked out of the scenario records.
+
+Each function reads only the results (scenario notes, drill.json, load.json) and returns plain data
+for its template; a missing record yields an empty section, and the document says so.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from evidence import charts
+from evidence.model import Results
+
+LOAD_SPEC = Path(__file__).resolve().parent.parent / "load" / "slos.toml"
+
+
+def _notes(res: Results, area: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(str(s.get("scenario")), dict(s.get("notes") or {})) for s in res.scenario_notes(area)]
+
+
+def _headers_block(headers: Any, status_line: str = "") -> str:
+    pairs = headers.items() if isinstance(headers, dict) else headers or []
+    lines = [status_line] if status_line else []
+    lines += [f"{k}: {v}" for k, v in pairs]
+    return "\n".join(lines)
+
+
+# -- rate limiting ----------------------------------------------------------------------------------
+
+
+def _burst_chart(timeline: list[dict[str, Any]]) -> str:
+    if not timeline:
+        return charts.stacked_bins("Burst", [], ["admitted", "refused (429)"])
+    span = max(float(r.get("t_ms", 0)) for r in timeline) + 1
+    width = max(1, math.ceil(span / 24))  # about two dozen bins across the burst
+    bins: dict[int, list[float]] = {}
+    for r in timeline:
+        b = int(float(r.get("t_ms", 0)) // width)
+        slot = bins.setdefault(b, [0.0, 0.0, 0.0])
+        status = int(r.get("status", 0))
+        slot[0 if status < 300 else 1 if status == 429 else 2] += 1
+    rows = [(f"{b * width} ms", bins.get(b, [0.0, 0.0, 0.0])) for b in range(max(bins) + 1)]
+    return charts.stacked_bins(
+        f"Executes per {width} ms: admitted vs 429", rows, ["admitted", "refused (429)", "other"]
+    )
+
+
+def rate_limit(res: Results, chart_dir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "bursts": [],
+        "parallel": None,
+        "spoofing": None,
+        "redis_keys": None,
+        "outages": [],
+    }
+    for i, (scenario, notes) in enumerate(_notes(res, "rate_limit")):
+        burst = notes.get("burst")
+        if isinstance(burst, dict):
+            name = f"ratelimit-burst-{i}.svg"
+            (chart_dir / name).write_text(_burst_chart(list(burst.get("timeline") or [])), encoding="utf-8")
+            first = burst.get("first_429_headers") or {}
+            out["bursts"].append(
+                {
+                    "scenario": scenario,
+                    "note": burst,
+                    "chart": name,
+                    "first_429": _headers_block(first, "HTTP/1.1 429 Too Many Requests") if first else "",
+                }
+            )
+        if isinstance(notes.get("parallel_burst"), dict):
+            out["parallel"] = notes["parallel_burst"]
+        if isinstance(notes.get("workspace_spoofing"), dict):
+            out["spoofing"] = notes["workspace_spoofing"]
+        if isinstance(notes.get("redis_keys"), dict):
+            out["redis_keys"] = notes["redis_keys"]
+        for key, name in (("redis_hung", "Redis hung (SIGSTOP)"), ("redis_killed", "Redis killed")):
+            o = notes.get(key)
+            if isinstance(o, dict):
+                rec = notes.get("redis_recovery") or {}
+                bound = (notes.get("latency_bound") or {}).get("bound_s")
+                out["outages"].append(
+                    {
+                        "name": name,
+                        "how": o.get("how"),
+                        "max_latency_ms": o.get("max_latency_ms"),
+                        "bound_s": bound,
+                        "recovery_s": rec.get("seconds"),
+                        "recovery_bound_s": rec.get("bound_s"),
+                    }
+                )
+    return out
+
+
+# -- signing ----------------------------------------------------------------------------------------
+
+
+def signing(res: Results) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "delivery": None,
+        "delivery_headers": "",
+        "recomputations": [],
+        "standardwebhooks": None,
+        "request_ids": [],
+        "negative_cases": [],
+        "rotation_cases": [],
+        "verifier": None,
+    }
+    for _, notes in _notes(res, "signing"):
+        s = notes.get("signing")
+        if not isinstance(s, dict):
+            continue
+        d = s.get("delivery")
+        if isinstance(d, dict) and out["delivery"] is None:
+            out["delivery"] = d
+            out["delivery_headers"] = _headers_block(
+                d.get("headers"), f"{d.get('method')} {d.get('path')} HTTP/1.1"
+            )
+        rec = s.get("recomputation") or {}
+        for name in ("x_signature", "webhook_signature"):
+            if isinstance(rec.get(name), dict) and all(n != name for n, _ in out["recomputations"]):
+                out["recomputations"].append((name, rec[name]))
+        if isinstance(rec.get("standardwebhooks"), dict):
+            out["standardwebhooks"] = rec["standardwebhooks"]
+        if isinstance(s.get("deliveries"), list):
+            out["request_ids"] = s["deliveries"]
+        if isinstance(s.get("negative_cases"), list):
+            out["negative_cases"] = s["negative_cases"]
+            out["verifier"] = s.get("verifier")
+        if isinstance(s.get("rotation_cases"), list):
+            out["rotation_cases"] = s["rotation_cases"]
+    return out
+
+
+# -- headers ----------------------------------------------------------------------------------------
+
+
+def headers(res: Results) -> dict[str, Any]:
+    by_status: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {"grade": None, "findings": [], "problems": [], "by_status": []}
+    for _, notes in _notes(res, "headers"):
+        how = {str(p.get("status")): p.get("how") for p in notes.get("provoked") or [] if isinstance(p, dict)}
+        for status, hdrs in (notes.get("headers_by_status") or {}).items():
+            by_status.setdefault(str(status), {"how": how.get(str(status)), "headers": _headers_block(hdrs)})
+        if isinstance(notes.get("grade"), dict):
+            out["grade"] = notes["grade"]
+            out["findings"] = notes.get("findings") or []
+        out["problems"] += [p for p in notes.get("header_problems") or [] if p]
+    out["by_status"] = sorted(by_status.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 999)
+    return out
+
+
+# -- smoke and audit ---------------------------------------------------------------------------------
+
+
+def audit(res: Results) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "smoke": None,
+        "refusals": [],
+        "matched": [],
+        "failed_delivery": None,
+        "db_down": None,
+        "db_down_deliveries": None,
+    }
+    for _, notes in _notes(res, "smoke"):
+        if "audit_match" in notes:
+            out["smoke"] = notes
+    for _, notes in _notes(res, "audit"):
+        for r in notes.get("auth_refusals") or []:
+            hdrs = {str(k).lower(): v for k, v in r.get("headers") or []}
+            out["refusals"].append({**r, "challenge": hdrs.get("www-authenticate")})
+        out["matched"] += notes.get("audit_rows_matched") or []
+        if isinstance(notes.get("failed_delivery"), dict):
+            out["failed_delivery"] = notes["failed_delivery"]
+        down = notes.get("audit_down_execute")
+        if isinstance(down, dict):
+            hdrs = {str(k).lower(): v for k, v in down.get("headers") or []}
+            out["db_down"] = {"status": down.get("status"), "retry_after": hdrs.get("retry-after")}
+            deliveries = notes.get("audit_down_deliveries")
+            out["db_down_deliveries"] = (
+                deliveries.get("count", len(deliveries.get("captures", [])))
+                if isinstance(deliveries, dict)
+                else deliveries
+            )
+    return out
+
+
+# -- drill and metrics (rendered from drill.json / load.json) ---------------------------------------
+
+
+def drill(res: Results, chart_dir: Path) -> dict[str, Any]:
+    d = res.drill
+    if d is None:
+        return {"present": False}
+    phases = [
+        (str(k), float(v)) for k, v in (d.get("durations_s") or {}).items() if isinstance(v, int | float)
+    ]
+    chart = None
+    if phases:
+        chart = "drill-timings.svg"
+        (chart_dir / chart).write_text(charts.horizontal_bars("Drill phases", phases), encoding="utf-8")
+    return {"present": True, "doc": d, "chart": chart, "phases": phases}
+
+
+def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
+    load = res.load
+    if load is None:
+        return {"present": False}
+    endpoints = load.get("endpoints") or {}
+    groups, thresholds = [], {}
+    for name, ep in endpoints.items():
+        pct = (ep.get("percentiles_ms") or {}).get("corrected") or {}
+        groups.append((name, [float(pct.get(p) or 0) for p in ("p50", "p95", "p99")]))
+    for v in load.get("verdicts") or []:
+        if v.get("kind") == "latency" and v.get("threshold_ms") is not None:
+            thresholds[str(v.get("endpoint"))] = float(v["threshold_ms"])
+    chart = None
+    if groups:
+        chart = "latency-percentiles.svg"
+        svg = charts.grouped_bars(
+            "Latency per endpoint (coordinated-omission corrected)",
+            groups,
+            ["p50", "p95", "p99"],
+            unit=" ms",
+            threshold=thresholds,
+        )
+        (chart_dir / chart).write_text(svg, encoding="utf-8")
+    return {"present": True, "doc": load, "chart": chart}
+
+
+def default_slo_objectives() -> list[tuple[str, str]]:
+    """(endpoint, objective) pairs of load/slos.toml: the SLO criteria a run is expected to prove."""
+    try:
+        spec = tomllib.loads(LOAD_SPEC.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return [("load", "the SLO spec load/slos.toml")]
+    out = []
+    for name, ep in (spec.get("endpoints") or {}).items():
+        if not isinstance(ep, dict):
+            continue
+        for key, value in ep.items():
+            if key.startswith("p") and key.endswith("_ms"):
+                out.append((name, f"{key[:-3]} <= {value} ms"))
+            elif key == "max_error_rate":
+                out.append((name, f"error rate <= {value}"))
+    return out or [("load", "the SLO spec load/slos.toml")]
