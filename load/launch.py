@@ -1,0 +1,168 @@
+"""Start Locust for ``relay-gate load``: one process, or a master and N workers, all on loopback.
+
+Locust monkey-patches its process with gevent, so it only ever runs here as child processes; this
+module itself never imports it. Each process's output goes to a log file under the run's results
+folder (``load/logs/``), whose tail is shown when something goes wrong; the master (or the lone
+process) appends one JSON line per second to a progress file, which :meth:`LocustRun.progress` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gate.procs import free_port, tail
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+# the master waits this long for its workers to connect, and a run this long beyond its duration
+# (start-up, the workers' final reports, writing results) before it is declared hung
+CONNECT_TIMEOUT_S = 30
+GRACE_S = 60
+
+
+@dataclass
+class LocustPlan:
+    host: str
+    users: int
+    duration_s: int
+    arrival_rate: float | None  # None: closed model
+    think_time: str
+    workers: int  # 0: a single process
+    slos: Path
+    results: Path
+    run_id: str
+    target_name: str
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # keys and weights
+
+    @property
+    def spawn_rate(self) -> int:
+        # all users at once (an open-model pool must be there from the first ticket), but no more
+        # than Locust's advice of 100 per second per process
+        return max(1, min(self.users, 100 * max(1, self.workers)))
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+class LocustRun:
+    def __init__(self, plan: LocustPlan) -> None:
+        self.plan = plan
+        self.log_dir = plan.results / "load" / "logs"
+        self.progress_file = self.log_dir / "progress.jsonl"
+        self.master: _Proc | None = None
+        self.workers: list[_Proc] = []
+        self._progress_pos = 0
+
+    def _common(self) -> list[str]:
+        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "INFO"]
+
+    def master_argv(self, port: int | None) -> list[str]:
+        p = self.plan
+        argv = [
+            *self._common(),
+            "--headless", "--only-summary", "--host", p.host,
+            "-u", str(p.users), "-r", str(p.spawn_rate), "-t", f"{p.duration_s}s", "--stop-timeout", "0",
+            "--arrival-rate", f"{p.arrival_rate or 0:g}", "--think-time", p.think_time,
+            "--slos", str(p.slos), "--results-dir", str(p.results), "--run-id", p.run_id,
+            "--target-name", p.target_name, "--progress-file", str(self.progress_file),
+        ]  # fmt: skip
+        if port is not None:
+            argv += [
+                "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                "--expect-workers", str(p.workers), "--expect-workers-max-wait", str(CONNECT_TIMEOUT_S),
+            ]  # fmt: skip
+        return argv
+
+    def worker_argv(self, port: int) -> list[str]:
+        return [*self._common(), "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+
+    def _spawn(self, name: str, argv: list[str]) -> _Proc:
+        log = self.log_dir / f"{name}.log"
+        env = {**os.environ, **self.plan.env, "PYTHONUNBUFFERED": "1"}
+        # own session: Ctrl-C is ours to relay, as a SIGTERM on which Locust still writes its results
+        with open(log, "wb") as f:
+            popen = subprocess.Popen(
+                argv,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        return _Proc(name, popen, log)
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.progress_file.unlink(missing_ok=True)
+        if self.plan.workers:
+            port = free_port()
+            self.master = self._spawn("master", self.master_argv(port))
+            self.workers = [
+                self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)
+            ]
+        else:
+            self.master = self._spawn("locust", self.master_argv(None))
+
+    @property
+    def deadline_s(self) -> float:
+        return self.plan.duration_s + CONNECT_TIMEOUT_S + GRACE_S
+
+    def running(self) -> bool:
+        return self.master is not None and self.master.popen.poll() is None
+
+    def progress(self) -> dict[str, Any] | None:
+        """The newest progress line, if any arrived since the last call."""
+        try:
+            with open(self.progress_file) as f:
+                f.seek(self._progress_pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return None
+        lines = chunk.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines.pop()  # half-written; next time
+        self._progress_pos += sum(len(line) for line in lines)
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                return dict(json.loads(line))
+        return None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (Locust still writes its results), then SIGKILL whatever is left."""
+        procs = [p for p in [self.master, *self.workers] if p is not None]
+        for p in procs:
+            if p.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.popen.pid, signal.SIGTERM)
+        self.wait_all(timeout)
+
+    def wait_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for p in [self.master, *self.workers]:
+            if p is None:
+                continue
+            try:
+                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.popen.pid, signal.SIGKILL)
+                p.popen.wait(timeout=5)
+
+    def exit_codes(self) -> dict[str, int | None]:
+        return {p.name: p.popen.poll() for p in [self.master, *self.workers] if p is not None}
+
+    def log_tail(self, name: str | None = None, lines: int = 20) -> str:
+        proc = self.master if name is None else next((p for p in self.workers if p.name == name), None)
+        return tail(proc.log, lines) if proc else ""

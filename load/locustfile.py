@@ -1,0 +1,122 @@
+"""Load test of the relay actions API: list, preview and execute, judged against load/slos.toml.
+
+Run it as any locustfile (keys from the environment; see docs/load.md)::
+
+    RELAY_API_KEY=... locust -f load/locustfile.py --host https://relay-staging.example.com \\
+        --headless -u 30 -r 30 -t 5m --arrival-rate 300
+
+``--arrival-rate R`` is the open model (R requests/s whatever the server does, latency from each
+request's intended send time; ``-u`` is the pool of users sending them); without it, the classic
+closed model: ``-u`` users, each waiting ``--think-time`` between requests. Either way every response
+time lands in an HDR histogram per endpoint, and when Locust quits it prints the SLO verdict, writes
+``results/<run-id>/load/load.json`` and exits 0 (pass), 3 (SLO breached), 4 (not valid evidence) or
+5 (target unreachable, or the load generator failed). ``relay-gate load`` runs this same file.
+
+Journey mix: ``RELAY_LOAD_WEIGHTS`` (default ``list=4,preview=4,execute=2``). Keys: ``RELAY_API_KEY``
+or ``RELAY_API_KEYS`` (comma-separated; users take them round-robin, so keys of several workspaces
+spread executes over several rate-limit buckets).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import sys
+from typing import Any
+
+from locust import FastHttpUser, task
+from locust.contrib.fasthttp import ResponseContextManager
+
+from load import plugin
+from load.settings import WEIGHTS_ENV, LoadSettingsError, parse_weights
+
+try:
+    WEIGHTS = parse_weights(os.environ.get(WEIGHTS_ENV))
+except LoadSettingsError as exc:  # a usage error (exit 2), not a traceback from Locust's loader
+    print(f"relay-gate load: {exc}", file=sys.stderr)
+    sys.exit(2)
+_sequence = itertools.count(1)
+
+
+def action_request() -> dict[str, Any]:
+    """One of the catalogue's actions with valid, varying parameters (the server's default destination)."""
+    n = next(_sequence)
+    kind = random.choice(("notify.send", "ticket.create", "deploy.promote"))  # noqa: S311
+    if kind == "notify.send":
+        params: dict[str, Any] = {
+            "channel": "ops-alerts",
+            "message": f"load test message {n}",
+            "severity": "info",
+        }
+    elif kind == "ticket.create":
+        params = {"title": f"load test ticket {n}", "priority": "normal", "labels": ["load-test"]}
+    else:
+        params = {"service": "relay", "version": f"1.{n % 100}.{n}", "environment": "staging"}
+    return {"action": kind, "params": params}
+
+
+def expect(resp: ResponseContextManager, field: str) -> None:
+    """Pass a 200 whose JSON body has ``field``; fail anything else with a reason Locust groups by.
+
+    A 429 is marked failed in Locust's own table (so it shows there), but the HDR recorder counts it
+    apart from errors: the rate limiter doing its job is not a server error.
+    """
+    if resp.status_code == 0:
+        resp.failure(f"no response: {type(resp.error).__name__}: {resp.error}")
+    elif resp.status_code == 429:
+        resp.failure("429 rate limited (counted apart, not a server error)")
+    elif resp.status_code != 200:
+        resp.failure(f"HTTP {resp.status_code}")
+    else:
+        try:
+            body = resp.json()
+        except ValueError:
+            resp.failure("200 without a JSON body")
+            return
+        if not isinstance(body, dict) or field not in body:
+            resp.failure(f"200 without {field!r} in the body")
+
+
+class ActionsApiClient(FastHttpUser):
+    """A client of the relay API: reads the catalogue, previews actions, executes them."""
+
+    connection_timeout = 5.0  # an unreachable host fails fast
+    network_timeout = 30.0  # a stalled server is measured up to 30 s, then counted as an error
+
+    def wait_time(self) -> float:
+        return plugin.wait_time()
+
+    def on_start(self) -> None:
+        self.auth = {"Authorization": f"Bearer {plugin.next_key()}"}
+
+    @task(WEIGHTS["list"])
+    def list_actions(self) -> None:
+        with self.client.get(
+            "/actions", name="/actions", headers=self.auth, context=plugin.pace("list"), catch_response=True
+        ) as resp:
+            expect(resp, "actions")
+
+    @task(WEIGHTS["preview"])
+    def preview(self) -> None:
+        with self.client.post(
+            "/actions/preview",
+            name="/actions/preview",
+            json=action_request(),
+            headers=self.auth,
+            context=plugin.pace("preview"),
+            catch_response=True,
+        ) as resp:
+            expect(resp, "preview_id")
+
+    @task(WEIGHTS["execute"])
+    def execute(self) -> None:
+        with self.client.post(
+            "/actions/execute",
+            name="/actions/execute",
+            json=action_request(),
+            headers=self.auth,
+            context=plugin.pace("execute"),
+            catch_response=True,
+        ) as resp:
+            expect(resp, "request_id")
