@@ -276,6 +276,9 @@ class Stack:
             self.postgres.create_database(DATABASE)
             self._database_url = self.postgres.url(DATABASE)
             self._migrate()
+            from gate.drill import seed_bulk_table  # the restore drill's bulk table (docs/drill.md)
+
+            seed_bulk_table(self._database_url)
         with self._step("webhook receiver"):
             self._start_receiver()
         with self._step(f"relay service x{cfg.replicas}"):

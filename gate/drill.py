@@ -1,0 +1,484 @@
+"""The restore drill: restore the latest backup into an ephemeral database and prove it matches.
+
+Phases: take the latest backup (gate/backup.py) and check its size and SHA-256 against the manifest;
+create an ephemeral database (on the source's server, on a throwaway embedded server, or on a server
+the user names); ``pg_restore`` with exit-on-error semantics; count and digest every table *inside*
+the restored database with the manifest's chunk plan; compare table by table, missing and extra tables
+included; drop the ephemeral database whatever happened. Restore time (RTO) and backup age (RPO) are
+measured against targets. The verdict is PASSED or FAILED with a one-line reason; ``drill.json``
+(``relay-gate/drill@1``, docs/drill.md) records what was seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from gate.backup import (
+    DEFAULT_JOBS,
+    Backup,
+    KeyCol,
+    PgConn,
+    TablePlan,
+    TablePrint,
+    connect,
+    error_line,
+    find_tool,
+    fingerprint,
+    first_line,
+    list_backups,
+    list_tables,
+    mark_verified,
+    no_space,
+    sha256_of,
+)
+from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, GateError, InfrastructureError, StackError
+from gate.errors import CriterionFailed as Failed
+from gate.procs import tail
+from gate.results import Redactor, provenance, read_json, utc_now, write_json
+
+if TYPE_CHECKING:
+    from gate.pg_server import EmbeddedPostgres
+
+DEFAULT_RTO_S = 900.0  # 15 minutes from "restore it" to a restored database
+DEFAULT_RPO_S = 26 * 3600.0  # a nightly backup, plus two hours of slack for the job itself
+EPHEMERAL_PREFIX = "relay_gate_drill_"
+BULK_TABLE = "bulk_events"
+RESTORE_MODES = ("auto", "same", "embedded")
+_INFRA, _INTEGRITY, _TARGET = 0, 1, 2  # failure ranks: the reason shown is the gravest failure
+_SEVERITY = [EXIT_OK, EXIT_CRITERION, EXIT_INFRA]
+
+
+def seed_bulk_table(database_url: str, rows: int = 20_000) -> int:
+    """Make sure ``bulk_events`` holds ids 1..``rows``, generated server-side with deterministic content
+    (digests are the same on every run); idempotent. Returns the table's row count."""
+    try:
+        with psycopg.connect(PgConn.parse(database_url).dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {BULK_TABLE} (id bigint PRIMARY KEY, workspace text NOT NULL,"
+                " kind text NOT NULL, payload text NOT NULL, amount numeric(12, 2) NOT NULL,"
+                " created_at timestamptz NOT NULL)"
+            )
+            conn.execute(
+                f"INSERT INTO {BULK_TABLE} SELECT g, 'ws-' || (g %% 7),"  # noqa: S608 - a constant
+                " (ARRAY['execute', 'preview', 'deliver'])[1 + g %% 3], md5(g::text), (g %% 100000) / 100.0,"
+                " timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second'"
+                " FROM generate_series(1, %s::int) AS g ON CONFLICT (id) DO NOTHING",
+                (rows,),
+            )
+            row = conn.execute(f"SELECT count(*) FROM {BULK_TABLE}").fetchone()  # noqa: S608
+            return int(row[0]) if row else 0
+    except psycopg.Error as exc:
+        raise StackError("postgres", f"seeding {BULK_TABLE} failed: {first_line(exc)}") from None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``900``, ``90s``, ``15m``, ``26h`` or ``1d`` (a ValueError is a usage error)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a duration: use seconds, or a number with s, m, h or d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.2f} s"
+
+
+@dataclass
+class DrillOptions:
+    database_url: str
+    backup_dir: Path
+    restore_to: str = "auto"  # auto | same | embedded | a postgresql:// URL of a server to restore on
+    rto_s: float = DEFAULT_RTO_S
+    rpo_s: float = DEFAULT_RPO_S
+    jobs: int = 1  # pg_restore: 1 = --single-transaction (measured fastest, bench/drill_bench.py)
+    verify_jobs: int = DEFAULT_JOBS
+    pg_bin: Path | None = None
+    run_id: str = ""
+
+
+@dataclass
+class DrillResult:
+    doc: dict[str, Any]
+    exit_code: int
+    backup: Backup | None
+    secrets: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    @property
+    def reason(self) -> str:
+        return str(self.doc["reason"])
+
+
+def resolve_restore_to(restore_to: str, src: PgConn) -> str:
+    """``auto``: ``same`` for a source on this machine (the reference stack's server), else
+    ``embedded`` — a remote source is only read, never asked to hold a database of ours."""
+    if restore_to == "auto":
+        return "same" if src.is_local else "embedded"
+    if restore_to not in RESTORE_MODES:
+        PgConn.parse(restore_to)  # UsageError (exit 2) when it is no database URL either
+    return restore_to
+
+
+def compare_tables(
+    manifest_tables: list[dict[str, Any]], restored: list[TablePrint]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Table by table, the manifest's counts and digests against the restore's; the problems in words."""
+    got = {p.plan.qualified: p for p in restored}
+    rows, problems = [], []
+    for m in manifest_tables:
+        name = f"{m['schema']}.{m['table']}"
+        p = got.pop(name, None)
+        entry: dict[str, Any] = {
+            "table": name,
+            "key": m["key"],
+            "source": {"rows": m["rows"], "digest": m["digest"]},
+        }
+        if p is None or p.error:
+            problems.append(f"{name} is missing from the restore" if p is None else f"{name}: {p.error}")
+            entry.update(
+                restored=None,
+                rows_match=False,
+                digest_match=False,
+                status="missing" if p is None else "error",
+            )
+        else:
+            bad = [
+                {"from": c["from"], "to": c["to"]}
+                for c, got_chunk in zip(m["chunks"], p.chunks, strict=False)
+                if got_chunk != (c["rows"], c["digest"])
+            ]
+            rows_ok, digest_ok = p.rows == m["rows"], p.digest == m["digest"] and not bad
+            entry.update(
+                restored={"rows": p.rows, "digest": p.digest}, rows_match=rows_ok, digest_match=digest_ok
+            )
+            entry.update(chunks_differing=bad, status="match" if rows_ok and digest_ok else "differs")
+            if not rows_ok:
+                problems.append(f"{name} has {p.rows} rows, the backup {m['rows']}")
+            elif not digest_ok:
+                problems.append(f"{name} content differs from the backup ({len(bad)} chunk(s))")
+        rows.append({**entry, "match": entry["status"] == "match"})
+    for name, p in got.items():
+        problems.append(f"{name} is in the restore but not in the manifest")
+        extra = {"source": None, "restored": {"rows": p.rows, "digest": p.digest}, "status": "extra"}
+        rows.append({"table": name, "key": [k.name for k in p.plan.key], **extra,
+                     "rows_match": False, "digest_match": False, "match": False})  # fmt: skip
+    return rows, problems
+
+
+class _Drill:
+    def __init__(self, opts: DrillOptions) -> None:
+        self.opts = opts
+        self.src = PgConn.parse(opts.database_url)  # a UsageError before anything happens
+        self.mode = resolve_restore_to(opts.restore_to, self.src)
+        self.secrets = [s for s in (self.src.password, _password(opts.restore_to)) if s]
+        self.failures: list[tuple[int, int, str]] = []  # (rank, exit code, one-line reason)
+        self.backup: Backup | None = None
+        self.embedded: EmbeddedPostgres | None = None
+        self.t0 = time.monotonic()
+        target = {"mode": self.mode if self.mode in RESTORE_MODES else "url", "database": None}
+        self.doc: dict[str, Any] = {
+            "run_id": opts.run_id, "started_at": utc_now(), "finished_at": None, "verdict": None,
+            "reason": None, "exit_code": None, "failures": [], "source": self.src.describe(),
+            "backup_dir": str(opts.backup_dir), "backup": None,
+            "restore_target": {**target, "created": False, "dropped": None},
+            "restore": None, "tables": [], "summary": None, "phases": {},
+            "rto": {"target_s": opts.rto_s, "measured_s": None, "passed": False,
+                    "definition": "checksum + create database + pg_restore"},
+            "rpo": {"target_s": opts.rpo_s, "measured_s": None, "passed": False,
+                    "definition": "drill start minus the backup's snapshot time"},
+        }  # fmt: skip
+
+    def fail(self, rank: int, code: int, reason: str) -> None:
+        self.failures.append((rank, code, " ".join(reason.split())))
+
+    @contextlib.contextmanager
+    def phase(self, name: str, **info: Any) -> Iterator[None]:
+        rec: dict[str, Any] = {"ok": False, **info}
+        self.doc["phases"][name] = rec
+        t = time.monotonic()
+        try:
+            yield
+            rec["ok"] = True
+        except Exception as exc:
+            rec["error"] = " ".join(str(exc).split())[:300]
+            raise
+        finally:
+            rec["duration_s"] = round(time.monotonic() - t, 3)
+
+    def run(self) -> DrillResult:
+        try:
+            self._run()
+        except GateError as exc:
+            self.fail(_INFRA if exc.exit_code == EXIT_INFRA else _INTEGRITY, exc.exit_code, str(exc))
+        except psycopg.Error as exc:  # a server that went away mid-drill
+            self.fail(_INFRA, EXIT_INFRA, f"the database failed during the drill: {first_line(exc)}")
+        except OSError as exc:  # an unreadable dump, a vanished directory
+            self.fail(_INFRA, EXIT_INFRA, f"{type(exc).__name__}: {exc}")
+        self.failures.sort(key=lambda f: f[0])
+        code = max((f[1] for f in self.failures), default=EXIT_OK, key=_SEVERITY.index)
+        s = self.doc["summary"]
+        passed = (
+            f"{s['tables']} tables, {s['rows_restored']} rows restored, all matching the backup" if s else ""
+        )
+        self.doc.update(
+            verdict="PASSED" if code == EXIT_OK else "FAILED",
+            exit_code=code,
+            reason=self.failures[0][2] if self.failures else passed,
+            failures=[f[2] for f in self.failures],
+            finished_at=utc_now(),
+            duration_s=round(time.monotonic() - self.t0, 3),
+            process={"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss},
+        )
+        return DrillResult(self.doc, code, self.backup, self.secrets)
+
+    def _run(self) -> None:
+        backup = self.backup = self._latest()
+        manifest = backup.manifest()
+        dump, totals = manifest.get("dump", {}), manifest.get("totals", {})
+        self.doc["backup"] = {
+            "file": str(backup.dump), "manifest": str(backup.manifest_path), "sha256": dump.get("sha256"),
+            "size_bytes": dump.get("size_bytes"), "database": manifest.get("database"),
+            "taken_at": manifest.get("taken_at"), "versions": manifest.get("versions"),
+            "tables": totals.get("tables"), "rows": totals.get("rows"),
+            "previously_verified": backup.verified,
+        }  # fmt: skip
+        if manifest.get("database") != self.src.dbname:
+            raise Failed(
+                f"wrong database: the latest backup is of {manifest.get('database')!r}, the source is "
+                f"{self.src.dbname!r} (keep one --dir per database)"
+            )
+        self._rpo(str(manifest.get("taken_at")))
+        with self.phase("checksum"):
+            self._checksum(backup, dump)
+        major = int(str(manifest.get("versions", {}).get("pg_dump", "0")).split(".")[0])
+        pg_restore, version = find_tool("pg_restore", at_least=major, pg_bin=self.opts.pg_bin)
+        with self._server() as admin:
+            name = f"{EPHEMERAL_PREFIX}{secrets.token_hex(4)}"
+            with self.phase("create_db"):
+                self._create(admin, name, str(manifest.get("server_encoding", "UTF8")))
+            try:
+                with self.phase("restore"):
+                    self._restore(pg_restore, version, admin.with_dbname(name), backup.dump)
+                with self.phase("verify", jobs=self.opts.verify_jobs):
+                    restored = self._fingerprint(admin.with_dbname(name), manifest["tables"])
+            finally:
+                self._drop(admin, name)
+        tables, problems = compare_tables(manifest["tables"], restored)
+        self.doc["tables"] = tables
+        self.doc["summary"] = {
+            "tables": len(tables), "matching": sum(t["match"] for t in tables),
+            "rows_source": sum(t["source"]["rows"] for t in tables if t["source"]),
+            "rows_restored": sum(t["restored"]["rows"] for t in tables if t["restored"]),
+        }  # fmt: skip
+        if problems:
+            more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
+            self.fail(
+                _INTEGRITY,
+                EXIT_CRITERION,
+                f"the restore differs from the backup: {'; '.join(problems[:2])}{more}",
+            )
+        rto = round(sum(self.doc["phases"][p]["duration_s"] for p in ("checksum", "create_db", "restore")), 3)
+        self.doc["rto"].update(measured_s=rto, passed=rto <= self.opts.rto_s)
+        if rto > self.opts.rto_s:
+            self.fail(
+                _TARGET,
+                EXIT_CRITERION,
+                f"RTO exceeded: the restore took {human(rto)}, target {human(self.opts.rto_s)}",
+            )
+
+    def _latest(self) -> Backup:
+        root = self.opts.backup_dir
+        if not root.is_dir():
+            raise Failed(
+                f"backup directory {root} does not exist: no backup to restore (run relay-gate backup)"
+            )
+        backups = list_backups(root)
+        if not backups:
+            raise Failed(
+                f"no backup in {root} (YYYY-MM-DD/<db>-<UTC>.dump with its manifest): run relay-gate backup"
+            )
+        return backups[-1]
+
+    def _rpo(self, taken_at: str) -> None:
+        try:
+            taken = datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise Failed(f"the manifest's taken_at {taken_at!r} is not a timestamp") from None
+        age = round((datetime.now(UTC) - taken).total_seconds(), 3)
+        self.doc["rpo"].update(measured_s=age, passed=age <= self.opts.rpo_s, taken_at=taken_at)
+        if age > self.opts.rpo_s:
+            why = f"RPO exceeded: the latest backup is {human(age)} old, target {human(self.opts.rpo_s)}"
+            self.fail(_TARGET, EXIT_CRITERION, why)
+
+    def _checksum(self, backup: Backup, dump: dict[str, Any]) -> None:
+        if not backup.dump.is_file():
+            raise Failed(f"backup missing: {backup.dump} (named by its manifest) does not exist")
+        sha, size = sha256_of(backup.dump)
+        self.doc["backup"].update(sha256_actual=sha, size_actual=size, checksum_ok=False)
+        if size < int(dump.get("size_bytes", 0)):
+            raise Failed(
+                f"truncated dump: {backup.dump.name} has {size} bytes, its manifest says {dump['size_bytes']}"
+            )
+        if sha != dump.get("sha256"):
+            raise Failed(
+                f"checksum mismatch: {backup.dump.name} has sha256 {sha[:16]}…, its manifest says "
+                f"{str(dump.get('sha256'))[:16]}… (the file changed after the backup)"
+            )
+        self.doc["backup"]["checksum_ok"] = True
+
+    @contextlib.contextmanager
+    def _server(self) -> Iterator[PgConn]:
+        """The server to restore on, as an admin connection (one that may CREATE DATABASE)."""
+        if self.mode != "embedded":
+            yield self.src if self.mode == "same" else PgConn.parse(self.mode)
+            return
+        from gate.pg_server import EmbeddedPostgres
+
+        workdir = Path(tempfile.mkdtemp(prefix="relay-gate-drill-"))
+        try:
+            self.embedded = EmbeddedPostgres(workdir / "pg")
+            with self.phase("start_server"):
+                self.embedded.start()
+            self.secrets.append(self.embedded.password)
+            yield PgConn.parse(self.embedded.url())
+        finally:
+            if self.embedded is not None:
+                self.embedded.close()
+                self.doc["restore_target"]["server_removed"] = True
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _create(self, admin: PgConn, name: str, encoding: str) -> None:
+        target = self.doc["restore_target"]
+        target.update(admin.describe(), database=name)
+        with connect(admin, "relay-gate drill", role="restore target") as conn:
+            num = int(str(conn.execute("SHOW server_version_num").fetchone()[0]))  # type: ignore[index]
+            target["server_version"] = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+            # The source's encoding (digests hash stored bytes) with the C locale, valid with any
+            # encoding: text keys are ordered COLLATE "C" on both sides anyway.
+            locale = "LOCALE_PROVIDER libc LOCALE 'C'" if num >= 150000 else "LC_COLLATE 'C' LC_CTYPE 'C'"
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} ").format(
+                sql.Identifier(name), sql.Literal(encoding)
+            )
+            try:
+                conn.execute(query + sql.SQL(locale))
+            except psycopg.Error as exc:
+                raise InfrastructureError(
+                    f"cannot create a database on the restore target {admin.where}: {first_line(exc)}"
+                    " (grant CREATEDB, or use --restore-to embedded)"
+                ) from None
+        target["created"] = True
+
+    def _restore(self, pg_restore: Path, version: str, target: PgConn, dump: Path) -> None:
+        jobs = self.opts.jobs
+        argv = [str(pg_restore), "--exit-on-error", "--no-owner", "--no-privileges", "--no-tablespaces",
+                "--no-publications", "--no-subscriptions",
+                *(["--single-transaction"] if jobs <= 1 else [f"--jobs={jobs}"]),
+                f"--dbname={target.argv_dsn}", str(dump)]  # fmt: skip
+        strategy = "single transaction" if jobs <= 1 else f"parallel, {jobs} jobs"
+        self.doc["restore"] = {"pg_restore": version, "strategy": strategy, "jobs": jobs, "command": argv}
+        env = target.child_env("relay-gate pg_restore")
+        res = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            # Out of space, PostgreSQL PANICs on WAL: pg_restore only sees the connection drop, the
+            # server log says why (readable when the server is ours).
+            log = tail(self.embedded.log_path, 40) if self.embedded is not None else ""
+            if no_space(res.stderr) or no_space(log):
+                where = "set RELAY_GATE_PG_RUN_DIR to a bigger disk" if self.embedded else "free space there"
+                raise InfrastructureError(
+                    f"disk full on the restore target: {error_line(res.stderr)} ({where})"
+                )
+            raise Failed(f"pg_restore failed (exit {res.returncode}): {error_line(res.stderr)}")
+
+    def _fingerprint(self, target: PgConn, manifest_tables: list[dict[str, Any]]) -> list[TablePrint]:
+        """Count and digest the restore in the manifest's key order and chunks, plus any extra table."""
+        with connect(target, "relay-gate drill", role="restored database") as conn:
+            present = {t.qualified: t for t in list_tables(conn)}
+        plans = []
+        for m in manifest_tables:
+            t = present.pop(f"{m['schema']}.{m['table']}", None)
+            if t is not None:
+                same_key = [k.name for k in t.key] == m["key"]
+                key = t.key if same_key else tuple(KeyCol(n, False, False) for n in m["key"])
+                bounds = tuple((c["from"], c["to"]) for c in m["chunks"]) or ((None, None),)
+                plans.append(TablePlan(t.schema, t.name, key, bounds))
+        plans += present.values()  # extra tables, to be named
+        return fingerprint(target, plans, jobs=self.opts.verify_jobs, tolerate_errors=True)
+
+    def _drop(self, admin: PgConn, name: str) -> None:
+        """Always runs. A database left on a server we keep is a failure to report, never to hide."""
+        target = self.doc["restore_target"]
+        try:
+            with self.phase("drop"), connect(admin, "relay-gate drill", role="restore target") as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            target["dropped"] = True
+        except (GateError, psycopg.Error) as exc:
+            target["dropped"] = False
+            if self.embedded is None:  # an embedded server goes next, its database with it
+                why = f"could not drop {name} on {admin.where} ({first_line(exc)}): drop it by hand"
+                self.fail(_INFRA, EXIT_INFRA, why)
+
+
+def _password(url: str) -> str | None:
+    if url in RESTORE_MODES:
+        return None
+    with contextlib.suppress(GateError):
+        return PgConn.parse(url).password
+    return None
+
+
+def run_drill(opts: DrillOptions) -> DrillResult:
+    """Run the drill. Failed criteria and infrastructure failures are in the result, never raised; a
+    :class:`~gate.errors.UsageError` (bad URL, bad ``restore_to``) is raised before anything happens."""
+    return _Drill(opts).run()
+
+
+def write_results(result: DrillResult, results: Path, *, mark: bool = True) -> Path:
+    """``results/drill/drill.json``, plus ``results/run.json`` when the folder is new. A passing drill
+    also marks its backup verified (retention keeps the newest verified backup)."""
+    drill_json = results / "drill" / "drill.json"
+    redactor = Redactor(result.secrets)
+    doc = {**result.doc, "verified_marker": None}
+    if mark and result.passed and result.backup is not None:
+        try:
+            sha = doc["backup"]["sha256"]
+            marker = mark_verified(result.backup, run_id=doc["run_id"], sha256=sha, drill_json=drill_json)
+            doc["verified_marker"] = str(marker)
+        except (OSError, GateError) as exc:  # a read-only backup dir: the drill still passed
+            doc["verified_marker_error"] = str(exc)
+    target = {"name": f"database {doc['source']['database']}", **doc["source"]}
+    prov = provenance(
+        run_id=doc["run_id"], target=target, started_at=doc["started_at"], extra={"command": "drill"}
+    )
+    doc["provenance"] = {**prov, "finished_at": doc["finished_at"]}
+    if not (results / "run.json").exists():
+        run_doc = {**doc["provenance"], "exit_code": result.exit_code, "verdict": doc["verdict"]}
+        write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
+    return write_json(drill_json, "drill", 1, doc, redactor=redactor)
+
+
+def run_id_for(results: Path, default: str) -> str:
+    """The run id of an existing results folder (its run.json), else ``default``."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return str(read_json(results / "run.json", "run")["run_id"])
+    return default

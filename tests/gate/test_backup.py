@@ -1,0 +1,350 @@
+"""relay-gate backup: dump and manifest from one snapshot, atomic files, versions, disk full, retention."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import gate.backup as backup_mod
+from gate.backup import MANIFEST_SCHEMA, PgConn, list_backups, sha256_of, take_backup
+from gate.cli import main
+from gate.commands.backup import plan_retention
+from gate.drill import DrillOptions, run_drill, seed_bulk_table
+from gate.errors import InfrastructureError, UsageError
+from gate.pg_server import EmbeddedPostgres
+from gate.procs import free_port
+
+pytestmark = pytest.mark.stack
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {
+            t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]  # noqa: S608
+            for t in ("audit_log", "bulk_events", "alembic_version")
+        }
+
+
+def add_audit_rows(url: str, n: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(n):
+            conn.execute(
+                "INSERT INTO audit_log"
+                " (request_id, webhook_id, workspace, action, role, status, delivery_status)"
+                " VALUES (%s, 'wh', 'default', 'notify.send', 'dev', 'pending', 'pending')",
+                (uuid.uuid4(),),
+            )
+
+
+@pytest.fixture
+def source(pg_database: str) -> str:
+    """A migrated database with audit rows and a small bulk table."""
+    seed_bulk_table(pg_database, rows=3000)
+    add_audit_rows(pg_database, 5)
+    return pg_database
+
+
+def test_backup_writes_a_dump_and_a_manifest_of_the_same_snapshot(source: str, tmp_path: Path) -> None:
+    b = take_backup(source, tmp_path / "backups")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert b.dump.parent == tmp_path / "backups" / today
+    assert b.dump.name.startswith(PgConn.parse(source).dbname + "-") and b.dump.suffix == ".dump"
+    assert sorted(p.name for p in b.dump.parent.iterdir()) == sorted([b.dump.name, b.manifest_path.name])
+    m = json.loads(b.manifest_path.read_text())
+    assert m["schema"] == MANIFEST_SCHEMA and m["database"] == PgConn.parse(source).dbname
+    assert (m["dump"]["sha256"], m["dump"]["size_bytes"]) == sha256_of(b.dump)
+    assert m["versions"]["pg_dump"] == m["versions"]["server"] == "16.2"
+    tables = {t["table"]: t for t in m["tables"]}
+    assert {k: tables[k]["rows"] for k in counts(source)} == counts(source)
+    assert tables["bulk_events"]["key"] == ["id"] and len(tables["bulk_events"]["digest"]) == 32
+    assert m["totals"] == {"tables": 3, "rows": sum(counts(source).values())}
+    assert m["snapshot"]["id"] and m["taken_at"].endswith("Z")
+    # a valid custom-format archive, listing the bulk table's data
+    listing = subprocess.run(
+        [str(backup_mod.find_tool("pg_restore", at_least=16, pg_bin=None)[0]), "--list", str(b.dump)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "TABLE DATA public bulk_events" in listing
+    password = PgConn.parse(source).password
+    assert password and password not in b.manifest_path.read_text()
+
+
+def test_rows_committed_after_the_snapshot_are_in_neither_the_dump_nor_the_manifest(
+    source: str, tmp_path: Path
+) -> None:
+    before = counts(source)
+
+    def meanwhile(snapshot: str) -> None:  # another client commits after the snapshot was exported
+        add_audit_rows(source, 7)
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("DELETE FROM bulk_events WHERE id <= 10")
+            conn.execute("UPDATE bulk_events SET payload = 'changed' WHERE id = 500")
+
+    b = take_backup(source, tmp_path / "backups", on_snapshot=meanwhile)
+    tables = {t["table"]: t["rows"] for t in b.manifest()["tables"]}
+    assert tables == before  # the manifest is the snapshot's, not the live database's
+    assert counts(source)["audit_log"] == before["audit_log"] + 7
+    # and the dump holds exactly that snapshot: the drill's in-database counts and digests agree
+    result = run_drill(DrillOptions(source, tmp_path / "backups", restore_to="same"))
+    assert result.passed, result.reason
+
+
+def test_a_concurrent_writer_does_not_break_the_match(source: str, tmp_path: Path) -> None:
+    """Rows are inserted in a loop all through the backup; the manifest still matches the dump exactly."""
+    stop, committed = threading.Event(), threading.Semaphore(0)
+    inserted = [0]
+
+    def writer() -> None:
+        with psycopg.connect(source, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "INSERT INTO bulk_events SELECT g, 'w', 'k', 'p', 0, now()"
+                    " FROM generate_series(%s, %s) AS g",
+                    (1_000_000 + inserted[0], 1_000_000 + inserted[0] + 49),
+                )
+                inserted[0] += 50
+                committed.release()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    at_snapshot: list[int] = []
+
+    def after_snapshot(_snapshot: str) -> None:
+        at_snapshot.append(inserted[0])
+        for _ in range(3):  # commits after the snapshot, before pg_dump and the counts start
+            assert committed.acquire(timeout=10)
+
+    try:
+        b = take_backup(source, tmp_path / "backups", on_snapshot=after_snapshot)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert inserted[0] >= at_snapshot[0] + 150, "the writer did not commit during the backup"
+    manifest_rows = next(t["rows"] for t in b.manifest()["tables"] if t["table"] == "bulk_events")
+    assert manifest_rows < counts(source)["bulk_events"]
+    result = run_drill(DrillOptions(source, tmp_path / "backups", restore_to="same"))
+    assert result.passed, result.reason
+    restored = next(t for t in result.doc["tables"] if t["table"] == "public.bulk_events")
+    assert restored["restored"]["rows"] == manifest_rows
+
+
+def test_large_tables_are_hashed_in_chunks_of_the_primary_key(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backup_mod, "CHUNK_ROWS", 1000)
+    b = take_backup(source, tmp_path / "backups", jobs=2)
+    bulk = next(t for t in b.manifest()["tables"] if t["table"] == "bulk_events")
+    assert len(bulk["chunks"]) == 3
+    assert bulk["chunks"][0]["from"] is None and bulk["chunks"][-1]["to"] is None  # open ends
+    assert sum(c["rows"] for c in bulk["chunks"]) == bulk["rows"] == 3000
+    assert run_drill(DrillOptions(source, tmp_path / "backups", restore_to="same", verify_jobs=2)).passed
+
+
+def test_digests_ignore_session_settings_and_cover_tables_without_a_key(
+    pg_server: EmbeddedPostgres, pg_database: str, tmp_path: Path
+) -> None:
+    """Row text depends on TimeZone, DateStyle, lc_monetary... which differ between servers: pinned."""
+    dbname = PgConn.parse(pg_database).dbname
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {dbname} SET TimeZone = 'Asia/Tokyo'")
+        conn.execute(f"ALTER DATABASE {dbname} SET DateStyle = 'SQL, DMY'")
+        conn.execute("CREATE TABLE notes (k text PRIMARY KEY, at timestamptz, price money, d interval)")
+        conn.execute("INSERT INTO notes VALUES ('b', now(), 12.5, '1 day'), ('A', now(), 1, '2 hours')")
+        conn.execute("CREATE TABLE loose (v text, n float8)")  # no primary key: duplicates allowed
+        conn.execute("INSERT INTO loose VALUES ('x', 0.1), ('x', 0.1), (NULL, 1e300)")
+    take_backup(pg_database, tmp_path / "backups")
+    result = run_drill(DrillOptions(pg_database, tmp_path / "backups", restore_to="same"))
+    assert result.passed, result.reason
+    assert {t["table"]: t["source"]["rows"] for t in result.doc["tables"]}["public.loose"] == 3
+
+
+def _fake_tool(bin_dir: Path, name: str, version: str) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n")
+    tool.chmod(0o755)
+    return bin_dir
+
+
+def test_a_pg_dump_older_than_the_server_is_refused_before_anything_is_written(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = _fake_tool(tmp_path / "pg15", "pg_dump", "15.4")
+    with pytest.raises(
+        InfrastructureError, match=r"version mismatch: pg_dump must be PostgreSQL 16 or newer"
+    ):
+        take_backup(source, tmp_path / "backups", pg_bin=old)
+    assert not (tmp_path / "backups").exists()
+    code = main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--pg-bin", str(old)])
+    assert code == 5
+    assert "--pg-bin" in capsys.readouterr().err
+    code = main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--pg-bin", str(tmp_path)])
+    assert code == 5
+    assert "no pg_dump found" in capsys.readouterr().err
+
+
+def test_an_unreachable_source_is_exit_5_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"postgresql://postgres:s3cret-pw-123@127.0.0.1:{free_port()}/relay"
+    assert main(["backup", "--database-url", url, "--dir", str(tmp_path / "b")]) == 5
+    err = capsys.readouterr().err
+    assert "source database 127.0.0.1" in err and "unreachable" in err and "s3cret" not in err
+    assert main(["backup", "--dir", str(tmp_path / "b"), "--database-url", "postgresql://h:1/"]) == 2
+
+
+def test_the_password_is_never_in_an_argv(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real_popen, real_run = subprocess.Popen, subprocess.run
+
+    def popen(argv: list[str], **kw: Any) -> Any:
+        seen.append((list(argv), kw.get("env") or {}))
+        return real_popen(argv, **kw)
+
+    def run(argv: list[str], **kw: Any) -> Any:
+        seen.append((list(argv), kw.get("env") or {}))
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(backup_mod.subprocess, "Popen", popen)
+    monkeypatch.setattr(backup_mod.subprocess, "run", run)
+    take_backup(source, tmp_path / "backups")
+    assert run_drill(DrillOptions(source, tmp_path / "backups", restore_to="same")).passed
+    password = PgConn.parse(source).password
+    tools = [
+        (a, env) for a, env in seen if Path(a[0]).name in ("pg_dump", "pg_restore") and a[1] != "--version"
+    ]
+    assert {Path(a[0]).name for a, _ in tools} == {"pg_dump", "pg_restore"}
+    for argv, env in tools:
+        assert password and not any(password in str(arg) for arg in argv), argv
+        assert env.get("PGPASSWORD") == password
+
+
+def test_two_backups_in_the_same_second_get_distinct_names(source: str, tmp_path: Path) -> None:
+    first, second = take_backup(source, tmp_path / "b"), take_backup(source, tmp_path / "b")
+    assert first.dump != second.dump
+    assert [b.dump for b in list_backups(tmp_path / "b")][-1] == second.dump  # newest last
+
+
+# -- disk full, for real: a 2 MB tmpfs -------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, check=False
+    )
+    if res.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here ({res.stderr.decode().strip()}): disk full not testable for real"
+        )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_fails_the_backup_cleanly(
+    pg_database: str, tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(pg_database, autocommit=True) as conn:  # ~6 MB of hashes gzip cannot shrink to 2 MB
+        conn.execute("CREATE TABLE noise AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v"
+                     " FROM generate_series(1, 120000) g")  # fmt: skip
+    code = main(["backup", "--database-url", pg_database, "--dir", str(tiny_disk / "backups")])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert "disk full" in err and "MB free" in err and len(err.strip().splitlines()) == 1
+    leftovers = [p.name for p in (tiny_disk / "backups").rglob("*") if p.is_file()]
+    assert leftovers == [], f"a failed backup left {leftovers}"
+    assert list_backups(tiny_disk / "backups") == []
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+def fake_backup(root: Path, day: date, *, verified: bool = False, n: int = 0) -> Path:
+    d = root / day.isoformat()
+    d.mkdir(parents=True, exist_ok=True)
+    stem = f"relay-{day.strftime('%Y%m%d')}T0900{n:02d}Z"
+    (d / f"{stem}.dump").write_bytes(b"PGDMP")
+    (d / f"{stem}.manifest.json").write_text(json.dumps({"schema": MANIFEST_SCHEMA}))
+    if verified:
+        (d / f"{stem}.verified.json").write_text("{}")
+    return d / f"{stem}.dump"
+
+
+TODAY = date(2026, 11, 26)
+
+
+def test_retention_removes_day_folders_older_than_the_window_only(tmp_path: Path) -> None:
+    for age in (0, 1, 30, 31, 45):
+        fake_backup(tmp_path, TODAY - timedelta(days=age))
+    (tmp_path / "notes").mkdir()  # not ours: never touched
+    (tmp_path / "2026-13-99").mkdir()  # not a real date
+    plan = plan_retention(tmp_path, keep_days=30, today=TODAY)
+    assert sorted(r.path.name for r in plan.remove) == [
+        (TODAY - timedelta(days=45)).isoformat(), (TODAY - timedelta(days=31)).isoformat(),
+    ]  # fmt: skip
+    assert plan.kept == []
+
+
+def test_retention_keeps_the_newest_verified_backup_and_a_minimum_count(tmp_path: Path) -> None:
+    old_verified = fake_backup(tmp_path, TODAY - timedelta(days=60), verified=True)
+    sibling = fake_backup(tmp_path, TODAY - timedelta(days=60), n=1)  # same day, newer, unverified
+    older_verified = fake_backup(tmp_path, TODAY - timedelta(days=90), verified=True)
+    newest = fake_backup(tmp_path, TODAY - timedelta(days=40))
+    plan = plan_retention(tmp_path, keep_days=30, keep_min=1, today=TODAY)
+    removed = {r.path for r in plan.remove}
+    assert older_verified.parent in removed  # only the newest verified one is protected
+    assert (
+        sibling in removed and sibling.with_name(sibling.name.replace(".dump", ".manifest.json")) in removed
+    )
+    kept_files = {
+        old_verified.with_name(old_verified.name.replace(".dump", s))
+        for s in (".manifest.json", ".verified.json")
+    }
+    assert not removed & {old_verified, *kept_files}
+    assert {k.path: k.reason for k in plan.kept} == {
+        old_verified: "the newest verified backup", newest: "one of the newest 1",
+    }  # fmt: skip
+    assert plan_retention(tmp_path, keep_days=30, keep_min=1, today=TODAY, pending_backup=True).kept == [
+        next(k for k in plan.kept if k.path == old_verified)
+    ]  # a dry run counts the backup about to be taken as the newest
+    with pytest.raises(UsageError):
+        plan_retention(tmp_path, keep_min=0)
+
+
+def test_dry_run_removes_nothing_and_a_failed_backup_prunes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = fake_backup(tmp_path, datetime.now(UTC).date() - timedelta(days=40)).parent
+    fake_backup(tmp_path, datetime.now(UTC).date() - timedelta(days=35))
+    assert main(["backup", "--dir", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"remove {old}" in out and old.exists()
+    url = f"postgresql://u:p@127.0.0.1:{free_port()}/relay"
+    assert main(["backup", "--database-url", url, "--dir", str(tmp_path)]) == 5
+    assert old.exists(), "pruning ran although no new backup completed"
+    assert main(["backup", "--dir", str(tmp_path), "--dry-run", "--keep-min", "0"]) == 2
+
+
+def test_a_successful_backup_prunes(source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = fake_backup(tmp_path, datetime.now(UTC).date() - timedelta(days=40)).parent
+    assert main(["backup", "--database-url", source, "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert not old.exists() and "1 removed" in out
+    assert len(list_backups(tmp_path)) == 1
+    assert os.listdir(tmp_path) == [datetime.now(UTC).strftime("%Y-%m-%d")]
