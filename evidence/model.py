@@ -216,8 +216,8 @@ def drill_criteria(res: Results) -> list[Criterion]:
 
 
 def slo_criteria(res: Results, default_spec: list[tuple[str, str]]) -> list[Criterion]:
-    """One criterion per endpoint objective; ``default_spec`` (endpoint, objective) lists them when
-    no load run exists, so a missing run is visible as NOT RUN rather than absent."""
+    """One criterion per endpoint objective of load.json; ``default_spec`` (endpoint, objective)
+    lists them when no load run exists, so a missing run shows as NOT RUN rather than not at all."""
     doc = AREAS["slo"][1]
     load = res.load
     if load is None:
@@ -225,25 +225,32 @@ def slo_criteria(res: Results, default_spec: list[tuple[str, str]]) -> list[Crit
             Criterion("slo", f"{ep}: {obj}", NOT_RUN, "no load results in this run", doc)
             for ep, obj in default_spec
         ]
+    blocking = [
+        c for c in load.get("validity") or [] if not c.get("ok", True) and c.get("blocks") == "verdict"
+    ]
     out = []
-    invalid = [c for c in load.get("validity", {}).get("checks", []) if not c.get("passed", True)]
-    for v in load.get("verdicts", []):
-        title = f"{v.get('endpoint')}: {v.get('objective')}"
-        if invalid:
-            out.append(
-                Criterion(
-                    "slo",
-                    title,
-                    NOT_RUN,
-                    "the load run is not valid evidence: "
-                    + "; ".join(str(c.get("detail") or c.get("name")) for c in invalid),
-                    doc,
-                )
-            )
-        else:
-            passed = bool(v.get("passed"))
-            out.append(Criterion("slo", title, PASS if passed else FAIL, v.get("detail"), doc))
+    for v in load.get("slos") or []:
+        title = f"{v.get('endpoint')}: {v.get('slo')}"
+        status = str(v.get("status"))
+        if blocking:
+            why = "; ".join(str(c.get("detail") or c.get("check")) for c in blocking)
+            out.append(Criterion("slo", title, NOT_RUN, f"the load run is not valid evidence: {why}", doc))
+        elif status == "pass":
+            out.append(Criterion("slo", title, PASS, _measured(v), doc))
+        elif status == "fail":
+            out.append(Criterion("slo", title, FAIL, _measured(v), doc))
+        else:  # "invalid": too few samples for the percentile, so the run cannot say
+            out.append(Criterion("slo", title, NOT_RUN, str(v.get("note") or "not valid evidence"), doc))
     return out
+
+
+def _measured(v: dict[str, Any]) -> str:
+    n = v.get("samples")
+    if "measured_ms" in v:
+        return f"{v['measured_ms']} ms measured (threshold {v.get('threshold_ms')} ms, {n} samples)"
+    if "measured_pct" in v:
+        return f"{v['measured_pct']} % measured (threshold {v.get('threshold_pct')} %, {n} samples)"
+    return str(v.get("note") or "")
 
 
 def verdict(criteria: list[Criterion]) -> tuple[int, str]:

@@ -90,7 +90,10 @@ def provenance(res: Results) -> dict[str, Any]:
         "version": tools.get("relay-gate"),
         "target": target.get("name") or features_target.get("name") or "unknown",
         "backend": target.get("backend") or features_target.get("backend") or "unknown",
-        "base_urls": features_target.get("base_urls") or target.get("base_urls") or [],
+        # a reference stack's URLs are ephemeral (each step starts its own); a deployment's are not
+        "base_urls": (features_target.get("base_urls") or target.get("base_urls") or [])
+        if (target.get("backend") or features_target.get("backend")) == "external"
+        else [],
         "servers": servers,
         "tools": tools,
         "missing": None if res.run else "run.json is missing: the provenance of these results is unknown",
@@ -98,11 +101,13 @@ def provenance(res: Results) -> dict[str, Any]:
 
 
 def all_criteria(res: Results) -> list[Criterion]:
-    return (
+    found = (
         feature_criteria(res, catalogue())
         + drill_criteria(res)
         + slo_criteria(res, sections.default_slo_objectives())
     )
+    order = list(AREAS)
+    return sorted(found, key=lambda c: order.index(c.area) if c.area in order else len(order))
 
 
 def render(results_dir: Path, out_dir: Path, *, signer: Any = None) -> Rendered:
