@@ -32,9 +32,15 @@ examples:
 ORDER = ("run", "serve", "check", "drill", "backup", "load", "evidence", "rules", "smoke", "selftest")
 
 
-def _command_modules() -> list[Any]:
+def _command_names() -> list[str]:
     names = [m.name for m in pkgutil.iter_modules(gate.commands.__path__) if not m.name.startswith("_")]
-    names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+
+def _command_modules(only: str | None = None) -> list[Any]:
+    # Importing a verb imports what it runs (Locust helpers, psycopg, httpx...): import only the verb
+    # asked for, and all of them only for the overview help.
+    names = [only] if only is not None else _command_names()
     modules = [importlib.import_module(f"gate.commands.{n}") for n in names]
     return [m for m in modules if hasattr(m, "register")]
 
@@ -47,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="relay-gate",
         description="A release gate with evidence for hardened HTTP APIs.",
@@ -56,14 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"relay-gate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in _command_modules():
+    for module in _command_modules(only):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in _command_names() else None)
+    args = parser.parse_args(args_list)
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
         parser.print_help()
