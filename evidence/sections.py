@@ -260,7 +260,18 @@ def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
             encoding="utf-8",
         )
         charts_out.append((chart, f"{name} per second"))
-    return {"present": True, "doc": load, "charts": charts_out}
+    return {"present": True, "doc": load, "charts": charts_out, "budgets": _budgets(load)}
+
+
+def _budgets(load: dict[str, Any]) -> list[dict[str, Any]]:
+    """Error budget over a 30-day period at the run's error ratio (gate.observability.budget)."""
+    from gate.errors import InvalidEvidence
+    from gate.observability.budget import error_budgets
+
+    try:
+        return [b.to_json() for b in error_budgets(load, period_s=30 * 86400)]
+    except InvalidEvidence:
+        return []
 
 
 def default_slo_objectives() -> list[tuple[str, str]]:
