@@ -8,6 +8,7 @@ are missing is NOT RUN — never assumed to have passed — and makes the verdic
     results/<run-id>/features/scenarios/*.json   relay-gate/scenario@1
     results/<run-id>/drill/drill.json            relay-gate/drill@1
     results/<run-id>/load/load.json              relay-gate/load@1
+    results/<run-id>/faults/faults.json          relay-gate/faults@1
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from typing import Any
 import features
 
 # the schema versions this relay-gate can read, per kind
-SUPPORTED: dict[str, set[int]] = {"run": {1}, "features": {1}, "scenario": {1}, "drill": {1}, "load": {1}}
+SUPPORTED: dict[str, set[int]] = {
+    "run": {1},
+    "features": {1},
+    "scenario": {1},
+    "drill": {1},
+    "load": {1},
+    "faults": {1},
+}
 
 PASS, FAIL, SKIPPED, NOT_RUN = "PASS", "FAIL", "SKIPPED", "NOT RUN"
 # skip reasons that mean "this target cannot have it", not "the configuration left it out"
@@ -36,6 +44,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "smoke": ("Post-deploy smoke", "SMOKE-AUDIT"),
     "drill": ("Backup and restore drill", "RESTORE-DRILL-REPORT"),
     "slo": ("Latency and error SLOs", "METRICS-SUMMARY"),
+    "faults": ("Faults under load", "FAULTS"),
 }
 
 
@@ -56,6 +65,7 @@ class Results:
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)  # by slug
     drill: dict[str, Any] | None = None
     load: dict[str, Any] | None = None
+    faults: dict[str, Any] | None = None
 
     def scenario_notes(self, area: str) -> list[dict[str, Any]]:
         """Scenario records of an area, in feature-file order where known."""
@@ -97,6 +107,7 @@ def load_results(root: Path) -> Results:
         "features": root / "features" / "summary.json",
         "drill": root / "drill" / "drill.json",
         "load": root / "load" / "load.json",
+        "faults": root / "faults" / "faults.json",
     }
     for kind, path in optional.items():
         if path.exists():
@@ -106,8 +117,8 @@ def load_results(root: Path) -> Results:
         for path in sorted(scen_dir.glob("*.json")):
             doc = _read(path, "scenario")
             res.scenarios[str(doc.get("slug", path.stem))] = doc
-    if res.run is None and res.features is None and res.drill is None and res.load is None:
-        raise ResultsError(root, "holds no relay-gate results (no run.json, features, drill or load)")
+    if all(getattr(res, k) is None for k in ("run", "features", "drill", "load", "faults")):
+        raise ResultsError(root, "holds no relay-gate results (no run.json, features, drill, load or faults)")
     return res
 
 

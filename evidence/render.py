@@ -23,9 +23,11 @@ from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markdown_it import MarkdownIt
 
 from evidence import charts, sections
+from evidence.faults import faults_context, faults_criteria
 from evidence.markdown import FILTERS
 from evidence.model import (
     AREAS,
+    SKIPPED,
     Criterion,
     Results,
     catalogue,
@@ -45,6 +47,7 @@ DOCUMENTS: dict[str, tuple[str, ...]] = {
     "SMOKE-AUDIT": ("smoke", "audit"),
     "RESTORE-DRILL-REPORT": ("drill",),
     "METRICS-SUMMARY": ("slo",),
+    "FAULTS": ("faults",),
 }
 
 
@@ -105,9 +108,19 @@ def all_criteria(res: Results) -> list[Criterion]:
         feature_criteria(res, catalogue())
         + drill_criteria(res)
         + slo_criteria(res, sections.default_slo_objectives())
+        + _faults(res)
     )
     order = list(AREAS)
     return sorted(found, key=lambda c: order.index(c.area) if c.area in order else len(order))
+
+
+def _faults(res: Results) -> list[Criterion]:
+    found = faults_criteria(res.faults)
+    if res.faults is None and provenance(res)["backend"] == "external":
+        # a deployment's Redis and PostgreSQL are not ours to kill: not applicable, not missing
+        why = "needs control of the target's Redis/PostgreSQL (only the reference stack has it)"
+        return [Criterion(c.area, c.title, SKIPPED, why, c.doc) for c in found]
+    return found
 
 
 def render(results_dir: Path, out_dir: Path, *, signer: Any = None) -> Rendered:
@@ -190,6 +203,7 @@ def _context(
         "aud": sections.audit(res),
         "drill": sections.drill(res, chart_dir),
         "metrics": sections.metrics(res, chart_dir),
+        "faults": faults_context(res.faults, chart_dir),
     }
 
 

@@ -29,7 +29,9 @@ examples:
 """
 
 # help lists the verbs in this order; any other module of gate/commands with register() follows
-ORDER = ("run", "serve", "check", "drill", "backup", "load", "evidence", "rules", "smoke", "selftest")
+ORDER = (
+    "run", "serve", "check", "drill", "backup", "load", "faults", "evidence", "rules", "smoke", "selftest",
+)  # fmt: skip
 
 
 def _command_names() -> list[str]:

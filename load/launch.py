@@ -41,6 +41,9 @@ class LocustPlan:
     run_id: str
     target_name: str
     env: dict[str, str] = field(default_factory=dict, repr=False)  # keys and weights
+    # --request-log: one JSON line per request (load/requestlog.py); in a distributed run the master
+    # hands the option to its workers, and each writes <stem>.worker-<index><suffix> beside it
+    request_log: Path | None = None
 
     @property
     def spawn_rate(self) -> int:
@@ -78,6 +81,8 @@ class LocustRun:
             "--slos", str(p.slos), "--results-dir", str(p.results), "--run-id", p.run_id,
             "--target-name", p.target_name, "--progress-file", str(self.progress_file),
         ]  # fmt: skip
+        if p.request_log is not None:
+            argv += ["--request-log", str(p.request_log)]
         if port is not None:
             argv += [
                 "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),

@@ -36,6 +36,7 @@ from load.endpoints import endpoint_for
 from load.pacing import Pacer
 from load.recorder import ERROR_OUTCOMES, SERIES_HORIZON_S, classify
 from load.render import render
+from load.requestlog import RequestLog
 from load.state import STATE
 
 
@@ -82,6 +83,13 @@ def _arguments(parser: Any) -> None:
     g.add_argument("--run-id", default="", env_var="RELAY_LOAD_RUN_ID", help="run id (default: a new one)")
     g.add_argument("--target-name", default="", help="how results name the target (default: the host)")
     g.add_argument("--progress-file", default="", help="append one JSON progress line per second here")
+    g.add_argument(
+        "--request-log",
+        default="",
+        help="write one JSON line per request (endpoint, status, due/sent times, latencies, X-Request-ID) "
+        "to this file; in a distributed run each worker writes <stem>.worker-<index><suffix> beside it "
+        "(load/requestlog.py)",
+    )
 
 
 @events.init.add_listener
@@ -123,6 +131,8 @@ def _test_start(environment: Environment, **_: Any) -> None:
     STATE.started_at = utc_now()
     STATE.t0_perf = time.perf_counter()
     STATE.t0_epoch = time.time()
+    if opts.request_log and not isinstance(runner, MasterRunner):  # a master sends no requests
+        STATE.request_log = RequestLog(request_log_path(Path(opts.request_log), runner))
     STATE.monitor = gevent.spawn(_monitor, environment)
 
 
@@ -147,8 +157,11 @@ def _on_request(
     else:
         lag, corrected = None, latency
     status = int(getattr(response, "status_code", 0) or 0)
+    endpoint = endpoint_for(request_type, name)
+    if STATE.request_log is not None:
+        _log_request(endpoint, status, paced, latency, corrected, response)
     STATE.recorder.record(
-        endpoint_for(request_type, name),
+        endpoint,
         status=status,
         outcome=classify(status, failed=exception is not None),
         latency_s=latency,
@@ -157,6 +170,42 @@ def _on_request(
         epoch_s=time.time(),
     )
     STATE.requests += 1
+
+
+def request_log_path(path: Path, runner: Any) -> Path:
+    """Where this process logs its requests: the path given, or for a worker (which received the
+    master's option) ``<stem>.worker-<index><suffix>`` beside it, so workers never share a file."""
+    if isinstance(runner, WorkerRunner):
+        return path.with_name(f"{path.stem}.worker-{runner.worker_index}{path.suffix}")
+    return path
+
+
+def _log_request(
+    endpoint: str,
+    status: int,
+    paced: tuple[float, float] | None,
+    latency: float,
+    corrected: float,
+    response: Any,
+) -> None:
+    """One line of --request-log: the numbers the histograms got, with the request's times."""
+    assert STATE.request_log is not None
+    if paced is not None:
+        due: float | None = STATE.epoch(paced[0])
+        sent = STATE.epoch(paced[1])
+    else:  # closed model: no schedule; the hook runs when the response is complete
+        due, sent = None, time.time() - latency
+    headers = getattr(response, "headers", None) if status else None
+    request_id = headers.get("x-request-id") if headers is not None else None
+    STATE.request_log.write(
+        endpoint=endpoint,
+        status=status,
+        due=due,
+        sent=sent,
+        response_ms=latency * 1000.0,
+        corrected_ms=corrected * 1000.0,
+        request_id=str(request_id) if request_id else None,
+    )
 
 
 def _freeze(environment: Environment) -> None:
@@ -180,6 +229,8 @@ def _monitor(environment: Environment) -> None:
         gevent.sleep(1.0)
         STATE.cpu.append(round(proc.cpu_percent(None), 1))
         STATE.rss_mb_max = max(STATE.rss_mb_max, proc.memory_info().rss / 2**20)
+        if STATE.request_log is not None:
+            STATE.request_log.flush()  # readable while the run goes on
         if isinstance(environment.runner, WorkerRunner):
             continue
         STATE.recorder.finalize(horizon=SERIES_HORIZON_S)
@@ -204,6 +255,8 @@ def _monitor(environment: Environment) -> None:
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     runner = environment.runner
+    if STATE.request_log is not None:
+        STATE.request_log.close()  # normally closed at the stop already; a crash path must not lose it
     if isinstance(runner, WorkerRunner):
         # the master judges; a worker succeeded if its final measurements went out (or no test ran)
         environment.process_exit_code = 0 if STATE.final_sent or not STATE.started else EXIT_INFRA

@@ -12,6 +12,7 @@ from typing import Any
 from load import slos
 from load.pacing import Pacer
 from load.recorder import Recorder
+from load.requestlog import RequestLog
 
 
 class RunState:
@@ -22,10 +23,14 @@ class RunState:
         self.think = (0.5, 1.5)
         self._key_cycle: Any = None
         self.monitor: Any = None  # the greenlet sampling CPU and writing progress
+        self.request_log: RequestLog | None = None  # --request-log: one line per request
         self.reset()
 
     def reset(self) -> None:
         """A new test starts (a web UI can run several in one process)."""
+        if self.request_log is not None:
+            self.request_log.close()
+            self.request_log = None
         self.recorder = Recorder()
         self.pacer = Pacer(None, self.think)
         self.started_at: str | None = None
@@ -69,8 +74,25 @@ class RunState:
         unfinished = self.pacer.unfinished(now)
         for endpoint, waited in unfinished:
             self.recorder.record_unfinished(endpoint, waited)
+            if self.request_log is not None:
+                self.request_log.write(
+                    endpoint=endpoint,
+                    status=None,
+                    due=self.epoch(now - waited),
+                    sent=None,
+                    response_ms=None,
+                    corrected_ms=waited * 1000.0,
+                    unfinished=True,
+                )
         self.unfinished_at_stop = len(unfinished)
         self.backlog_at_stop = self.pacer.backlog(now)
+        if self.request_log is not None:
+            self.request_log.close()  # complete: nothing recorded after the stop belongs to the run
+
+    def epoch(self, perf: float) -> float:
+        """A ``time.perf_counter`` reading of this test as epoch seconds (the wall clock other
+        processes, such as a fault injector, stamp their events with)."""
+        return self.t0_epoch + (perf - (self.t0_perf or perf))
 
     def generator(self, role: str, node: str) -> dict[str, Any]:
         """This process's figures as load.json's ``generators`` lists them."""

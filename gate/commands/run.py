@@ -1,4 +1,5 @@
-"""``relay-gate run``: the whole gate, one verdict — features, restore drill, SLO load, evidence.
+"""``relay-gate run``: the whole gate, one verdict — features, restore drill, SLO load, faults under
+load, evidence.
 
 Every step writes into the same ``results/<run-id>/``; the evidence pack is rendered from it at the
 end, so a step that could not run shows as NOT RUN there. On the reference stack (the default) each
@@ -50,7 +51,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--skip",
         action="append",
-        choices=("features", "drill", "load"),
+        choices=("features", "drill", "load", "faults"),
         default=[],
         help="leave a step out (its criteria show as NOT RUN and the verdict is not a pass)",
     )
@@ -190,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
             "",
         ),
     )
+
+    def faults() -> tuple[int, str]:
+        if target is not None:
+            return EXIT_OK, "a deployment's Redis/PostgreSQL are not ours to kill: not applicable"
+        return _cli(["faults", "--results", str(results), "--backend", args.backend]), ""
+
+    step("faults", faults)
 
     def render() -> tuple[int, str]:
         keys = ["--hmac-key-env", args.hmac_key_env] if args.hmac_key_env else []

@@ -28,7 +28,18 @@ def run(
 def test_a_skipped_step_is_not_run_and_not_a_pass(tmp_path: Path) -> None:
     results, out = tmp_path / "results", tmp_path / "pack"
     proc = run(
-        "-m", "smoke", "--skip", "drill", "--skip", "load", "--results", str(results), "--out", str(out)
+        "-m",
+        "smoke",
+        "--skip",
+        "drill",
+        "--skip",
+        "load",
+        "--skip",
+        "faults",
+        "--results",
+        str(results),
+        "--out",
+        str(out),
     )
     assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "features       0" in proc.stdout and "drill          4" in proc.stdout
