@@ -2,38 +2,31 @@
 
 Each defect is a small, realistic variation of the relay — the kind of mistake a hardening sprint
 makes — built through the app factory's injection points (limiter, audit log, deliverer client,
-dependency overrides) or an ASGI wrapper. None is reachable through a setting of the service: they
-exist only in this test-only factory, used by ``python -m gate.harness --defect NAME``.
+dependency overrides) or an ASGI wrapper (the parts are in gate/defect_parts.py). None is reachable
+through a setting of the service: they exist only in this test-only factory, used by
+``python -m gate.harness --defect NAME``.
 
-For every acceptance area there are defects that some scenario must catch; the tests in
-tests/features/ (and ``relay-gate selftest``) run the scenarios against each one and require a failure.
+For every acceptance area there are defects that some scenario must catch; ``caught_by`` names the
+scenario(s) written to catch each one (they must fail against it; others may fail too). The tests in
+tests/features/ and ``relay-gate selftest`` run the scenarios against each defect and require a failure.
+The defects of the backup and drill tooling are in gate/drill_defects.py.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import hashlib
-import hmac
-import json
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from fastapi import FastAPI, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import ASGIApp
 
+from gate import defect_parts as parts
 from service.app import create_app
 from service.audit import AuditLog
-from service.auth import Principal
-from service.config import WORKSPACE_RE, Settings
+from service.config import Settings
 from service.delivery import WebhookDeliverer
-from service.deps import get_admin, get_principal
-from service.errors import Problem
-from service.headers import profile_headers
-from service.limiter import Decision, FallbackRateLimiter, build_limiter
 
 Area = Literal["rate_limit", "signing", "headers", "audit"]
 
@@ -45,10 +38,10 @@ class Variant:
     settings: dict[str, Any] = field(default_factory=dict)
     limiter: Callable[[Settings, Callable[[str], None]], Any] | None = None  # (settings, on_backend_change)
     audit: Callable[[Settings], AuditLog] | None = None
-    delivery_hook: Callable[[Settings], Callable[[httpx.Request], Awaitable[None]]] | None = None
+    delivery_hook: Callable[[Settings], parts.DeliveryHook] | None = None
     overrides: Callable[[], dict[Any, Any]] | None = None
     patch: Callable[[FastAPI], None] | None = None  # edits the built app (e.g. its key ring)
-    wrap: Callable[[ASGIApp, Settings], ASGIApp] | None = None
+    wrap: parts.Wrap | None = None
 
 
 @dataclass(frozen=True)
@@ -58,213 +51,38 @@ class Defect:
     summary: str
     variant: Callable[[], Variant]
     needs_control: bool = False  # only a scenario that controls Redis/PostgreSQL can see it
-
-
-# -- ASGI wrappers: a response-start editor ------------------------------------------------------------
-
-
-def _edit_response(edit: Callable[[int, list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]) -> Any:
-    def wrap(app: ASGIApp, settings: Settings) -> ASGIApp:
-        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            async def send2(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = edit(int(message["status"]), list(message.get("headers", ())))
-                await send(message)
-
-            await app(scope, receive, send2 if scope["type"] == "http" else send)
-
-        return wrapped
-
-    return wrap
-
-
-def _security_names() -> set[bytes]:
-    names: set[bytes] = set()
-    for profile in ("strict", "seed"):
-        names |= {k.lower().encode() for k in profile_headers(profile)}
-    return names
-
-
-def _strip_security_when(pred: Callable[[int], bool]) -> Any:
-    names = _security_names()
-    return _edit_response(lambda status, h: [(k, v) for k, v in h if k not in names] if pred(status) else h)
-
-
-def _replace_header(name: bytes, value: bytes, when: Callable[[int], bool] = lambda s: True) -> Any:
-    def edit(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        if not when(status):
-            return headers
-        return [(k, v) for k, v in headers if k != name] + [(name, value)]
-
-    return _edit_response(edit)
-
-
-# -- limiter wrappers ------------------------------------------------------------------------------
-
-
-class _DecisionRewriter:
-    def __init__(self, inner: FallbackRateLimiter, rewrite: Callable[[Decision], Decision]) -> None:
-        self.inner = inner
-        self.rewrite = rewrite
-
-    @property
-    def backend(self) -> str:
-        return self.inner.backend
-
-    async def hit(self, workspace: str) -> Decision:
-        return self.rewrite(await self.inner.hit(workspace))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def _off_by_one(settings: Settings, on_change: Callable[[str], None]) -> Any:
-    # counts against limit + 1 but advertises the configured limit: the classic `<=` vs `<`
-    wider = settings.model_copy(update={"rate_limit_exec_per_min": settings.rate_limit_exec_per_min + 1})
-    inner = build_limiter(wider, on_backend_change=on_change)
-    limit = settings.rate_limit_exec_per_min
-    return _DecisionRewriter(
-        inner,
-        lambda d: dataclasses.replace(d, limit=limit, remaining=max(0, d.remaining - 1) if d.allowed else 0),
-    )
-
-
-def _fails_closed(settings: Settings, on_change: Callable[[str], None]) -> Any:
-    inner = build_limiter(settings, on_backend_change=on_change)
-
-    def rewrite(d: Decision) -> Decision:
-        if d.backend != "redis":
-            raise Problem(503, "rate limiter unavailable")
-        return d
-
-    return _DecisionRewriter(inner, rewrite)
-
-
-# -- dependency overrides --------------------------------------------------------------------------
-
-
-def _workspace_from_header() -> dict[Any, Any]:
-    async def principal(request: Request) -> Principal:
-        p = await get_principal(request)
-        claimed = request.headers.get("x-workspace-id", "")
-        # "trust the client's workspace header when it looks like a workspace"
-        if WORKSPACE_RE.match(claimed):
-            return dataclasses.replace(p, workspace=claimed)
-        return p
-
-    return {get_principal: principal}
-
-
-def _admin_check_missing() -> dict[Any, Any]:
-    async def admin(request: Request) -> Principal:
-        return await get_principal(request)
-
-    return {get_admin: admin}
-
-
-def _any_key_is_dev(app: FastAPI) -> None:
-    # the key ring answers "dev of workspace default" for any token it does not know; every auth path
-    # (dependencies and the auth-before-body middleware) shares this one ring
-    keyring = app.state.relay.keyring
-    lookup = keyring.lookup
-
-    def lenient(token: str) -> Principal | None:
-        return lookup(token) or Principal(role="dev", workspace="default", key_id="unknown")
-
-    keyring.lookup = lenient
-
-
-# -- delivery hooks (an httpx request event hook edits what goes on the wire) -----------------------
-
-
-def _key(settings: Settings) -> bytes:
-    keys = settings.signing_keys
-    if not keys:
-        raise RuntimeError("this defect needs ACTIONS_SIGNING_SECRET")
-    return keys[0]
-
-
-def _reserialised_signature(settings: Settings) -> Callable[[httpx.Request], Awaitable[None]]:
-    key = _key(settings)
-
-    async def hook(request: httpx.Request) -> None:
-        # signs json.dumps(json.loads(body)) — default separators, so not the bytes that are sent
-        canonical = json.dumps(json.loads(request.content)).encode()
-        request.headers["X-Signature"] = "sha256=" + hmac.new(key, canonical, hashlib.sha256).hexdigest()
-
-    return hook
-
-
-_FIXED_REQUEST_ID = str(uuid.UUID(int=0x5EED))
-
-
-def _request_id_reused(settings: Settings) -> Callable[[httpx.Request], Awaitable[None]]:
-    async def hook(request: httpx.Request) -> None:
-        request.headers["X-Request-ID"] = _FIXED_REQUEST_ID
-
-    return hook
-
-
-def _timestamp_not_signed(settings: Settings) -> Callable[[httpx.Request], Awaitable[None]]:
-    key = _key(settings)
-
-    async def hook(request: httpx.Request) -> None:
-        mac = hmac.new(key, request.content, hashlib.sha256).digest()
-        request.headers["webhook-signature"] = "v1," + base64.b64encode(mac).decode()
-
-    return hook
-
-
-# -- audit wrappers --------------------------------------------------------------------------------
-
-
-class _AuditSwallowsFailure(AuditLog):
-    """begin() that carries on when the database is down: the webhook goes out unaudited."""
-
-    async def begin(self, **kwargs: Any) -> int:
-        try:
-            return await super().begin(**kwargs)
-        except Exception:
-            return -1
-
-    async def complete(self, row_id: int, **kwargs: Any) -> None:
-        if row_id >= 0:
-            await super().complete(row_id, **kwargs)
-
-
-class _AuditOnlySuccesses(AuditLog):
-    """Writes the audit row only once the delivery succeeded: failed deliveries leave no trace."""
-
-    _pending: dict[int, dict[str, Any]]
-
-    async def begin(self, **kwargs: Any) -> int:
-        self.__dict__.setdefault("_pending", {})
-        token = len(self._pending) + 1
-        self._pending[token] = kwargs
-        return token
-
-    async def complete(self, row_id: int, **kwargs: Any) -> None:
-        started = self._pending.pop(row_id)
-        if kwargs.get("status") == "ok":
-            real = await super().begin(**started)
-            await super().complete(real, **kwargs)
-
-
-def _audit(cls: type[AuditLog]) -> Callable[[Settings], AuditLog]:
-    def make(settings: Settings) -> AuditLog:
-        assert settings.database_url is not None
-        return cls(
-            settings.database_url.get_secret_value(),
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            timeout_s=settings.db_timeout_s,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-        )
-
-    return make
-
-
-_LEAKS = [(b"server", b"uvicorn"), (b"x-powered-by", b"FastAPI")]
+    caught_by: tuple[str, ...] = ()  # the scenario(s) written to catch it: they must fail against it
+
+
+# -- the scenarios that catch them (names as in features/*.feature; tests/gate/test_selftest.py checks) --
+
+H_URL_ONLY = "Responses that need nothing but the URL carry the configured security headers"
+H_RATE_LIMITED = "A rate-limited execute carries the configured security headers"
+H_SERVER_ERROR = "An unhandled server error carries the configured security headers"
+H_POLICY = "The security header policy is sound and grades at least A"
+
+RL_SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (seed smoke)"
+RL_EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
+RL_SPOOF = "The client cannot choose the workspace an execute is counted against"
+RL_KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
+RL_PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
+RL_HUNG = "A hung Redis does not stall executes, and the limiter returns to Redis once it answers"
+RL_KILLED = (
+    "With Redis killed executes keep succeeding on the in-process fallback, and Redis takes over again"
+)
+
+S_SIGNED = "Every delivery is signed and names the request that caused it"
+S_HMAC = "X-Signature is the HMAC-SHA256 of the exact bytes received"
+S_STANDARD = "The Standard Webhooks signature covers id, timestamp and body and verifies independently"
+S_REQUEST_IDS = "Each delivery carries the request id of its own execute"
+S_ROTATING_RELAY = "A relay in the middle of a rotation signs each delivery with both secrets"
+
+A_NO_KEY = "A call without an API key is refused with a Bearer challenge"
+A_UNKNOWN_KEY = "A call with an unknown API key is refused with a Bearer challenge"
+A_DEV_KEY = "A developer key cannot read the audit log"
+A_ADMIN_FINDS = "An admin finds the executes just made in the audit log, as the receiver saw them"
+A_REFUSED = "A delivery the receiver refuses is answered 502 and audited as an error"
+A_DB_DOWN = "With the audit database down, execute is refused and no webhook is sent"
 
 # -- the catalogue ---------------------------------------------------------------------------------
 
@@ -273,62 +91,117 @@ _CATALOGUE = (
     Defect("headers-missing-on-500", "headers",
            "security headers set inside ServerErrorMiddleware (BaseHTTPMiddleware style): "
            "an unhandled 500 goes out bare",
-           lambda: Variant(wrap=_strip_security_when(lambda s: s >= 500))),
+           lambda: Variant(wrap=parts.strip_security_when(lambda s: s >= 500)),
+           caught_by=(H_SERVER_ERROR,)),
     Defect("headers-missing-on-429", "headers",
            "the 429 is produced outside the header middleware and carries no security headers",
-           lambda: Variant(wrap=_strip_security_when(lambda s: s == 429))),
+           lambda: Variant(wrap=parts.strip_security_when(lambda s: s == 429)),
+           caught_by=(H_RATE_LIMITED,)),
     Defect("hsts-without-includesubdomains", "headers",
            "HSTS without includeSubDomains",
-           lambda: Variant(wrap=_replace_header(b"strict-transport-security", b"max-age=31536000"))),
+           lambda: Variant(wrap=parts.replace_header(b"strict-transport-security", b"max-age=31536000")),
+           caught_by=(H_POLICY,)),
     Defect("server-header-leak", "headers",
            "Server and X-Powered-By advertise the implementation",
-           lambda: Variant(wrap=_edit_response(lambda s, h: [*h, *_LEAKS]))),
+           lambda: Variant(wrap=parts.edit_response(lambda s, h: [*h, *parts.LEAKS])),
+           caught_by=(H_URL_ONLY,)),
+    Defect("csp-loosened-for-swagger-ui", "headers",
+           "the CSP written to make /docs work ('unsafe-inline' scripts from a CDN) ships on every response",
+           lambda: Variant(wrap=parts.replace_header(b"content-security-policy", parts.DOCS_CSP)),
+           caught_by=(H_POLICY,)),
+    Defect("cache-control-sent-twice", "headers",
+           "a layer appends its own Cache-Control instead of replacing it: 2xx responses carry two "
+           "conflicting values",
+           lambda: Variant(wrap=parts.append_header(b"cache-control", b"public, max-age=60",
+                                                    lambda s: 200 <= s < 300)),
+           caught_by=(H_URL_ONLY,)),
     # rate limiting
     Defect("limiter-keyed-by-client-header", "rate_limit",
            "the rate-limit workspace is taken from the client's X-Workspace-ID header",
-           lambda: Variant(overrides=_workspace_from_header)),
+           lambda: Variant(overrides=parts.workspace_from_header),
+           caught_by=(RL_SPOOF, RL_KEYS)),
     Defect("off-by-one-admission", "rate_limit",
            "admits limit + 1 executes per window",
-           lambda: Variant(limiter=_off_by_one)),
+           lambda: Variant(limiter=parts.off_by_one),
+           caught_by=(RL_EXACT, RL_PARALLEL)),
     Defect("retry-after-zero", "rate_limit",
            "429 says Retry-After: 0",
-           lambda: Variant(wrap=_replace_header(b"retry-after", b"0", lambda s: s == 429))),
+           lambda: Variant(wrap=parts.replace_header(b"retry-after", b"0", lambda s: s == 429)),
+           caught_by=(RL_SMOKE, RL_EXACT)),
     Defect("remaining-negative", "rate_limit",
            "X-RateLimit-Remaining goes negative once over the limit",
-           lambda: Variant(wrap=_replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429))),
+           lambda: Variant(wrap=parts.replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429)),
+           caught_by=(RL_SMOKE, RL_EXACT)),
     Defect("fallback-fails-closed", "rate_limit",
            "with Redis down the limiter refuses everything with 503 instead of falling back",
-           lambda: Variant(limiter=_fails_closed), needs_control=True),
+           lambda: Variant(limiter=parts.fails_closed), needs_control=True,
+           caught_by=(RL_KILLED, RL_HUNG)),
     Defect("no-redis-timeout", "rate_limit",
            "Redis calls wait up to 10 s: a hung Redis stalls every execute",
            lambda: Variant(settings={"redis_connect_timeout_ms": 10_000, "redis_socket_timeout_ms": 10_000}),
-           needs_control=True),
+           needs_control=True, caught_by=(RL_HUNG,)),
+    Defect("limiter-incr-expire-not-atomic", "rate_limit",
+           "INCR and EXPIRE are two commands and nothing re-arms a lost EXPIRE: counters without a TTL "
+           "(the lost command modelled)",
+           lambda: Variant(limiter=parts.incr_then_expire),
+           caught_by=(RL_KEYS,)),
+    Defect("limiter-not-shared-across-replicas", "rate_limit",
+           "REDIS_URL missing from the deployment: each replica counts alone, N replicas admit N quotas",
+           lambda: Variant(settings={"redis_url": None}),
+           caught_by=(RL_PARALLEL,)),
     # signing
     Defect("signature-over-reserialised-json", "signing",
            "X-Signature is computed over json.dumps(json.loads(body)), not the bytes sent",
-           lambda: Variant(delivery_hook=_reserialised_signature)),
+           lambda: Variant(delivery_hook=parts.reserialised_signature),
+           caught_by=(S_HMAC,)),
     Defect("request-id-reused", "signing",
            "every delivery carries the same X-Request-ID",
-           lambda: Variant(delivery_hook=_request_id_reused)),
+           lambda: Variant(delivery_hook=parts.request_id_reused),
+           caught_by=(S_REQUEST_IDS,)),
     Defect("webhook-timestamp-not-signed", "signing",
            "webhook-signature covers the body only, not id.timestamp.body (replays undetectable)",
-           lambda: Variant(delivery_hook=_timestamp_not_signed)),
+           lambda: Variant(delivery_hook=parts.timestamp_not_signed),
+           caught_by=(S_STANDARD,)),
     Defect("unsigned-deliveries", "signing",
            "ACTIONS_SIGNING_SECRET not configured: deliveries go out unsigned",
-           lambda: Variant(settings={"actions_signing_secret": None, "actions_signing_secrets_extra": []})),
+           lambda: Variant(settings={"actions_signing_secret": None, "actions_signing_secrets_extra": []}),
+           caught_by=(S_SIGNED,)),
+    Defect("webhook-timestamp-in-milliseconds", "signing",
+           "webhook-timestamp is sent (and signed) in milliseconds: every standard verifier rejects it as "
+           "from the future",
+           lambda: Variant(delivery_hook=parts.timestamp_in_milliseconds),
+           caught_by=(S_STANDARD,)),
+    Defect("rotation-signs-with-one-secret", "signing",
+           "mid-rotation, webhook-signature carries only the new secret's signature: receivers still on "
+           "the current one reject every delivery",
+           lambda: Variant(delivery_hook=parts.signs_with_primary_only), needs_control=True,
+           caught_by=(S_ROTATING_RELAY,)),
     # auth and audit
     Defect("dev-key-reads-audit", "audit",
            "the admin check on /audit is missing: a dev key reads every workspace's audit log",
-           lambda: Variant(overrides=_admin_check_missing)),
+           lambda: Variant(overrides=parts.admin_check_missing),
+           caught_by=(A_DEV_KEY,)),
     Defect("unknown-key-accepted", "audit",
            "any bearer token is accepted as a dev key of workspace default",
-           lambda: Variant(patch=_any_key_is_dev)),
+           lambda: Variant(patch=parts.any_key_is_dev),
+           caught_by=(A_UNKNOWN_KEY,)),
     Defect("failed-deliveries-not-audited", "audit",
            "the audit row is written only after a successful delivery",
-           lambda: Variant(audit=_audit(_AuditOnlySuccesses))),
+           lambda: Variant(audit=parts.audit_log(parts.AuditOnlySuccesses)),
+           caught_by=(A_REFUSED,)),
     Defect("webhook-sent-when-audit-failed", "audit",
            "execute carries on when the audit write fails: a webhook without its audit row",
-           lambda: Variant(audit=_audit(_AuditSwallowsFailure)), needs_control=True),
+           lambda: Variant(audit=parts.audit_log(parts.AuditSwallowsFailure)), needs_control=True,
+           caught_by=(A_DB_DOWN,)),
+    Defect("401-without-bearer-challenge", "audit",
+           "refusals for a missing or unknown key are a bare 401, without the WWW-Authenticate challenge",
+           lambda: Variant(wrap=parts.drop_header(b"www-authenticate", lambda s: s == 401)),
+           caught_by=(A_NO_KEY, A_UNKNOWN_KEY)),
+    Defect("audit-records-its-own-request-id", "audit",
+           "the audit row gets an id the audit layer makes up, not the request's X-Request-ID: no "
+           "delivery can be traced to its record",
+           lambda: Variant(audit=parts.audit_log(parts.AuditMintsItsOwnId)),
+           caught_by=(A_ADMIN_FINDS,)),
 )  # fmt: skip
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _CATALOGUE}

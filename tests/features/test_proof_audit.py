@@ -30,6 +30,13 @@ CATCHES: dict[str, set[str]] = {
     "webhook-sent-when-audit-failed": {
         "With the audit database down, execute is refused and no webhook is sent"
     },
+    "401-without-bearer-challenge": {
+        "A call without an API key is refused with a Bearer challenge",
+        "A call with an unknown API key is refused with a Bearer challenge",
+    },
+    "audit-records-its-own-request-id": {
+        "An admin finds the executes just made in the audit log, as the receiver saw them"
+    },
 }
 
 

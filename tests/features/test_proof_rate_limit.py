@@ -36,6 +36,8 @@ CATCHES: dict[str, tuple[str, ...]] = {
     "remaining-negative": (SMOKE, EXACT),
     "fallback-fails-closed": (KILLED, HUNG),
     "no-redis-timeout": (HUNG,),
+    "limiter-incr-expire-not-atomic": (KEYS,),
+    "limiter-not-shared-across-replicas": (PARALLEL,),
 }
 
 

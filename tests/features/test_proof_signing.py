@@ -28,6 +28,12 @@ CATCHES: dict[str, set[str]] = {
         "The Standard Webhooks signature covers id, timestamp and body and verifies independently",
     },
     "unsigned-deliveries": {"Every delivery is signed and names the request that caused it"},
+    "webhook-timestamp-in-milliseconds": {
+        "The Standard Webhooks signature covers id, timestamp and body and verifies independently",
+    },
+    "rotation-signs-with-one-secret": {
+        "A relay in the middle of a rotation signs each delivery with both secrets"
+    },
 }
 
 

@@ -1,0 +1,454 @@
+"""``relay-gate selftest``: proof that the gate can fail.
+
+A gate that never fails proves nothing. The selftest runs the acceptance scenarios against the clean
+reference stack, which must pass everything it runs, then once against each deliberate defect — of the
+service (gate/defects.py) or of the backup and drill tooling (gate/drill_defects.py) — which must make
+at least one scenario fail. Each run is a child pytest built exactly as ``relay-gate check`` builds it
+(gate/commands/check.py: ``-c pyproject.toml``, ``--results``), on a fresh stack, limited to the
+defect's area (``-m AREA``); every scenario that failed is recorded as having caught the defect, not
+only the ones written for it. A scenario counts only if it passed against the clean service.
+
+Results: ``<results>/selftest/selftest.json`` (``relay-gate/selftest@1``) and each run's own results
+folder under ``<results>/selftest/runs/<clean|defect>/`` (summary.json, scenario records, pytest.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from gate.commands.check import REPO_ROOT, pytest_argv
+from gate.defects import DEFECTS
+from gate.drill_defects import DRILL_DEFECTS
+from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, UsageError
+from gate.results import INFRA_MARKER, Redactor, provenance, read_json, utc_now, write_json
+
+AREAS = ("headers", "rate_limit", "signing", "audit", "drill")  # run and report order, area by area
+RUN_TIMEOUT_S = 900.0  # one child pytest; the slowest area takes well under a minute here
+INTERRUPT_GRACE_S = 60.0  # after SIGINT, time for pytest to stop its stack before it is killed
+# a developer's shell must not change what a run tests: a defect or pytest options slipped in
+_DROPPED_ENV = ("RELAY_GATE_DEFECT", "PYTEST_ADDOPTS")
+
+Kind = Literal["service", "tooling"]
+RunStatus = Literal["passed", "failed", "infrastructure", "error"]
+Outcome = Literal["caught", "escaped", "error"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A defect the selftest can switch in, whichever catalogue it comes from."""
+
+    name: str
+    kind: Kind
+    area: str
+    summary: str
+    caught_by: tuple[str, ...]
+    needs_control: bool = False
+
+    def pytest_args(self) -> list[str]:
+        if self.kind == "service":
+            return ["--defect", self.name]
+        return ["-p", "gate.drill_defects", "--drill-defect", self.name]
+
+
+def catalogue() -> dict[str, Subject]:
+    """Every defect, service and tooling alike, in run order (by area, then as catalogued)."""
+    found = [
+        Subject(d.name, "service", d.area, d.summary, d.caught_by, d.needs_control) for d in DEFECTS.values()
+    ] + [
+        Subject(d.name, "tooling", d.area, d.summary, d.caught_by, d.needs_control)
+        for d in DRILL_DEFECTS.values()
+    ]
+    found.sort(key=lambda s: AREAS.index(s.area))  # stable: catalogue order within an area
+    return {s.name: s for s in found}
+
+
+def select(names: Iterable[str] = (), areas: Iterable[str] = ()) -> list[Subject]:
+    """The defects named plus every defect of the areas named; all of them when neither is given."""
+    names, areas = list(names), list(areas)
+    known = catalogue()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown defect(s) {', '.join(unknown)}: `relay-gate selftest --list` shows them")
+    bad = [a for a in areas if a not in AREAS]
+    if bad:
+        raise UsageError(f"unknown area(s) {', '.join(bad)}: use one of {', '.join(AREAS)}")
+    if not names and not areas:
+        return list(known.values())
+    return [s for s in known.values() if s.name in names or s.area in areas]
+
+
+# -- one child pytest ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    feature: str
+    scenario: str
+    outcome: str  # passed | failed | skipped | not run
+    reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.feature, self.scenario)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "scenario": self.scenario, "reason": self.reason}
+
+
+@dataclass
+class FeatureRun:
+    """What one child pytest did: its status, every scenario's outcome, how long it took."""
+
+    results: Path
+    status: RunStatus
+    pytest_exit: int | None
+    duration_s: float
+    scenarios: list[Scenario] = field(default_factory=list)
+    message: str | None = None  # why it could not be judged (infrastructure, error)
+
+    def count(self, outcome: str) -> int:
+        return sum(s.outcome == outcome for s in self.scenarios)
+
+    def counts(self) -> dict[str, int]:
+        return {o: self.count(o) for o in ("passed", "failed", "skipped", "not run")}
+
+
+def run_features(
+    *, results: Path, backend: str, markexpr: str | None, extra: list[str], timeout_s: float = RUN_TIMEOUT_S
+) -> FeatureRun:
+    """Run the scenarios selected by ``markexpr`` in a child pytest on a fresh stack, ``extra`` appended
+    to ``relay-gate check``'s own command line; the child's output goes to ``results/pytest.log``."""
+    (results / "features").mkdir(parents=True, exist_ok=True)
+    ns = argparse.Namespace(
+        backend=backend, target_url=None, target_config=None, markexpr=markexpr, keyword=None
+    )
+    argv = [*pytest_argv(ns, results), *extra]
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    t0 = time.monotonic()
+    with open(results / "pytest.log", "w") as log:
+        log.write("$ " + " ".join(argv) + "\n\n")
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        rc, timed_out = _wait(proc, timeout_s)
+    run = FeatureRun(results, "error", rc, round(time.monotonic() - t0, 3))
+    summary = results / "features" / "summary.json"
+    if summary.exists():
+        doc = read_json(summary, "features")
+        run.scenarios = [
+            Scenario(f["feature"], s["scenario"], s["outcome"], s.get("reason"))
+            for f in doc.get("features", [])
+            for s in f["scenarios"]
+        ]
+    infra = results / "features" / INFRA_MARKER
+    if timed_out:
+        run.status, run.message = "infrastructure", f"pytest did not finish within {timeout_s:.0f} s"
+    elif infra.exists():
+        run.status, run.message = "infrastructure", infra.read_text().strip()
+    elif rc == 0 and run.count("passed"):
+        run.status = "passed"
+    elif rc == 1 and run.count("failed"):
+        run.status = "failed"
+    elif rc == 5:
+        run.message = f"no scenario matched -m {markexpr!r}"
+    elif rc == 0:  # everything skipped: the stack could not give the scenarios what they need
+        reasons = sorted({str(s.reason) for s in run.scenarios if s.outcome == "skipped"})
+        run.status, run.message = (
+            "infrastructure",
+            "no scenario ran: " + ("; ".join(reasons) or "none selected"),
+        )
+    else:
+        run.message = f"pytest exited {rc} without a failed scenario to show for it"
+    if run.message:
+        run.message += f" (log: {results / 'pytest.log'})"
+    return run
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, bool]:
+    """Wait for the child; past the timeout, interrupt it (pytest then stops its stack) and kill it
+    if it does not end. Ctrl-C reaches the child too (same process group): let it clean up first."""
+    try:
+        return proc.wait(timeout=timeout_s), False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=INTERRUPT_GRACE_S), True
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(), True
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=INTERRUPT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+
+
+# -- judging ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DefectResult:
+    subject: Subject
+    run: FeatureRun
+    outcome: Outcome
+    caught_by: list[Scenario]
+    expected_missing: list[str]  # scenarios written to catch it that did not fail
+
+
+def judge(subject: Subject, run: FeatureRun, clean: FeatureRun | None) -> DefectResult:
+    """Caught when a scenario failed that passed against the clean service (one that did not pass
+    there proves nothing); every such scenario is recorded, not only the ones written for it."""
+    if run.status in ("infrastructure", "error"):
+        return DefectResult(subject, run, "error", [], [])
+    passed_clean = {s.key for s in clean.scenarios if s.outcome == "passed"} if clean else None
+    caught = [
+        s for s in run.scenarios if s.outcome == "failed" and (passed_clean is None or s.key in passed_clean)
+    ]
+    failed_names = {s.scenario for s in caught}
+    missing = [name for name in subject.caught_by if name not in failed_names]
+    return DefectResult(subject, run, "caught" if caught else "escaped", caught, missing)
+
+
+@dataclass
+class Report:
+    results: Path
+    backend: str
+    run_id: str = ""
+    clean: FeatureRun | None = None
+    clean_markexpr: str | None = None
+    defects: list[DefectResult] = field(default_factory=list)
+    started_at: str = field(default_factory=utc_now)
+    duration_s: float = 0.0
+
+    @property
+    def escaped(self) -> list[str]:
+        return [d.subject.name for d in self.defects if d.outcome == "escaped"]
+
+    @property
+    def errors(self) -> list[str]:
+        return [d.subject.name for d in self.defects if d.outcome == "error"]
+
+    @property
+    def exit_code(self) -> int:
+        """5 when a run could not be judged; 1 when the clean service fails or a defect escaped; else 0."""
+        if self.clean is None or self.clean.status in ("infrastructure", "error") or self.errors:
+            return EXIT_INFRA
+        if self.clean.status != "passed" or self.escaped:
+            return EXIT_CRITERION
+        return EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        caught = sum(d.outcome == "caught" for d in self.defects)
+        return {
+            "run_id": self.run_id, "started_at": self.started_at, "finished_at": utc_now(),
+            "duration_s": round(self.duration_s, 3), "backend": self.backend,
+            "verdict": {EXIT_OK: "PASSED", EXIT_CRITERION: "FAILED"}.get(self.exit_code, "ERROR"),
+            "exit_code": self.exit_code,
+            "totals": {"defects": len(self.defects), "caught": caught, "escaped": len(self.escaped),
+                       "errors": len(self.errors),
+                       "caught_pct": round(100 * caught / len(self.defects), 1) if self.defects else None},
+            "escaped": self.escaped, "errors": self.errors,
+            "clean": None if self.clean is None else {
+                **_run_json(self.clean, self.results), "markexpr": self.clean_markexpr},
+            "defects": [{
+                "name": d.subject.name, "kind": d.subject.kind, "area": d.subject.area,
+                "summary": d.subject.summary, "needs_control": d.subject.needs_control,
+                "outcome": d.outcome, "caught_by": [s.to_json() for s in d.caught_by],
+                "expected": list(d.subject.caught_by), "expected_missing": d.expected_missing,
+                **_run_json(d.run, self.results)} for d in self.defects],
+            "figures": figures(self),
+        }  # fmt: skip
+
+
+def _run_json(run: FeatureRun, root: Path) -> dict[str, Any]:
+    return {
+        "status": run.status, "pytest_exit": run.pytest_exit, "duration_s": run.duration_s,
+        "scenarios": run.counts(), "message": run.message,
+        "results": str(run.results.relative_to(root) if run.results.is_relative_to(root) else run.results),
+    }  # fmt: skip
+
+
+def figures(report: Report) -> dict[str, Any]:
+    """Timing: the whole selftest, the clean run, and per defect (min, median, max, by area)."""
+    per = [d.run.duration_s for d in report.defects]
+    by_area: dict[str, list[float]] = {}
+    for d in report.defects:
+        by_area.setdefault(d.subject.area, []).append(d.run.duration_s)
+    return {
+        "total_s": round(report.duration_s, 1),
+        "clean_s": report.clean.duration_s if report.clean else None,
+        "per_defect_s": {"min": min(per), "median": round(statistics.median(per), 1), "max": max(per)}
+        if per
+        else None,
+        "per_area_mean_s": {a: round(statistics.fmean(v), 1) for a, v in by_area.items()},
+    }
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def render_table(results: list[DefectResult]) -> str:
+    """defect -> the scenarios that caught it, one per line, with its area and the run's time."""
+    width = max([len("defect"), *(len(d.subject.name) for d in results)])
+    lines = [f"{'defect':<{width}}  {'area':<10}  {'time':>7}  caught by"]
+    for d in results:
+        head = f"{d.subject.name:<{width}}  {d.subject.area:<10}  {d.run.duration_s:>5.1f} s  "
+        if d.outcome == "caught":
+            cells = [s.scenario for s in d.caught_by]
+        elif d.outcome == "escaped":
+            c = d.run.counts()
+            cells = [f"ESCAPED: no scenario failed ({c['passed']} passed, {c['skipped']} skipped)"]
+        else:
+            cells = [f"ERROR: {d.run.message}"]
+        lines.append(head + cells[0])
+        lines += [" " * len(head) + cell for cell in cells[1:]]
+    return "\n".join(lines)
+
+
+def render_catalogue(subjects: Iterable[Subject]) -> str:
+    """The ``--list`` view: name, area, kind, what it breaks."""
+    subjects = list(subjects)
+    width = max((len(s.name) for s in subjects), default=0)
+    return "\n".join(f"{s.name:<{width}}  {s.area:<10}  {s.kind:<7}  {s.summary}" for s in subjects)
+
+
+def catalogue_markdown() -> str:
+    """The catalogue table of docs/selftest.md (a test keeps the two identical)."""
+    rows = ["| defect | area | what it breaks | written to be caught by |", "|---|---|---|---|"]
+    for s in catalogue().values():
+        control = " (needs control of the stack)" if s.needs_control else ""
+        tooling = " *(backup/drill tooling)*" if s.kind == "tooling" else ""
+        scenarios = "<br>".join(s.caught_by)
+        rows.append(f"| `{s.name}`{tooling} | {s.area} | {s.summary}{control} | {scenarios} |")
+    return "\n".join(rows)
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def _verdict_lines(report: Report) -> list[str]:
+    n, caught = len(report.defects), sum(d.outcome == "caught" for d in report.defects)
+    fig = figures(report)
+    if report.clean is None or report.clean.status != "passed":
+        lines = ["\nno defect was run: the clean service must pass first"]
+    else:
+        lines = [f"\ncaught {caught} of {n} defect(s)" + (f" ({100 * caught / n:.0f} %)" if n else "")]
+    if report.clean is not None:
+        c = report.clean.counts()
+        lines.append(f"clean service: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped")
+    per = fig["per_defect_s"]
+    if per:
+        lines.append(
+            f"time: {_clock(report.duration_s)} in all; clean run {fig['clean_s'] or 0:.1f} s;"
+            f" per defect {per['min']:.1f} / {per['median']:.1f} / {per['max']:.1f} s (min / median / max)"
+        )
+    for d in report.defects:
+        if d.outcome == "caught" and d.expected_missing:
+            lines.append(
+                f"note: {d.subject.name} did not fail the scenario(s) written for it: "
+                + "; ".join(d.expected_missing)
+            )
+    if report.escaped:
+        lines.append(f"ESCAPED (the gate cannot fail against them): {', '.join(report.escaped)}")
+    if report.errors:
+        lines.append(f"NOT JUDGED (the run did not complete): {', '.join(report.errors)}")
+    return lines
+
+
+# -- the whole selftest ----------------------------------------------------------------------------
+
+
+def run_selftest(
+    subjects: list[Subject],
+    *,
+    results: Path,
+    run_id: str,
+    backend: str,
+    whole_gate: bool,
+    out: TextIO | None = None,
+) -> Report:
+    """Clean run first (all features when ``whole_gate``, else the selected areas), then each defect on
+    its area's scenarios; stops after the clean run if the clean service does not pass."""
+    t0 = time.monotonic()
+    report = Report(results=results, backend=backend, run_id=run_id)
+    runs = results / "selftest" / "runs"
+    areas = [a for a in AREAS if any(s.area == a for s in subjects)]
+    report.clean_markexpr = None if whole_gate else " or ".join(areas)
+    total = len(subjects)
+
+    def say(text: str, end: str = "\n") -> None:
+        # sys.stdout looked up now, not at import: whoever redirected it (capsys, a wrapper) gets the text
+        print(text, end=end, file=out or sys.stdout, flush=True)
+
+    say(
+        f"relay-gate selftest: run {run_id}, {total} defect(s) in {len(areas)} area(s), "
+        f"backend {backend}; results in {results}"
+    )
+    say(f"[{0:>2}/{total}] clean service ({report.clean_markexpr or 'every feature'}) ... ", end="")
+    clean = report.clean = run_features(
+        results=runs / "clean", backend=backend, markexpr=report.clean_markexpr, extra=[]
+    )
+    c = clean.counts()
+    say(
+        f"{clean.status}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
+        f"in {clean.duration_s:.1f} s"
+    )
+    if clean.status != "passed":
+        for s in clean.scenarios:
+            if s.outcome == "failed":
+                say(f"  FAILED  {s.scenario}\n          {s.reason}")
+        say(
+            clean.message
+            or "the gate fails against the clean service: no defect can be judged until it passes"
+        )
+    else:
+        for i, subject in enumerate(subjects, 1):
+            say(f"[{i:>2}/{total}] {subject.name} ({subject.area}) ... ", end="")
+            run = run_features(
+                results=runs / subject.name,
+                backend=backend,
+                markexpr=subject.area,
+                extra=subject.pytest_args(),
+            )
+            result = judge(subject, run, clean)
+            report.defects.append(result)
+            detail = {"caught": f"caught by {len(result.caught_by)} scenario(s)", "escaped": "ESCAPED",
+                      "error": f"ERROR: {run.message}"}[result.outcome]  # fmt: skip
+            say(f"{detail} in {run.duration_s:.1f} s")
+    report.duration_s = time.monotonic() - t0
+    if report.defects:
+        say("\n" + render_table(report.defects))
+    for line in _verdict_lines(report):
+        say(line)
+    write_report(report)
+    return report
+
+
+def write_report(report: Report) -> Path:
+    """``<results>/selftest/selftest.json``. Nothing in it is secret (each run's own files are redacted
+    by that run), but it goes through the same writer: atomic and versioned."""
+    path = report.results / "selftest" / "selftest.json"
+    return write_json(path, "selftest", 1, report.to_json(), redactor=Redactor(()))
+
+
+def write_run_json(results: Path, *, run_id: str, backend: str, report: Report | None = None) -> None:
+    """Write ``run.json`` (relay-gate/run@1): provenance at the start, the exit code and totals once
+    ``report`` is there. Only for a folder the selftest created: one that has a run.json of its own (a
+    run the selftest joined) keeps it — the caller decides."""
+    target = {"name": f"reference stack ({backend}) with deliberate defects", "backend": backend}
+    doc = provenance(run_id=run_id, target=target, started_at=report.started_at if report else utc_now(),
+                     extra={"command": "selftest"})  # fmt: skip
+    if report is not None:
+        doc.update(finished_at=utc_now(), exit_code=report.exit_code, totals=report.to_json()["totals"])
+    write_json(results / "run.json", "run", 1, doc, redactor=Redactor(()))
