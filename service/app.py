@@ -41,6 +41,7 @@ log = logging.getLogger("relay")
 
 # routes whose JSON body must not be parsed for a caller that has not authenticated
 BODY_ROUTES = frozenset({"/actions/preview", "/actions/execute"})
+EXAMPLE_REQUEST_ID = "5f0c6b7e-2f4a-4d8e-9a31-7c2d1e0b9f48"
 
 
 class RelayApp(FastAPI):
@@ -59,7 +60,12 @@ class RelayApp(FastAPI):
 
 
 def _problem_schema() -> dict[str, Any]:
-    example = problem_body(429, "workspace default has used its 60 executes for this 60 s window")
+    # A fixed request id: problem_body would put in the id of whichever request first asked for
+    # /openapi.json, and the document (built once, then cached) would differ from process to process.
+    example = {
+        **problem_body(429, "workspace default has used its 60 executes for this 60 s window"),
+        "request_id": EXAMPLE_REQUEST_ID,
+    }
     return {
         "type": "object",
         "title": "Problem",

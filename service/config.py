@@ -250,10 +250,25 @@ def host_port(url: str) -> str:
     return f"{(parts.hostname or '').lower()}:{port}"
 
 
+# ASCII controls, space and DEL: no URI contains them raw (RFC 3986). urlsplit silently drops some of
+# them (tab, CR, LF, leading C0/space) while the HTTP client refuses them, so a URL carrying any is one
+# the allowlist check and the request would read differently: refused, never reinterpreted.
+_NOT_IN_A_URI = re.compile(r"[\x00-\x20\x7f]")
+
+
 def destination_allowed(url: str, allowed: frozenset[str]) -> bool:
-    """True when ``url`` is http(s) without credentials and its host (or host:port) is allowlisted."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+    """True when ``url`` is http(s) without userinfo and its host (or host:port) is allowlisted.
+
+    Never raises: a URL that does not parse (unbalanced IPv6 brackets, a host that changes under NFKC
+    normalisation, a bad port) is simply not allowed.
+    """
+    if _NOT_IN_A_URI.search(url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return False
     try:
         hp = host_port(url)

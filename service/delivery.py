@@ -238,6 +238,11 @@ class WebhookDeliverer:
         except httpx.HTTPError as exc:
             # Unsupported scheme, local protocol errors, proxy refusals: retrying cannot fix these.
             result = _Attempt("connection_error", None, f"request error ({type(exc).__name__})", False)
+        except httpx.InvalidURL:
+            # Not an HTTPError. destination_allowed refuses what the client cannot send; this is the
+            # backstop (a URL over httpx's length limit, say), so a delivery failure never escapes as
+            # an exception, leaving its audit row pending and the caller with a 500.
+            result = _Attempt("connection_error", None, "invalid URL", False)
         self._report(time.monotonic() - started, result.outcome)
         return result
 

@@ -82,6 +82,7 @@ AUTHENTICATED: dict[str, Any] = {"security": [{"apiKey": []}]}
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI response entries for problem+json errors a route can answer with."""
     descriptions = {
+        400: "The body could not be read (not UTF-8 JSON, or a malformed Content-Length)",
         401: "Missing or unknown API key",
         403: "The key's role may not do this",
         413: "Request body too large",

@@ -95,10 +95,36 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
 
 
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+def _allow(request: Request, starlette_allow: str | None) -> str | None:
+    """``Allow`` for a 405: every method of the path, not only those of the first route matching it.
+
+    Starlette names the methods of the first route whose path matches, so a path served by two routes
+    (``GET`` and ``HEAD /_stcore/health``) advertised only one. RFC 9110 15.5.6 wants them all: the
+    union of Starlette's and the methods the OpenAPI document gives the path.
+    """
+    methods = {m.strip().upper() for m in (starlette_allow or "").split(",") if m.strip()}
+    openapi = getattr(request.app, "openapi", None)
+    paths = openapi().get("paths", {}) if callable(openapi) else {}
+    documented = paths.get(request.scope.get("path"), {})
+    methods |= {m.upper() for m in documented if m.upper() in _METHOD_ORDER}
+    if not methods:
+        return starlette_allow
+    known = [m for m in _METHOD_ORDER if m in methods]
+    return ", ".join(known + sorted(methods - set(known)))
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
-    return problem_response(exc.status_code, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allow = _allow(request, headers.pop("Allow", None) or headers.pop("allow", None))
+        if allow is not None:
+            headers["Allow"] = allow
+    return problem_response(exc.status_code, detail, headers=headers)
 
 
 def _error_entries(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -146,8 +146,11 @@ def verify_x_signature(keys: Sequence[bytes], body: bytes, header: str | None) -
     """
     _require_keys(keys)
     body = _require_bytes(body)
-    if not header or not header.strip():
+    if header is None or (isinstance(header, str) and not header.strip()):
         raise SignatureError("missing_header", "X-Signature header is missing")
+    if not isinstance(header, str):
+        # e.g. the raw bytes of a header: refused like verify_standard refuses them, not a TypeError
+        raise SignatureError("malformed_header", "X-Signature header must be a string")
     value = header.strip()
     hex_part = value[len(X_SIGNATURE_PREFIX) :]
     if not value.lower().startswith(X_SIGNATURE_PREFIX) or not _HEX_SHA256_RE.match(hex_part):

@@ -70,7 +70,11 @@ def _resolve(relay: Relay, req: ActionRequest, principal: Principal) -> Resolved
     if destination is None:
         raise Problem(503, "no webhook destination is configured on the server (WEBHOOK_URL)")
     if not destination_allowed(destination, relay.settings.allowed_hosts):
-        raise Problem(422, "destination is not an allowed webhook host (WEBHOOK_ALLOWED_HOSTS)")
+        raise Problem(
+            422,
+            "destination must be an http(s) URL without userinfo on an allowed webhook host "
+            "(WEBHOOK_ALLOWED_HOSTS)",
+        )
     return ResolvedAction(
         action=req.action,
         params=req.params.model_dump(mode="json"),
@@ -95,7 +99,7 @@ async def list_actions(request: Request) -> ActionList:
 @router.post(
     "/actions/preview",
     summary="Validate an action and show exactly what execute would deliver (no side effects)",
-    responses=problem_responses(401, 413, 422, 503),
+    responses=problem_responses(400, 401, 413, 422, 503),
     openapi_extra=AUTHENTICATED,
 )
 async def preview(
@@ -117,7 +121,7 @@ async def preview(
     "/actions/execute",
     summary="Run an action: rate limited per workspace, audited, delivered as a signed webhook",
     response_model=ExecuteResult,
-    responses=problem_responses(401, 413, 422, 429, 502, 503),
+    responses=problem_responses(400, 401, 413, 422, 429, 502, 503),
     openapi_extra=AUTHENTICATED,
 )
 async def execute(

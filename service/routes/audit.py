@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from service.audit import AuditUnavailable
 from service.config import WORKSPACE_PATTERN
@@ -16,6 +17,25 @@ from service.errors import Problem
 router = APIRouter(tags=["audit"])
 
 MAX_LIMIT = 500
+
+# RFC 3339 date-time; the offset may be left out (the time is then read as UTC). pydantic on its own
+# would also take Unix seconds ("0.5") and bare dates, which the documented format does not admit.
+_DATE_TIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _date_time_text(value: object) -> object:
+    if isinstance(value, str) and _DATE_TIME_RE.fullmatch(value):
+        return value
+    raise ValueError("must be an RFC 3339 date-time such as 2025-10-07T12:00:00Z")
+
+
+DateTimeQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_date_time_text),
+    Query(description="RFC 3339 date-time, e.g. 2025-10-07T12:00:00Z; without an offset it is read as UTC"),
+]
 
 
 class AuditPage(BaseModel):
@@ -42,8 +62,8 @@ async def read_audit(
     status: Literal["pending", "ok", "error"] | None = None,
     workspace: Annotated[str | None, Query(pattern=WORKSPACE_PATTERN)] = None,
     action: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AuditPage:
