@@ -45,11 +45,8 @@ def test_a_skipped_step_is_not_run_and_not_a_pass(tmp_path: Path) -> None:
     assert "features       0" in proc.stdout and "drill          4" in proc.stdout
     assert (out / "index.html").is_file() and (out / "manifest.json").is_file()
     run_doc = json.loads((results / "run.json").read_text())
-    assert run_doc["command"] == "run" and [s["name"] for s in run_doc["steps"]] == [
-        "features",
-        "drill",
-        "load",
-    ]
+    steps = [s["name"] for s in run_doc["steps"]]
+    assert run_doc["command"] == "run" and steps == ["features", "drill", "load", "faults"]
     index = (out / "INDEX.md").read_text()
     assert "NOT RUN" in index
     assert subprocess.run([sys.executable, "-m", "gate.cli", "evidence", "verify", str(out)],
