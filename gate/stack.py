@@ -34,6 +34,7 @@ from gate import __version__
 from gate.errors import StackError, UsageError
 from gate.procs import ManagedProcess, free_port, wait_until
 from gate.services import PostgresService, RedisService
+from service.config import Settings
 
 Backend = Literal["embedded", "containers", "external"]
 BACKENDS: tuple[Backend, ...] = ("embedded", "containers", "external")
@@ -44,14 +45,7 @@ WEBHOOK_PATH = "/hooks/relay"
 
 # Settings of the relay we pass explicitly; anything the caller's environment says about them is
 # dropped, so a stray RATE_LIMIT_ENABLED in a developer's shell cannot change what the gate tests.
-_SERVICE_VARS = (
-    "RATE_LIMIT_ENABLED", "RATE_LIMIT_EXEC_PER_MIN", "RATE_LIMIT_WINDOW_S", "REDIS_URL",
-    "REDIS_CONNECT_TIMEOUT_MS", "REDIS_SOCKET_TIMEOUT_MS", "REDIS_REPROBE_MAX_S", "ACTIONS_SIGNING_SECRET",
-    "ACTIONS_SIGNING_SECRETS_EXTRA", "WEBHOOK_URL", "WEBHOOK_ALLOWED_HOSTS", "WEBHOOK_TIMEOUT_S",
-    "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_BASE_S", "SECURITY_HEADERS_PROFILE", "ADMIN_KEY", "DEV_KEY",
-    "API_KEYS", "DATABASE_URL", "DB_POOL_MIN", "DB_POOL_MAX", "DB_TIMEOUT_S", "DB_STATEMENT_TIMEOUT_MS",
-    "MAX_BODY_BYTES", "PREVIEW_SECRET", "PREVIEW_TTL_S", "LOG_LEVEL",
-)  # fmt: skip
+_SERVICE_VARS = frozenset(name.upper() for name in Settings.model_fields)
 
 
 @dataclass(frozen=True)
