@@ -10,6 +10,7 @@ the pack can be re-rendered and re-verified later from the same inputs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markdown_it import MarkdownIt
 
-from evidence import charts, sections
+from evidence import sections
 from evidence.faults import faults_context, faults_criteria
 from evidence.markdown import FILTERS
 from evidence.model import (
@@ -171,8 +172,6 @@ def render(results_dir: Path, out_dir: Path, *, signer: Any = None) -> Rendered:
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode()
 
 
@@ -222,11 +221,3 @@ def _html_body(md: str, chart_dir: Path) -> str:
         return f'<figure class="chart">{path.read_text(encoding="utf-8")}</figure>' if path.exists() else ""
 
     return _IMG.sub(inline, html)
-
-
-def chart_file(chart_dir: Path, name: str, svg: str) -> str:
-    (chart_dir / name).write_text(svg, encoding="utf-8")
-    return name
-
-
-__all__ = ["DOCUMENTS", "Rendered", "all_criteria", "chart_file", "charts", "provenance", "render"]
