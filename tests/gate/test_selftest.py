@@ -266,11 +266,11 @@ def test_a_clean_service_that_fails_a_scenario_stops_the_selftest_before_any_def
 # -- the child run, with a stand-in for pytest -----------------------------------------------------------
 
 FAKE_PYTEST = """
-import json, pathlib, sys, time
+import json, pathlib, sys, threading
 results = pathlib.Path(sys.argv[1])
 mode = sys.argv[2]
-if mode == "hang":
-    time.sleep(60)
+if mode == "hang":  # blocks until the selftest's timeout ends it
+    threading.Event().wait()
 if mode == "infra":
     (results / "features" / "infrastructure-error.txt").write_text("redis did not start\\n")
     sys.exit(5)

@@ -57,11 +57,12 @@ def test_rollback_records_exit_status_and_output() -> None:
 def test_rollback_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     script = (
-        "import subprocess, sys, time\n"
-        f"child = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(120)'])\n"
+        # both processes block until killed (the Event is never set); the rollback timeout ends them
+        "import subprocess, sys, threading\n"
+        f"child = subprocess.Popen([{PY!r}, '-c', 'import threading; threading.Event().wait()'])\n"
         f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
         "print('started', flush=True)\n"
-        "time.sleep(120)\n"
+        "threading.Event().wait()\n"
     )
     r = run_rollback([PY, "-c", script], timeout_s=2, env=os.environ)
     assert r.timed_out and not r.ok and "killed" in str(r.error)
