@@ -16,8 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gate import pg_server as pg_mod
 from gate.errors import StackError
+from gate.pg_install import source_bin_dir
+from gate.pg_rundirs import roomy
 from gate.pg_server import EmbeddedPostgres
 
 pytestmark = pytest.mark.stack
@@ -52,7 +53,7 @@ def select1(url: str) -> object:
 
 # Scratch space the server account can traverse (pytest's tmp dirs are mode 700): RAM when possible,
 # because these tests copy tens of megabytes.
-SCRATCH = "/dev/shm" if pg_mod._roomy(Path("/dev/shm"), 1 << 30) else "/var/tmp"
+SCRATCH = "/dev/shm" if roomy(Path("/dev/shm"), 1 << 30) else "/var/tmp"
 
 
 @pytest.fixture
@@ -220,7 +221,7 @@ def test_initdb_failure_is_reported_with_its_output(
     fake = fresh_cache / "fake-install" / "bin"  # traversable, so no copy is made of it
     fake.mkdir(parents=True)
     # A real postgres (for --version), copied so the server account can run it wherever the venv is.
-    shutil.copy2(pg_mod._source_bin_dir() / "postgres", fake / "postgres")
+    shutil.copy2(source_bin_dir() / "postgres", fake / "postgres")
     (fake / "initdb").write_text("#!/bin/sh\necho 'initdb: simulated disk full' >&2\nexit 1\n")
     os.chmod(fake / "initdb", 0o755)  # noqa: S103 - executable by the server account
     os.chmod(fake.parent, 0o755)  # noqa: S103 - traversable by the server account
@@ -240,7 +241,7 @@ def test_binaries_out_of_the_accounts_reach_are_copied_to_the_cache(
     tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A venv under a mode-700 home, as on CI runners that run as root.
-    src = pg_mod._source_bin_dir().parent.parent  # <site-packages>/pgserver
+    src = source_bin_dir().parent.parent  # <site-packages>/pgserver
     private = fresh_cache / "home"  # the cache root is traversable, this dir is not
     private.mkdir(mode=0o700)
     shutil.copytree(src / "pginstall", private / "site" / "pgserver" / "pginstall", symlinks=True)
