@@ -8,11 +8,9 @@ while that transaction stays open, and the counts and digests come from connecti
 snapshot: rows committed during the backup are in neither, so the manifest describes the dump exactly.
 A passing drill adds ``<db>-<UTC>.verified.json`` (retention never removes the newest verified backup).
 
-Digests are computed inside PostgreSQL (no row is streamed into Python), per chunk of at most
-:data:`CHUNK_ROWS` rows of an integer primary key, so that server memory stays bounded, a mismatch is
-located, and chunks are hashed in parallel. Files are written atomically (temp file, fsync, rename,
-fsync of the directory): a crash or a full disk leaves a complete backup or none, never a partial one.
-Formats and rules: docs/drill.md.
+The counts and digests are computed inside PostgreSQL, per chunk (gate/fingerprint.py). Files are
+written atomically (temp file, fsync, rename, fsync of the directory): a crash or a full disk leaves a
+complete backup or none, never a partial one. Formats and rules: docs/drill.md.
 """
 
 from __future__ import annotations
@@ -20,33 +18,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gate import __version__
-from gate.errors import CriterionFailed, InfrastructureError, UsageError
+from gate.errors import CriterionFailed, InfrastructureError
+from gate.fingerprint import PgConn, TablePlan, connect, fingerprint, first_line, list_tables, plan_chunks
+from gate.pg_tools import error_line, find_tool, no_space
 
 MANIFEST_SCHEMA = "relay-gate/backup-manifest@1"
 VERIFIED_SCHEMA = "relay-gate/backup-verified@1"
-CHUNK_ROWS = 250_000  # string_agg holds 32 bytes per row: 8 MB per chunk, far from its 1 GB limit
-DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))  # connections hashing a restore
 # While pg_dump runs, its compression keeps a core busy: the digests take the others (measured: with
 # every core hashing, the dump slows down by more than the digests gain).
 BACKUP_JOBS = max(1, min(4, (os.cpu_count() or 1) - 1))
@@ -54,327 +47,6 @@ DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # <db>-<YYYYMMDDTHHMMSSZ>[-<n>]: n tells apart backups taken within the same second
 STEM_RE = re.compile(r"^(?P<db>.+)-(?P<ts>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?$")
 LOCK_WAIT = "120s"  # pg_dump and our locks give up on a table that a long migration holds
-# Row text depends on these settings (timestamptz in the session time zone, money in lc_monetary...):
-# pinned on both sides, so a restore on a server configured differently still digests the same.
-_PINNED = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
-           "extra_float_digits": "1", "bytea_output": "hex", "lc_monetary": "C"}  # fmt: skip
-_INTEGER_TYPES = (20, 21, 23)  # int8, int2, int4 oids: keys we can split into ranges
-
-
-# -- connections ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgConn:
-    """A parsed database URL. The password goes to psycopg in-process and to pg tools in their
-    environment (PGPASSWORD), never into an argv where ``ps`` would show it."""
-
-    params: dict[str, str] = field(repr=False)
-
-    @classmethod
-    def parse(cls, url: str) -> PgConn:
-        from service.audit import libpq_url
-
-        try:
-            params = {k: str(v) for k, v in conninfo_to_dict(libpq_url(url)).items()}
-        except psycopg.Error:
-            # psycopg's message quotes the string, password included: say what is expected instead
-            raise UsageError(
-                "the database URL is not valid: expected postgresql://user:password@host:port/dbname"
-            ) from None
-        if not params.get("dbname"):
-            raise UsageError("the database URL names no database: expected postgresql://…/dbname")
-        return cls(params)
-
-    @property
-    def dbname(self) -> str:
-        return self.params["dbname"]
-
-    @property
-    def password(self) -> str | None:
-        return self.params.get("password")
-
-    @property
-    def host(self) -> str:
-        return self.params.get("host", "localhost")
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.params.get('port', '5432')}/{self.dbname}"
-
-    @property
-    def is_local(self) -> bool:
-        return self.host in ("localhost", "127.0.0.1", "::1") or self.host.startswith("/")
-
-    @property
-    def dsn(self) -> str:
-        return make_conninfo(**self.params)
-
-    @property
-    def argv_dsn(self) -> str:
-        return make_conninfo(**{k: v for k, v in self.params.items() if k != "password"})
-
-    def with_dbname(self, name: str) -> PgConn:
-        return PgConn({**self.params, "dbname": name})
-
-    def describe(self) -> dict[str, Any]:
-        return {"host": self.host, "port": int(self.params.get("port", 5432)), "database": self.dbname,
-                "user": self.params.get("user")}  # fmt: skip
-
-    def child_env(self, app: str) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.password:
-            env["PGPASSWORD"] = self.password
-        env["PGAPPNAME"] = app
-        env.setdefault("PGCONNECT_TIMEOUT", "10")
-        env["LC_ALL"] = "C"  # messages we recognise ("No space left on device") in English
-        return env
-
-
-def connect(c: PgConn, app: str, *, role: str = "database", timeout: int = 10) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(c.dsn, autocommit=True, connect_timeout=timeout, application_name=app)
-    except psycopg.OperationalError as exc:
-        why = " ".join(str(exc).split())[:240]
-        raise InfrastructureError(
-            f"{role} {c.where} is unreachable ({why}); check the URL and the server"
-        ) from None
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-# -- fingerprints: counts and digests computed by the server ---------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyCol:
-    name: str
-    collatable: bool  # ordered COLLATE "C": a restore on a server with another locale sorts the same
-    integer: bool
-
-
-@dataclass(frozen=True)
-class TablePlan:
-    """A table and how it is hashed: its key (the order) and chunk bounds ``[lo, hi)`` on that key."""
-
-    schema: str
-    name: str
-    key: tuple[KeyCol, ...] = ()
-    bounds: tuple[tuple[int | None, int | None], ...] = ((None, None),)
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-
-@dataclass(frozen=True)
-class TablePrint:
-    plan: TablePlan
-    chunks: tuple[tuple[int, str], ...]  # (rows, digest) per chunk
-    error: str | None = None
-
-    @property
-    def rows(self) -> int:
-        return sum(r for r, _ in self.chunks)
-
-    @property
-    def digest(self) -> str:
-        return hashlib.md5("".join(d for _, d in self.chunks).encode(), usedforsecurity=False).hexdigest()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": self.plan.schema, "table": self.plan.name, "key": [k.name for k in self.plan.key],
-            "rows": self.rows, "digest": self.digest,
-            "chunks": [{"from": lo, "to": hi, "rows": r, "digest": d}
-                       for (lo, hi), (r, d) in zip(self.plan.bounds, self.chunks, strict=True)],
-        }  # fmt: skip
-
-
-_TABLES_SQL = """
-SELECT n.nspname, c.relname, k.names, k.collatable, k.types
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN LATERAL (
-    SELECT array_agg(a.attname::text ORDER BY u.ord) AS names,
-           array_agg(a.attcollation <> 0 ORDER BY u.ord) AS collatable,
-           array_agg(a.atttypid::int ORDER BY u.ord) AS types
-    FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS u(attnum, ord)
-    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
-    WHERE i.indrelid = c.oid AND i.indisprimary) k ON true
-WHERE c.relkind = 'r' AND c.relpersistence <> 't'
-  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-  -- tables of extensions are recreated by CREATE EXTENSION, not restored from the dump
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
-
-
-def list_tables(conn: psycopg.Connection[Any]) -> list[TablePlan]:
-    """Every ordinary table of the database (not catalogs, temp or extension tables), one chunk each."""
-    out = []
-    for schema, name, names, coll, types in conn.execute(_TABLES_SQL).fetchall():
-        cols = zip(names or [], coll or [], types or [], strict=True)
-        key = tuple(KeyCol(n, bool(c), t in _INTEGER_TYPES) for n, c, t in cols)
-        out.append(TablePlan(schema, name, key))
-    return out
-
-
-def plan_chunks(conn: psycopg.Connection[Any], plan: TablePlan, *, chunk_rows: int = 0) -> TablePlan:
-    """Split a table with a one-column integer key into ranges of about ``chunk_rows`` rows.
-
-    The bounds are recorded in the manifest and reused on the restore, so any split is correct; even
-    ranges between min and max are good enough and cost one index lookup each.
-    """
-    if len(plan.key) != 1 or not plan.key[0].integer:
-        return plan
-    chunk_rows = chunk_rows or CHUNK_ROWS
-    col = sql.Identifier(plan.key[0].name)
-    q = sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t}").format(c=col, t=plan.ident)
-    count, lo, hi = conn.execute(q).fetchone()  # type: ignore[misc]
-    n = -(-int(count) // chunk_rows)
-    if n <= 1:
-        return plan
-    cuts = [lo + (hi - lo + 1) * i // n for i in range(1, n)]
-    edges: list[int | None] = [None, *cuts, None]  # open ends: rows outside [min, max] still count
-    return replace(plan, bounds=tuple(itertools.pairwise(edges)))
-
-
-def _chunk_query(plan: TablePlan, lo: int | None, hi: int | None) -> sql.Composed:
-    row_md5 = sql.SQL("md5(ROW(r.*)::text)")  # r.* is always the alias, whatever the column names
-    if not plan.key:  # no primary key: the multiset of row hashes, sorted, is the canonical order
-        return sql.SQL(
-            "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h COLLATE \"C\")), md5(''))"
-            " FROM (SELECT {} AS h FROM {} AS r) s"
-        ).format(row_md5, plan.ident)
-    order = sql.SQL(", ").join(
-        sql.SQL("r.{}{}").format(sql.Identifier(k.name), sql.SQL(' COLLATE "C"' if k.collatable else ""))
-        for k in plan.key
-    )
-    where: list[sql.Composable] = []
-    if lo is not None:
-        where.append(sql.SQL("r.{} >= {}").format(sql.Identifier(plan.key[0].name), sql.Literal(lo)))
-    if hi is not None:
-        where.append(sql.SQL("r.{} < {}").format(sql.Identifier(plan.key[0].name), sql.Literal(hi)))
-    cond = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-    return sql.SQL(
-        "SELECT count(*), coalesce(md5(string_agg({}, '' ORDER BY {})), md5('')) FROM {} AS r{}"
-    ).format(row_md5, order, plan.ident, cond)
-
-
-def fingerprint(
-    src: PgConn, plans: list[TablePlan], *, snapshot: str | None = None, jobs: int = DEFAULT_JOBS,
-    tolerate_errors: bool = False,
-) -> list[TablePrint]:  # fmt: skip
-    """Count and digest every chunk of ``plans`` on ``jobs`` connections (in ``snapshot`` if given).
-
-    With ``tolerate_errors`` a failing table (a key column missing from a restore) is reported in its
-    :class:`TablePrint` instead of raising.
-    """
-    items = [(ti, ci) for ti, p in enumerate(plans) for ci in range(len(p.bounds))]
-    results: dict[tuple[int, int], tuple[int, str] | str] = {}
-    lock, pending, stop = threading.Lock(), iter(items), threading.Event()
-
-    def worker() -> None:
-        with connect(src, "relay-gate fingerprint") as conn:
-            if snapshot is not None:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            for name, value in _PINNED.items():
-                conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-            while not stop.is_set():
-                with lock:
-                    item = next(pending, None)
-                if item is None:
-                    return
-                plan = plans[item[0]]
-                try:
-                    count, digest = conn.execute(_chunk_query(plan, *plan.bounds[item[1]])).fetchone()  # type: ignore[misc]
-                    results[item] = (int(count), str(digest))
-                except psycopg.Error as exc:
-                    if not tolerate_errors or snapshot is not None:
-                        stop.set()
-                        why = first_line(exc)
-                        raise InfrastructureError(f"counting {plan.qualified} failed: {why}") from None
-                    results[item] = first_line(exc)
-
-    workers = max(1, min(jobs, len(items)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="fingerprint") as pool:
-        for future in [pool.submit(worker) for _ in range(workers)]:
-            future.result()
-    out = []
-    for ti, plan in enumerate(plans):
-        got = [results[(ti, ci)] for ci in range(len(plan.bounds))]
-        errors = [g for g in got if isinstance(g, str)]
-        chunks = tuple(g for g in got if not isinstance(g, str))
-        out.append(TablePrint(plan, chunks if not errors else (), errors[0] if errors else None))
-    return out
-
-
-# -- pg_dump / pg_restore ---------------------------------------------------------------------------
-
-
-def _version_of(tool: Path) -> tuple[int, str]:
-    """``(16, "16.2")`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2")."""
-    try:
-        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except OSError as exc:
-        raise InfrastructureError(f"{tool} cannot run ({exc.strerror}): pass --pg-bin DIR") from None
-    m = re.search(r"\)\s*(\d+)(?:\.(\d+))?", out.stdout)
-    if out.returncode != 0 or m is None:
-        raise InfrastructureError(f"{tool} --version did not report a version: pass --pg-bin DIR")
-    return int(m.group(1)), f"{m.group(1)}.{m.group(2) or 0}"
-
-
-def find_tool(name: str, *, at_least: int, pg_bin: Path | None) -> tuple[Path, str]:
-    """The first ``name`` (pg_dump, pg_restore) of major version ``at_least`` or newer.
-
-    Only ``pg_bin`` when given; else ``RELAY_GATE_PG_BIN``, pgserver's bundled binaries, ``PATH``.
-    pg_dump cannot dump a newer server and an older pg_restore cannot read a newer archive: that is
-    an error here, before anything is written.
-    """
-    candidates: list[Path] = []
-    if pg_bin is not None:
-        candidates.append(Path(pg_bin) / name)
-    else:
-        if os.environ.get("RELAY_GATE_PG_BIN"):
-            candidates.append(Path(os.environ["RELAY_GATE_PG_BIN"]) / name)
-        with contextlib.suppress(Exception):
-            from gate.pg_server import _source_bin_dir
-
-            candidates.append(_source_bin_dir() / name)
-        if on_path := shutil.which(name):
-            candidates.append(Path(on_path))
-    found = []
-    for path in dict.fromkeys(candidates):
-        if os.access(path, os.X_OK):
-            major, version = _version_of(path)
-            if major >= at_least:
-                return path, version
-            found.append(f"{path} ({version})")
-    if not found:
-        where = f"in {pg_bin}" if pg_bin else "(RELAY_GATE_PG_BIN, pgserver's binaries, PATH)"
-        raise InfrastructureError(f"no {name} found {where}: install PostgreSQL client tools, or --pg-bin")
-    raise InfrastructureError(
-        f"version mismatch: {name} must be PostgreSQL {at_least} or newer to read this, found only "
-        f"{', '.join(found)}; install PostgreSQL {at_least} client tools and pass --pg-bin DIR"
-    )
-
-
-def no_space(text: str) -> bool:
-    return "No space left on device" in text or "Disk quota exceeded" in text
-
-
-def error_line(stderr: str) -> str:
-    """The line of a pg tool's stderr that says what went wrong (the first ``error:``, else the last)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    line = next((x for x in lines if "error:" in x or "FATAL" in x), lines[-1] if lines else "no message")
-    return line[:300]
 
 
 # -- files ------------------------------------------------------------------------------------------

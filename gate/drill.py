@@ -6,7 +6,8 @@ the user names); ``pg_restore`` with exit-on-error semantics; count and digest e
 the restored database with the manifest's chunk plan; compare table by table, missing and extra tables
 included; drop the ephemeral database whatever happened. Restore time (RTO) and backup age (RPO) are
 measured against targets. The verdict is PASSED or FAILED with a one-line reason; ``drill.json``
-(``relay-gate/drill@1``, docs/drill.md) records what was seen.
+(``relay-gate/drill@1``, docs/drill.md; written by gate/drill_results.py) records what was seen. The
+counting and comparing of the restore is gate/drill_compare.py.
 """
 
 from __future__ import annotations
@@ -28,28 +29,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from gate.backup import (
-    DEFAULT_JOBS,
-    Backup,
-    KeyCol,
-    PgConn,
-    TablePlan,
-    TablePrint,
-    connect,
-    error_line,
-    find_tool,
-    fingerprint,
-    first_line,
-    list_backups,
-    list_tables,
-    mark_verified,
-    no_space,
-    sha256_of,
-)
+from gate.backup import Backup, list_backups, sha256_of
+from gate.drill_compare import compare_tables, fingerprint_restore
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, GateError, InfrastructureError, StackError
 from gate.errors import CriterionFailed as Failed
+from gate.fingerprint import DEFAULT_JOBS, PgConn, connect, first_line
+from gate.pg_tools import error_line, find_tool, no_space
 from gate.procs import tail
-from gate.results import Redactor, provenance, read_json, utc_now, write_json
+from gate.results import utc_now
 
 if TYPE_CHECKING:
     from gate.pg_server import EmbeddedPostgres
@@ -138,52 +125,6 @@ def resolve_restore_to(restore_to: str, src: PgConn) -> str:
     if restore_to not in RESTORE_MODES:
         PgConn.parse(restore_to)  # UsageError (exit 2) when it is no database URL either
     return restore_to
-
-
-def compare_tables(
-    manifest_tables: list[dict[str, Any]], restored: list[TablePrint]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Table by table, the manifest's counts and digests against the restore's; the problems in words."""
-    got = {p.plan.qualified: p for p in restored}
-    rows, problems = [], []
-    for m in manifest_tables:
-        name = f"{m['schema']}.{m['table']}"
-        p = got.pop(name, None)
-        entry: dict[str, Any] = {
-            "table": name,
-            "key": m["key"],
-            "source": {"rows": m["rows"], "digest": m["digest"]},
-        }
-        if p is None or p.error:
-            problems.append(f"{name} is missing from the restore" if p is None else f"{name}: {p.error}")
-            entry.update(
-                restored=None,
-                rows_match=False,
-                digest_match=False,
-                status="missing" if p is None else "error",
-            )
-        else:
-            bad = [
-                {"from": c["from"], "to": c["to"]}
-                for c, got_chunk in zip(m["chunks"], p.chunks, strict=False)
-                if got_chunk != (c["rows"], c["digest"])
-            ]
-            rows_ok, digest_ok = p.rows == m["rows"], p.digest == m["digest"] and not bad
-            entry.update(
-                restored={"rows": p.rows, "digest": p.digest}, rows_match=rows_ok, digest_match=digest_ok
-            )
-            entry.update(chunks_differing=bad, status="match" if rows_ok and digest_ok else "differs")
-            if not rows_ok:
-                problems.append(f"{name} has {p.rows} rows, the backup {m['rows']}")
-            elif not digest_ok:
-                problems.append(f"{name} content differs from the backup ({len(bad)} chunk(s))")
-        rows.append({**entry, "match": entry["status"] == "match"})
-    for name, p in got.items():
-        problems.append(f"{name} is in the restore but not in the manifest")
-        extra = {"source": None, "restored": {"rows": p.rows, "digest": p.digest}, "status": "extra"}
-        rows.append({"table": name, "key": [k.name for k in p.plan.key], **extra,
-                     "rows_match": False, "digest_match": False, "match": False})  # fmt: skip
-    return rows, problems
 
 
 class _Drill:
@@ -281,7 +222,9 @@ class _Drill:
                 with self.phase("restore"):
                     self._restore(pg_restore, version, admin.with_dbname(name), backup.dump)
                 with self.phase("verify", jobs=self.opts.verify_jobs):
-                    restored = self._fingerprint(admin.with_dbname(name), manifest["tables"])
+                    restored = fingerprint_restore(
+                        admin.with_dbname(name), manifest["tables"], jobs=self.opts.verify_jobs
+                    )
             finally:
                 self._drop(admin, name)
         tables, problems = compare_tables(manifest["tables"], restored)
@@ -410,21 +353,6 @@ class _Drill:
                 )
             raise Failed(f"pg_restore failed (exit {res.returncode}): {error_line(res.stderr)}")
 
-    def _fingerprint(self, target: PgConn, manifest_tables: list[dict[str, Any]]) -> list[TablePrint]:
-        """Count and digest the restore in the manifest's key order and chunks, plus any extra table."""
-        with connect(target, "relay-gate drill", role="restored database") as conn:
-            present = {t.qualified: t for t in list_tables(conn)}
-        plans = []
-        for m in manifest_tables:
-            t = present.pop(f"{m['schema']}.{m['table']}", None)
-            if t is not None:
-                same_key = [k.name for k in t.key] == m["key"]
-                key = t.key if same_key else tuple(KeyCol(n, False, False) for n in m["key"])
-                bounds = tuple((c["from"], c["to"]) for c in m["chunks"]) or ((None, None),)
-                plans.append(TablePlan(t.schema, t.name, key, bounds))
-        plans += present.values()  # extra tables, to be named
-        return fingerprint(target, plans, jobs=self.opts.verify_jobs, tolerate_errors=True)
-
     def _drop(self, admin: PgConn, name: str) -> None:
         """Always runs. A database left on a server we keep is a failure to report, never to hide."""
         target = self.doc["restore_target"]
@@ -451,34 +379,3 @@ def run_drill(opts: DrillOptions) -> DrillResult:
     """Run the drill. Failed criteria and infrastructure failures are in the result, never raised; a
     :class:`~gate.errors.UsageError` (bad URL, bad ``restore_to``) is raised before anything happens."""
     return _Drill(opts).run()
-
-
-def write_results(result: DrillResult, results: Path, *, mark: bool = True) -> Path:
-    """``results/drill/drill.json``, plus ``results/run.json`` when the folder is new. A passing drill
-    also marks its backup verified (retention keeps the newest verified backup)."""
-    drill_json = results / "drill" / "drill.json"
-    redactor = Redactor(result.secrets)
-    doc = {**result.doc, "verified_marker": None}
-    if mark and result.passed and result.backup is not None:
-        try:
-            sha = doc["backup"]["sha256"]
-            marker = mark_verified(result.backup, run_id=doc["run_id"], sha256=sha, drill_json=drill_json)
-            doc["verified_marker"] = str(marker)
-        except (OSError, GateError) as exc:  # a read-only backup dir: the drill still passed
-            doc["verified_marker_error"] = str(exc)
-    target = {"name": f"database {doc['source']['database']}", **doc["source"]}
-    prov = provenance(
-        run_id=doc["run_id"], target=target, started_at=doc["started_at"], extra={"command": "drill"}
-    )
-    doc["provenance"] = {**prov, "finished_at": doc["finished_at"]}
-    if not (results / "run.json").exists():
-        run_doc = {**doc["provenance"], "exit_code": result.exit_code, "verdict": doc["verdict"]}
-        write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
-    return write_json(drill_json, "drill", 1, doc, redactor=redactor)
-
-
-def run_id_for(results: Path, default: str) -> str:
-    """The run id of an existing results folder (its run.json), else ``default``."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return str(read_json(results / "run.json", "run")["run_id"])
-    return default

@@ -9,7 +9,9 @@ They are switched in only by this module acting as a pytest plugin, for one test
 ``pytest features/ -p gate.drill_defects --drill-defect NAME`` (what ``relay-gate selftest`` runs).
 The plugin patches module attributes of gate.backup / gate.drill for that session and undoes it at the
 end; no setting, flag or environment variable of ``relay-gate backup`` or ``relay-gate drill`` reaches
-them.
+them. A patch replaces the name where its caller looks it up at call time: ``fingerprint`` (defined in
+gate/fingerprint.py) as gate.backup's ``_write_backup`` sees it, ``compare_tables`` (defined in
+gate/drill_compare.py) as gate.drill's ``_Drill`` sees it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gate import backup, drill
+from gate.fingerprint import connect
 
 if TYPE_CHECKING:
     import pytest
 
-    from gate.backup import PgConn, TablePlan, TablePrint
+    from gate.fingerprint import PgConn, TablePlan, TablePrint
 
 # the scenarios that catch them (names as in features/restore_drill.feature)
 D_RESTORES = "The latest backup restores and matches its source table by table, within the RPO and RTO"
@@ -73,7 +76,7 @@ _live_ids = itertools.count(1)
 def _live_traffic(src: PgConn) -> None:
     """Commit what a busy source commits during any backup: a few new rows, after the snapshot."""
     first = 900_000_000 + next(_live_ids) * 1_000
-    with backup.connect(src, "relay-gate selftest: live traffic") as conn:
+    with connect(src, "relay-gate selftest: live traffic") as conn:
         conn.execute(
             f"INSERT INTO {drill.BULK_TABLE} SELECT g, 'live', 'execute', md5(g::text), 0, now()"  # noqa: S608 - constants
             " FROM generate_series(%s::bigint, %s::bigint) AS g",
@@ -95,6 +98,7 @@ def _counted_outside_the_snapshot(mp: pytest.MonkeyPatch) -> None:
         _live_traffic(src)
         return fingerprint(src, plans, snapshot=None, **kwargs)
 
+    # gate.backup imports fingerprint from gate.fingerprint: _write_backup resolves it in gate.backup
     mp.setattr(backup, "fingerprint", counted_live)
 
 
@@ -108,6 +112,7 @@ def _compares_a_fixed_table_list(mp: pytest.MonkeyPatch) -> None:
         listed = [m for m in manifest_tables if f"{m['schema']}.{m['table']}" in FIXED_TABLES]
         return compare(listed, [p for p in restored if p.plan.qualified in FIXED_TABLES])
 
+    # gate.drill imports compare_tables from gate.drill_compare: _Drill._run resolves it in gate.drill
     mp.setattr(drill, "compare_tables", compare_listed)
 
 

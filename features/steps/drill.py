@@ -25,7 +25,7 @@ from pytest_bdd import given, parsers, then, when
 
 from features.recording import Recorder
 from features.steps.common import admitted_execute, notify
-from gate.backup import Backup, PgConn, take_backup
+from gate.backup import Backup, take_backup
 from gate.drill import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
@@ -34,8 +34,9 @@ from gate.drill import (
     DrillResult,
     parse_duration,
     run_drill,
-    write_results,
 )
+from gate.drill_results import write_results
+from gate.fingerprint import PgConn
 from gate.target import Credential, Target
 
 EXECUTES = 3

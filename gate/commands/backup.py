@@ -22,8 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gate.backup import BACKUP_JOBS, DAY_RE, PgConn, fsync_dir, list_backups, take_backup
+from gate.backup import BACKUP_JOBS, DAY_RE, fsync_dir, list_backups, take_backup
 from gate.errors import EXIT_INFRA, EXIT_OK, UsageError
+from gate.fingerprint import PgConn
 
 DEFAULT_KEEP_DAYS = 30
 

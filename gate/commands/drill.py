@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gate.backup import DEFAULT_JOBS
 from gate.drill import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
@@ -35,10 +34,10 @@ from gate.drill import (
     human,
     parse_duration,
     run_drill,
-    run_id_for,
-    write_results,
 )
+from gate.drill_results import run_id_for, write_results
 from gate.errors import UsageError
+from gate.fingerprint import DEFAULT_JOBS
 from gate.results import new_run_id
 
 

@@ -16,12 +16,15 @@ import psycopg
 import pytest
 
 import gate.backup as backup_mod
-from gate.backup import MANIFEST_SCHEMA, PgConn, list_backups, sha256_of, take_backup
+import gate.fingerprint as fingerprint_mod
+from gate.backup import MANIFEST_SCHEMA, list_backups, sha256_of, take_backup
 from gate.cli import main
 from gate.commands.backup import plan_retention
 from gate.drill import DrillOptions, run_drill, seed_bulk_table
 from gate.errors import InfrastructureError, UsageError
+from gate.fingerprint import PgConn
 from gate.pg_server import EmbeddedPostgres
+from gate.pg_tools import find_tool
 from gate.procs import free_port
 
 pytestmark = pytest.mark.stack
@@ -71,7 +74,7 @@ def test_backup_writes_a_dump_and_a_manifest_of_the_same_snapshot(source: str, t
     assert m["snapshot"]["id"] and m["taken_at"].endswith("Z")
     # a valid custom-format archive, listing the bulk table's data
     listing = subprocess.run(
-        [str(backup_mod.find_tool("pg_restore", at_least=16, pg_bin=None)[0]), "--list", str(b.dump)],
+        [str(find_tool("pg_restore", at_least=16, pg_bin=None)[0]), "--list", str(b.dump)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "TABLE DATA public bulk_events" in listing
@@ -141,7 +144,7 @@ def test_a_concurrent_writer_does_not_break_the_match(source: str, tmp_path: Pat
 def test_large_tables_are_hashed_in_chunks_of_the_primary_key(
     source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backup_mod, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(fingerprint_mod, "CHUNK_ROWS", 1000)
     b = take_backup(source, tmp_path / "backups", jobs=2)
     bulk = next(t for t in b.manifest()["tables"] if t["table"] == "bulk_events")
     assert len(bulk["chunks"]) == 3

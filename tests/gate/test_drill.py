@@ -12,19 +12,21 @@ from typing import Any
 import psycopg
 import pytest
 
-from gate.backup import Backup, PgConn, TablePlan, TablePrint, find_tool, sha256_of, take_backup
+from gate.backup import Backup, sha256_of, take_backup
 from gate.cli import main
 from gate.drill import (
     EPHEMERAL_PREFIX,
     DrillOptions,
     DrillResult,
-    compare_tables,
     parse_duration,
     run_drill,
     seed_bulk_table,
-    write_results,
 )
+from gate.drill_compare import compare_tables
+from gate.drill_results import write_results
+from gate.fingerprint import PgConn, TablePlan, TablePrint
 from gate.pg_server import EmbeddedPostgres
+from gate.pg_tools import find_tool
 from gate.procs import free_port
 
 pytestmark = pytest.mark.stack
@@ -244,9 +246,9 @@ def test_a_manifest_counted_outside_the_dumps_snapshot_is_detected(
 def test_a_changed_row_is_located_by_its_chunk(
     source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gate.backup
+    import gate.fingerprint
 
-    monkeypatch.setattr(gate.backup, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(gate.fingerprint, "CHUNK_ROWS", 500)
     b = take_backup(source, tmp_path / "backups")
 
     def tamper(m: dict[str, Any]) -> None:  # as if the row with id 1200 had other content in the source
