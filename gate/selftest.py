@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +29,8 @@ from gate.commands.check import REPO_ROOT, pytest_argv
 from gate.defects import DEFECTS
 from gate.drill_defects import DRILL_DEFECTS
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, UsageError
-from gate.results import INFRA_MARKER, Redactor, provenance, read_json, utc_now, write_json
+from gate.results import INFRA_MARKER, read_json, utc_now
+from gate.selftest_report import catalogue_table, render_table, report_json, verdict_lines, write_report
 
 AREAS = ("headers", "rate_limit", "signing", "audit", "drill")  # run and report order, area by area
 RUN_TIMEOUT_S = 900.0  # one child pytest; the slowest area takes well under a minute here
@@ -248,122 +248,12 @@ class Report:
         return EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
-        caught = sum(d.outcome == "caught" for d in self.defects)
-        return {
-            "run_id": self.run_id, "started_at": self.started_at, "finished_at": utc_now(),
-            "duration_s": round(self.duration_s, 3), "backend": self.backend,
-            "verdict": {EXIT_OK: "PASSED", EXIT_CRITERION: "FAILED"}.get(self.exit_code, "ERROR"),
-            "exit_code": self.exit_code,
-            "totals": {"defects": len(self.defects), "caught": caught, "escaped": len(self.escaped),
-                       "errors": len(self.errors),
-                       "caught_pct": round(100 * caught / len(self.defects), 1) if self.defects else None},
-            "escaped": self.escaped, "errors": self.errors,
-            "clean": None if self.clean is None else {
-                **_run_json(self.clean, self.results), "markexpr": self.clean_markexpr},
-            "defects": [{
-                "name": d.subject.name, "kind": d.subject.kind, "area": d.subject.area,
-                "summary": d.subject.summary, "needs_control": d.subject.needs_control,
-                "outcome": d.outcome, "caught_by": [s.to_json() for s in d.caught_by],
-                "expected": list(d.subject.caught_by), "expected_missing": d.expected_missing,
-                **_run_json(d.run, self.results)} for d in self.defects],
-            "figures": figures(self),
-        }  # fmt: skip
-
-
-def _run_json(run: FeatureRun, root: Path) -> dict[str, Any]:
-    return {
-        "status": run.status, "pytest_exit": run.pytest_exit, "duration_s": run.duration_s,
-        "scenarios": run.counts(), "message": run.message,
-        "results": str(run.results.relative_to(root) if run.results.is_relative_to(root) else run.results),
-    }  # fmt: skip
-
-
-def figures(report: Report) -> dict[str, Any]:
-    """Timing: the whole selftest, the clean run, and per defect (min, median, max, by area)."""
-    per = [d.run.duration_s for d in report.defects]
-    by_area: dict[str, list[float]] = {}
-    for d in report.defects:
-        by_area.setdefault(d.subject.area, []).append(d.run.duration_s)
-    return {
-        "total_s": round(report.duration_s, 1),
-        "clean_s": report.clean.duration_s if report.clean else None,
-        "per_defect_s": {"min": min(per), "median": round(statistics.median(per), 1), "max": max(per)}
-        if per
-        else None,
-        "per_area_mean_s": {a: round(statistics.fmean(v), 1) for a, v in by_area.items()},
-    }
-
-
-# -- output ----------------------------------------------------------------------------------------
-
-
-def render_table(results: list[DefectResult]) -> str:
-    """defect -> the scenarios that caught it, one per line, with its area and the run's time."""
-    width = max([len("defect"), *(len(d.subject.name) for d in results)])
-    lines = [f"{'defect':<{width}}  {'area':<10}  {'time':>7}  caught by"]
-    for d in results:
-        head = f"{d.subject.name:<{width}}  {d.subject.area:<10}  {d.run.duration_s:>5.1f} s  "
-        if d.outcome == "caught":
-            cells = [s.scenario for s in d.caught_by]
-        elif d.outcome == "escaped":
-            c = d.run.counts()
-            cells = [f"ESCAPED: no scenario failed ({c['passed']} passed, {c['skipped']} skipped)"]
-        else:
-            cells = [f"ERROR: {d.run.message}"]
-        lines.append(head + cells[0])
-        lines += [" " * len(head) + cell for cell in cells[1:]]
-    return "\n".join(lines)
-
-
-def render_catalogue(subjects: Iterable[Subject]) -> str:
-    """The ``--list`` view: name, area, kind, what it breaks."""
-    subjects = list(subjects)
-    width = max((len(s.name) for s in subjects), default=0)
-    return "\n".join(f"{s.name:<{width}}  {s.area:<10}  {s.kind:<7}  {s.summary}" for s in subjects)
+        return report_json(self)
 
 
 def catalogue_markdown() -> str:
     """The catalogue table of docs/selftest.md (a test keeps the two identical)."""
-    rows = ["| defect | area | what it breaks | written to be caught by |", "|---|---|---|---|"]
-    for s in catalogue().values():
-        control = " (needs control of the stack)" if s.needs_control else ""
-        tooling = " *(backup/drill tooling)*" if s.kind == "tooling" else ""
-        scenarios = "<br>".join(s.caught_by)
-        rows.append(f"| `{s.name}`{tooling} | {s.area} | {s.summary}{control} | {scenarios} |")
-    return "\n".join(rows)
-
-
-def _clock(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-
-
-def _verdict_lines(report: Report) -> list[str]:
-    n, caught = len(report.defects), sum(d.outcome == "caught" for d in report.defects)
-    fig = figures(report)
-    if report.clean is None or report.clean.status != "passed":
-        lines = ["\nno defect was run: the clean service must pass first"]
-    else:
-        lines = [f"\ncaught {caught} of {n} defect(s)" + (f" ({100 * caught / n:.0f} %)" if n else "")]
-    if report.clean is not None:
-        c = report.clean.counts()
-        lines.append(f"clean service: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped")
-    per = fig["per_defect_s"]
-    if per:
-        lines.append(
-            f"time: {_clock(report.duration_s)} in all; clean run {fig['clean_s'] or 0:.1f} s;"
-            f" per defect {per['min']:.1f} / {per['median']:.1f} / {per['max']:.1f} s (min / median / max)"
-        )
-    for d in report.defects:
-        if d.outcome == "caught" and d.expected_missing:
-            lines.append(
-                f"note: {d.subject.name} did not fail the scenario(s) written for it: "
-                + "; ".join(d.expected_missing)
-            )
-    if report.escaped:
-        lines.append(f"ESCAPED (the gate cannot fail against them): {', '.join(report.escaped)}")
-    if report.errors:
-        lines.append(f"NOT JUDGED (the run did not complete): {', '.join(report.errors)}")
-    return lines
+    return catalogue_table(catalogue().values())
 
 
 # -- the whole selftest ----------------------------------------------------------------------------
@@ -429,26 +319,7 @@ def run_selftest(
     report.duration_s = time.monotonic() - t0
     if report.defects:
         say("\n" + render_table(report.defects))
-    for line in _verdict_lines(report):
+    for line in verdict_lines(report):
         say(line)
     write_report(report)
     return report
-
-
-def write_report(report: Report) -> Path:
-    """``<results>/selftest/selftest.json``. Nothing in it is secret (each run's own files are redacted
-    by that run), but it goes through the same writer: atomic and versioned."""
-    path = report.results / "selftest" / "selftest.json"
-    return write_json(path, "selftest", 1, report.to_json(), redactor=Redactor(()))
-
-
-def write_run_json(results: Path, *, run_id: str, backend: str, report: Report | None = None) -> None:
-    """Write ``run.json`` (relay-gate/run@1): provenance at the start, the exit code and totals once
-    ``report`` is there. Only for a folder the selftest created: one that has a run.json of its own (a
-    run the selftest joined) keeps it — the caller decides."""
-    target = {"name": f"reference stack ({backend}) with deliberate defects", "backend": backend}
-    doc = provenance(run_id=run_id, target=target, started_at=report.started_at if report else utc_now(),
-                     extra={"command": "selftest"})  # fmt: skip
-    if report is not None:
-        doc.update(finished_at=utc_now(), exit_code=report.exit_code, totals=report.to_json()["totals"])
-    write_json(results / "run.json", "run", 1, doc, redactor=Redactor(()))

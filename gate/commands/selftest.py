@@ -56,18 +56,19 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: the catalogue builds on the service app, which other verbs need not load
     from gate import selftest
-    from gate.drill import run_id_for
+    from gate.drill_results import run_id_for
+    from gate.selftest_report import render_catalogue, write_run_json
 
     subjects = selftest.select(args.defects, args.areas)  # UsageError -> exit 2
     if args.list:
-        print(selftest.render_catalogue(subjects))
+        print(render_catalogue(subjects))
         return EXIT_OK
     fresh = new_run_id()
     results: Path = args.results or Path("results") / fresh
     owns_run_json = not (results / "run.json").exists()  # else it joins that run (e.g. relay-gate run)
     run_id = run_id_for(results, fresh)
     if owns_run_json:
-        selftest.write_run_json(results, run_id=run_id, backend=args.backend)
+        write_run_json(results, run_id=run_id, backend=args.backend)
     report = selftest.run_selftest(
         subjects,
         results=results,
@@ -76,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
         whole_gate=not args.defects and not args.areas,
     )
     if owns_run_json:
-        selftest.write_run_json(results, run_id=run_id, backend=args.backend, report=report)
+        write_run_json(results, run_id=run_id, backend=args.backend, report=report)
     return report.exit_code

@@ -31,11 +31,10 @@ from gate.selftest import (
     catalogue,
     catalogue_markdown,
     judge,
-    render_table,
     run_features,
     select,
-    write_report,
 )
+from gate.selftest_report import render_table, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
