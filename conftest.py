@@ -23,6 +23,9 @@ pytest_plugins = [
     # step definitions are plugins so every feature's test module sees them
     "features.steps.common",
     "features.steps.rate_limit",
+    "features.steps.rate_limit_workspaces",
+    "features.steps.rate_limit_replicas",
+    "features.steps.rate_limit_outage",
     "features.steps.signing",
     "features.steps.audit",
     "features.steps.headers",

@@ -1,4 +1,9 @@
-"""Running a feature in a child pytest, as `relay-gate check` does, to prove what it catches."""
+"""Running a feature in a child pytest, as `relay-gate check` does, to prove what it catches.
+
+The proof modules (``test_proof_<area>.py``) are each a table of which scenarios catch which defect;
+the assertions they share live here: :func:`assert_covers`, :func:`assert_caught` and
+:func:`assert_clean`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gate.defects import DEFECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 240
@@ -57,3 +65,52 @@ def run_feature(
     summary = json.loads(summary_path.read_text())
     scenarios = {s["scenario"]: s for f in summary["features"] for s in f["scenarios"]}
     return FeatureRun(proc.returncode, scenarios, output)
+
+
+def assert_covers(area: str, catches: Mapping[str, object]) -> None:
+    """Every defect of ``area`` in gate/defects.py has a row in ``catches``, and no other defect has."""
+    ours = {d.name for d in DEFECTS.values() if d.area == area}
+    assert ours == set(catches), (
+        f"{area} defects without a proof here: {sorted(ours - set(catches))}; "
+        f"rows for no {area} defect: {sorted(set(catches) - ours)}"
+    )
+
+
+def assert_caught(
+    run: FeatureRun, defect: str, expected: Iterable[str], *, scenarios: Collection[str] | None = None
+) -> None:
+    """Against ``defect`` pytest exited 1 and every scenario of ``expected`` failed (others may fail
+    too). With ``scenarios``, the run reported exactly those, and each one not ``expected`` passed:
+    a defect must not hide behind a skip."""
+    failing = set(expected)
+    assert run.code == 1, f"pytest exited {run.code} against defect {defect}, expected 1:\n{run.output}"
+    missing = failing - run.failed()
+    assert not missing, (
+        f"against {defect} these scenarios did not fail: {sorted(missing)}\n{_table(run)}\n{run.output}"
+    )
+    if scenarios is not None:
+        want = {s: "failed" if s in failing else "passed" for s in scenarios}
+        assert run.outcomes == want, f"against {defect}: outcomes {run.outcomes}, not {want}\n{run.output}"
+
+
+def assert_clean(
+    run: FeatureRun, catches: Mapping[str, Iterable[str]], *, scenarios: Collection[str] | None = None
+) -> None:
+    """Against the clean stack pytest exited 0 and every scenario passed, the catching ones of
+    ``catches`` among them (with ``scenarios``: exactly those scenarios ran)."""
+    not_passed = {
+        name: (s["outcome"], s.get("reason")) for name, s in run.scenarios.items() if s["outcome"] != "passed"
+    }
+    assert run.code == 0 and run.scenarios and not not_passed, (
+        f"clean run exited {run.code}; not passed: {not_passed}\n{run.output}"
+    )
+    catching = {name for names in catches.values() for name in names}
+    assert catching <= set(run.scenarios), (
+        f"catching scenarios not in the feature any more: {sorted(catching - set(run.scenarios))}"
+    )
+    if scenarios is not None:
+        assert set(run.scenarios) == set(scenarios), f"clean run outcomes: {run.outcomes}\n{run.output}"
+
+
+def _table(run: FeatureRun) -> str:
+    return "\n".join(f"  {s['outcome']:8} {name}: {s.get('reason')}" for name, s in run.scenarios.items())

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from gate.defects import DEFECTS
 from tests.features import proof
 
 URL_ONLY = "Responses that need nothing but the URL carry the configured security headers"
@@ -37,28 +36,20 @@ CATCHES: dict[str, set[str]] = {
 pytestmark = pytest.mark.stack
 
 
-def run_feature(tmp: Path, backend: str, defect: str | None = None) -> tuple[int, dict[str, str], str]:
-    """Run the feature as CI would; (exit code, scenario -> outcome, output tail)."""
-    run = proof.run_feature("test_headers.py", tmp, "--backend", backend, defect=defect)
-    return run.code, run.outcomes, run.output
+def run_feature(tmp: Path, request: pytest.FixtureRequest, defect: str | None = None) -> proof.FeatureRun:
+    """Run the feature as CI would, on this session's backend."""
+    backend = request.config.getoption("--backend")
+    return proof.run_feature("test_headers.py", tmp, "--backend", backend, defect=defect)
 
 
 def test_every_header_defect_has_a_catching_scenario() -> None:
-    header_defects = {d.name for d in DEFECTS.values() if d.area == "headers"}
-    assert set(CATCHES) == header_defects
+    proof.assert_covers("headers", CATCHES)
 
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_defect_fails_the_feature(defect: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    code, outcomes, tail = run_feature(tmp_path, request.config.getoption("--backend"), defect)
-    assert code == 1, f"--defect {defect}: pytest exited {code}\n{tail}"
-    assert set(outcomes) == ALL, tail
-    failed = {s for s, o in outcomes.items() if o == "failed"}
-    assert failed == CATCHES[defect], f"--defect {defect}: {outcomes}\n{tail}"
-    assert all(outcomes[s] == "passed" for s in ALL - failed), outcomes
+    proof.assert_caught(run_feature(tmp_path, request, defect), defect, CATCHES[defect], scenarios=ALL)
 
 
 def test_the_clean_stack_passes(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    code, outcomes, tail = run_feature(tmp_path, request.config.getoption("--backend"))
-    assert code == 0, tail
-    assert outcomes == dict.fromkeys(ALL, "passed"), tail
+    proof.assert_clean(run_feature(tmp_path, request), CATCHES, scenarios=ALL)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from pytest_bdd.scenario import make_python_name
 
-from gate.defects import DEFECTS
 from tests.features import proof
 
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
+FEATURE = "test_rate_limit.py"
 
 SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (seed smoke)"
 EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
@@ -46,14 +46,8 @@ def _test_name(scenario: str) -> str:
     return "test_" + make_python_name(scenario)
 
 
-def _run(tmp: Path, *args: str) -> tuple[int, dict[str, str], str]:
-    run = proof.run_feature("test_rate_limit.py", tmp, *args)
-    return run.code, run.outcomes, run.output
-
-
 def test_every_rate_limit_defect_has_a_catching_scenario() -> None:
-    ours = {name for name, d in DEFECTS.items() if d.area == "rate_limit"}
-    assert ours == set(CATCHES), f"rate-limit defects without a proof here: {sorted(ours - set(CATCHES))}"
+    proof.assert_covers("rate_limit", CATCHES)
 
 
 def test_scenario_names_match_the_feature() -> None:
@@ -67,17 +61,10 @@ def test_scenario_names_match_the_feature() -> None:
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_feature_catches(defect: str, tmp_path: Path) -> None:
-    expected = CATCHES[defect]
-    selection = " or ".join(_test_name(s) for s in expected)
-    code, outcomes, output = _run(tmp_path, "--defect", defect, "-k", selection)
-    failed = {s for s, o in outcomes.items() if o == "failed"}
-    assert code == 1, f"--defect {defect}: pytest exited {code}, expected 1\n{output}"
-    assert set(expected) <= failed, (
-        f"--defect {defect}: expected {sorted(expected)} to fail; outcomes {outcomes}\n{output}"
-    )
+    selection = " or ".join(_test_name(s) for s in CATCHES[defect])
+    run = proof.run_feature(FEATURE, tmp_path, "--defect", defect, "-k", selection)
+    proof.assert_caught(run, defect, CATCHES[defect])
 
 
 def test_the_feature_passes_against_the_clean_stack(tmp_path: Path) -> None:
-    code, outcomes, output = _run(tmp_path)
-    assert code == 0, f"clean run: pytest exited {code}; outcomes {outcomes}\n{output}"
-    assert outcomes and set(outcomes.values()) == {"passed"}, f"clean run outcomes: {outcomes}"
+    proof.assert_clean(proof.run_feature(FEATURE, tmp_path), CATCHES)

@@ -8,15 +8,15 @@ way CI runs the gate, and the verdict is read from DIR/features/summary.json.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gate.defects import DEFECTS
 from gate.stack import Stack, StackConfig
 from tests.features import proof
 
 pytestmark = pytest.mark.stack
+
+FEATURE = "test_signing.py"
 
 
 # defect -> the scenario(s) that must fail against it (others may fail too: the verifier and rotation
@@ -37,39 +37,18 @@ CATCHES: dict[str, set[str]] = {
 }
 
 
-def run_feature(
-    tmp_path: Path, defect: str | None, *, target: list[str] | None = None, env: dict[str, str] | None = None
-) -> tuple[int, dict[str, dict[str, Any]], str]:
-    """Run the feature (against a fresh stack unless ``target`` names one); the exit code, outcomes by
-    scenario name, and the output."""
-    run = proof.run_feature("test_signing.py", tmp_path / "results", *(target or []), defect=defect, env=env)
-    return run.code, run.scenarios, run.output
-
-
 def test_every_signing_defect_has_a_catching_scenario() -> None:
-    assert {d.name for d in DEFECTS.values() if d.area == "signing"} == set(CATCHES)
+    proof.assert_covers("signing", CATCHES)
 
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_signing_feature_fails_against(defect: str, tmp_path: Path) -> None:
-    code, outcomes, output = run_feature(tmp_path, defect)
-    failed = {name for name, s in outcomes.items() if s["outcome"] == "failed"}
-    assert code == 1, f"pytest exited {code} against defect {defect}, expected 1:\n{output}"
-    missing = CATCHES[defect] - failed
-    assert not missing, f"against {defect} these scenarios did not fail: {sorted(missing)}\n" + "\n".join(
-        f"  {s['outcome']:8} {name}: {s['reason']}" for name, s in outcomes.items()
-    )
+    run = proof.run_feature(FEATURE, tmp_path / "results", defect=defect)
+    proof.assert_caught(run, defect, CATCHES[defect])
 
 
 def test_the_signing_feature_passes_against_the_clean_stack(tmp_path: Path) -> None:
-    code, outcomes, output = run_feature(tmp_path, None)
-    not_passed = {
-        name: (s["outcome"], s["reason"]) for name, s in outcomes.items() if s["outcome"] != "passed"
-    }
-    assert code == 0 and not not_passed, f"clean run exited {code}; not passed: {not_passed}\n{output}"
-    assert set().union(*CATCHES.values()) <= set(outcomes), (
-        "a catching scenario is not in the feature any more"
-    )
+    proof.assert_clean(proof.run_feature(FEATURE, tmp_path / "results"), CATCHES)
 
 
 def test_unsigned_deliveries_fail_even_when_the_target_config_gives_no_secret(tmp_path: Path) -> None:
@@ -82,13 +61,16 @@ def test_unsigned_deliveries_fail_even_when_the_target_config_gives_no_secret(tm
             "[deliveries]\n"
             f'receiver_url = "{stack.receiver_url}"\n'
         )
-        code, outcomes, output = run_feature(
-            tmp_path,
-            None,
-            target=["--target-url", stack.base_url, "--target-config", str(config)],
+        run = proof.run_feature(
+            FEATURE,
+            tmp_path / "results",
+            "--target-url",
+            stack.base_url,
+            "--target-config",
+            str(config),
             env={"PROOF_DEV_KEY": stack.key("dev").key},
         )
-    signed = outcomes["Every delivery is signed and names the request that caused it"]
-    assert code == 1 and signed["outcome"] == "failed", f"exit {code}, {signed}\n{output}"
-    recomputed = outcomes["X-Signature is the HMAC-SHA256 of the exact bytes received"]
+    signed = run.scenarios["Every delivery is signed and names the request that caused it"]
+    assert run.code == 1 and signed["outcome"] == "failed", f"exit {run.code}, {signed}\n{run.output}"
+    recomputed = run.scenarios["X-Signature is the HMAC-SHA256 of the exact bytes received"]
     assert recomputed["outcome"] == "skipped" and "signing secret" in recomputed["reason"], recomputed

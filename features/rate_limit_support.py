@@ -1,0 +1,253 @@
+"""What the rate-limit steps send and see: executes as the client saw them, bursts, and a ledger of
+the windows each workspace was used in.
+
+Everything is observed over HTTP: an execute's status and its rate-limit headers, one at a time
+(:func:`execute`) or many at once over several replicas (:func:`parallel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from features.recording import Recorder
+from features.steps.common import NOTIFY
+from gate.target import Credential, RateLimitPolicy, Target
+
+# Retry-After is ceil()ed to whole seconds (< 1 s) and the client reads the clock after the answer:
+# Retry-After, RateLimit's t and X-RateLimit-Reset - now may differ by this much. Client and server
+# clocks must agree (they are one clock on the reference stack; NTP elsewhere).
+CLOCK_TOLERANCE_S = 2.0
+EPSILON_S = 0.05  # start a little after a reset, so the first request lands in the new window
+
+
+# -- what the client saw ---------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    """One rate-limited execute as the client saw it (``response`` is None when it got no answer)."""
+
+    response: httpx.Response | None
+    workspace: str
+    replica: str
+    sent_at: float  # epoch seconds
+    received_at: float
+    t_ms: float  # from the start of its burst
+    error: str | None = None
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code if self.response is not None else 0
+
+    def header(self, name: str) -> str | None:
+        return self.response.headers.get(name) if self.response is not None else None
+
+    def number(self, name: str) -> int | None:
+        value = self.header(name)
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def remaining(self) -> int | None:
+        return self.number("X-RateLimit-Remaining")
+
+    @property
+    def reset(self) -> int | None:
+        return self.number("X-RateLimit-Reset")
+
+    @property
+    def retry_after(self) -> int | None:
+        return self.number("Retry-After")
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.received_at - self.sent_at
+
+    def row(self) -> dict[str, Any]:
+        def raw(name: str) -> int | str | None:
+            n = self.number(name)
+            return n if n is not None else self.header(name)
+
+        return {
+            "t_ms": round(self.t_ms, 1),
+            "elapsed_ms": round(self.elapsed_s * 1000, 1),
+            "replica": self.replica,
+            "status": self.status if self.error is None else f"no answer: {self.error}",
+            "remaining": raw("X-RateLimit-Remaining"),
+            "retry_after": raw("Retry-After"),
+            "reset": raw("X-RateLimit-Reset"),
+        }
+
+
+@dataclass
+class Burst:
+    cred: Credential
+    hits: list[Hit]
+
+    @property
+    def admitted(self) -> list[Hit]:
+        return [h for h in self.hits if 200 <= h.status < 300]
+
+    @property
+    def refused(self) -> list[Hit]:
+        return [h for h in self.hits if h.status == 429]
+
+    def statuses(self) -> str:
+        return " ".join(str(h.status) for h in self.hits)
+
+    def evidence(self, policy: RateLimitPolicy, **extra: Any) -> dict[str, Any]:
+        first_429 = next((h for h in self.hits if h.status == 429), None)
+        return {
+            "method": "POST",
+            "endpoint": policy.endpoint,
+            "workspace": self.cred.workspace,
+            "key": self.cred.name,
+            "limit": policy.limit,
+            "window_s": policy.window_s,
+            "replicas": sorted({h.replica for h in self.hits}),
+            "requests": len(self.hits),
+            "admitted": len(self.admitted),
+            "refused": len(self.refused),
+            "started_at": self.hits[0].sent_at if self.hits else None,
+            **extra,
+            "timeline": [h.row() for h in self.hits],
+            "first_429_headers": dict(first_429.response.headers)
+            if first_429 and first_429.response
+            else None,
+        }
+
+
+# -- whose quota to spend -------------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """In which window (its X-RateLimit-Reset) these steps last used each workspace, this session."""
+
+    last_reset: dict[str, int] = field(default_factory=dict)
+
+    def saw(self, hit: Hit) -> None:
+        if hit.reset is not None:
+            self.last_reset[hit.workspace] = max(hit.reset, self.last_reset.get(hit.workspace, 0))
+
+    def pick(self, creds: list[Credential], n: int, *, fresh: bool, primary: str | None) -> list[Credential]:
+        """``n`` workspaces: unused in the current window first when ``fresh`` is wanted, else the ones
+        already spoiled (keeping fresh quotas for later). The workspace other features execute with
+        (``primary``) comes last, so a burst here does not leave it exhausted for them."""
+        now = time.time()
+
+        def order(c: Credential) -> tuple[bool, bool, float]:
+            used = self.last_reset.get(c.workspace, 0)
+            in_use = used > now
+            return (in_use if fresh else not in_use, c.workspace == primary, used if fresh else -used)
+
+        return sorted(creds, key=order)[:n]
+
+
+def workspace_keys(target: Target) -> list[Credential]:
+    """One key per workspace (dev keys preferred): the workspaces these steps can spend quota in."""
+    by_ws: dict[str, Credential] = {}
+    for c in sorted(target.credentials.values(), key=lambda c: (c.role != "dev", c.name)):
+        by_ws.setdefault(c.workspace, c)
+    return list(by_ws.values())
+
+
+def primary_workspace(target: Target) -> str | None:
+    dev = target.credential("dev")
+    return dev.workspace if dev else None
+
+
+# -- sending ---------------------------------------------------------------------------------------
+
+
+def execute(
+    client: httpx.Client,
+    cred: Credential,
+    ledger: Ledger,
+    *,
+    endpoint: str,
+    t0: float | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> Hit:
+    sent, mono = time.time(), time.monotonic()
+    r = client.post(
+        endpoint, headers={**cred.authorization, **(headers or {})}, params=params, json=body or NOTIFY
+    )
+    hit = Hit(
+        r,
+        cred.workspace,
+        str(client.base_url).rstrip("/"),
+        sent,
+        time.time(),
+        (mono - (t0 if t0 is not None else mono)) * 1000,
+    )
+    ledger.saw(hit)
+    return hit
+
+
+def answered(hit: Hit) -> Hit:
+    assert hit.status in (200, 429), (
+        f"an execute for workspace {hit.workspace} answered {hit.status} "
+        f"({hit.error or (hit.response.text[:200] if hit.response is not None else '')}): "
+        "the rate-limit scenarios need executes that succeed or are refused with 429"
+    )
+    assert hit.reset is not None, f"an execute answered {hit.status} without X-RateLimit-Reset"
+    return hit
+
+
+async def parallel(
+    recorder: Recorder,
+    cred: Credential,
+    urls: list[str],
+    count: int,
+    *,
+    endpoint: str,
+    timeout_s: float,
+    t0: float,
+    ledger: Ledger | None = None,
+) -> list[Hit]:
+    """``count`` executes at once, round-robin over ``urls``; a request without an answer is a Hit too."""
+    clients = [recorder.async_client(u, timeout=timeout_s) for u in urls]
+
+    async def one(i: int) -> Hit:
+        client, url = clients[i % len(clients)], urls[i % len(urls)]
+        sent, mono = time.time(), time.monotonic()
+        try:
+            r = await client.post(endpoint, headers=cred.authorization, json=NOTIFY)
+        except httpx.HTTPError as exc:
+            recorder.record_error("POST", f"{url}{endpoint}", f"{type(exc).__name__}: {exc}")
+            return Hit(
+                None,
+                cred.workspace,
+                url,
+                sent,
+                time.time(),
+                (mono - t0) * 1000,
+                error=f"{type(exc).__name__} after {time.time() - sent:.2f} s",
+            )
+        return Hit(r, cred.workspace, url, sent, time.time(), (mono - t0) * 1000)
+
+    try:
+        hits = list(await asyncio.gather(*(one(i) for i in range(count))))
+    finally:
+        for c in clients:
+            await c.aclose()
+    if ledger is not None:
+        for h in hits:
+            ledger.saw(h)
+    return sorted(hits, key=lambda h: h.t_ms)
+
+
+def check_all(problems: list[str], what: str) -> None:
+    # the first problem goes on the first line: that line is the reason results/summary.json keeps
+    more = f" (+{len(problems) - 1} more)\n  " + "\n  ".join(problems[1:12]) if len(problems) > 1 else ""
+    assert not problems, f"{what}: {problems[0] if problems else ''}{more}"
