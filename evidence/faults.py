@@ -6,7 +6,7 @@ fault run shows each of them as NOT RUN, and a criterion the run could not earn 
 during the hang, a fault that did not take effect, an untrustworthy generator) is NOT RUN with the
 reason — never PASS.
 
-Nothing here judges: the statuses are the ones faults.json recorded (gate/faults.py decides them).
+Nothing here judges: the statuses are the ones faults.json recorded (gate/faults/judgement.py decides them).
 """
 
 from __future__ import annotations
