@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gate.backup import mark_verified
 from gate.errors import GateError
-from gate.results import Redactor, provenance, read_json, write_json
+from gate.results import Redactor, provenance, write_json
 
 if TYPE_CHECKING:
     from gate.drill import DrillResult
@@ -37,10 +36,3 @@ def write_results(result: DrillResult, results: Path, *, mark: bool = True) -> P
         run_doc = {**doc["provenance"], "exit_code": result.exit_code, "verdict": doc["verdict"]}
         write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
     return write_json(drill_json, "drill", 1, doc, redactor=redactor)
-
-
-def run_id_for(results: Path, default: str) -> str:
-    """The run id of an existing results folder (its run.json), else ``default``."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return str(read_json(results / "run.json", "run")["run_id"])
-    return default

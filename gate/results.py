@@ -119,6 +119,15 @@ def read_json(path: Path, kind: str) -> dict[str, Any]:
     return dict(doc)
 
 
+def existing_run_id(results: Path) -> str | None:
+    """The run id of a results folder another verb started (its run.json), so both agree; else None."""
+    try:
+        doc = read_json(results / "run.json", "run")
+    except (OSError, ValueError):
+        return None
+    return str(doc["run_id"]) if doc.get("run_id") else None
+
+
 def provenance(
     *, run_id: str, target: Mapping[str, Any], started_at: str, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -35,10 +35,10 @@ from gate.drill import (
     parse_duration,
     run_drill,
 )
-from gate.drill_results import run_id_for, write_results
+from gate.drill_results import write_results
 from gate.errors import UsageError
 from gate.fingerprint import DEFAULT_JOBS
-from gate.results import new_run_id
+from gate.results import existing_run_id, new_run_id
 
 
 def _duration(text: str) -> float:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         verify_jobs=args.verify_jobs,
         pg_bin=args.pg_bin,
-        run_id=run_id_for(results, fresh),
+        run_id=existing_run_id(results) or fresh,
     )
     print(f"relay-gate drill: run {opts.run_id}, backups in {args.dir}", flush=True)
     result = run_drill(opts)

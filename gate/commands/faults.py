@@ -31,7 +31,7 @@ from typing import Any
 
 from gate.errors import UsageError
 from gate.faults import DEFAULT_RATE, KIND, MIN_HANG_SAMPLES, FaultConfig, FaultRun, Timeline
-from gate.results import Redactor, new_run_id, provenance, read_json, utc_now, write_json
+from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 
 MAX_RATE = 2_000.0  # two replicas, Redis, PostgreSQL and the generators share the machine
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     results: Path = args.results or Path("results") / run_id
     if (results / KIND / "faults.json").exists():
         raise UsageError(f"{results} already holds a fault run: choose another --results folder")
-    run_id = _existing_run_id(results) or run_id
+    run_id = existing_run_id(results) or run_id
 
     run_json = results / "run.json"
     own_run_json = not run_json.exists()
@@ -109,15 +109,6 @@ def run(args: argparse.Namespace) -> int:
         run_doc.update(target=doc["target"], finished_at=utc_now(), exit_code=code)
         write_json(run_json, "run", 1, run_doc, redactor=redactor)
     return code
-
-
-def _existing_run_id(results: Path) -> str | None:
-    """The run id of a results folder another verb started (its run.json), so both agree."""
-    try:
-        doc = read_json(results / "run.json", "run")
-    except (OSError, ValueError):
-        return None
-    return str(doc["run_id"]) if doc.get("run_id") else None
 
 
 def summary(doc: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ import httpx
 
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
-from gate.results import Redactor, new_run_id, provenance, read_json, utc_now, write_json
+from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
 from load import report, settings, slos
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     results: Path = args.results or Path("results") / run_id
     if (results / "load" / "load.json").exists():
         raise UsageError(f"{results} already holds a load run: choose another --results folder")
-    run_id = _existing_run_id(results) or run_id
+    run_id = existing_run_id(results) or run_id
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: Locust and the stack are stopped
@@ -173,15 +173,6 @@ def run(args: argparse.Namespace) -> int:
         if stack is not None:
             stack.stop()
         signal.signal(signal.SIGTERM, previous)
-
-
-def _existing_run_id(results: Path) -> str | None:
-    """The run id of a results folder another verb started (its run.json), so both agree."""
-    try:
-        doc = read_json(results / "run.json", "run")
-    except (OSError, ValueError):
-        return None
-    return str(doc["run_id"]) if doc.get("run_id") else None
 
 
 def _model(args: argparse.Namespace) -> tuple[float | None, int]:

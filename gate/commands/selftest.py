@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import EXIT_OK
-from gate.results import new_run_id
+from gate.results import existing_run_id, new_run_id
 
 
 def register(sub: Any) -> None:
@@ -56,7 +56,6 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: the catalogue builds on the service app, which other verbs need not load
     from gate import selftest
-    from gate.drill_results import run_id_for
     from gate.selftest_report import render_catalogue, write_run_json
 
     subjects = selftest.select(args.defects, args.areas)  # UsageError -> exit 2
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     fresh = new_run_id()
     results: Path = args.results or Path("results") / fresh
     owns_run_json = not (results / "run.json").exists()  # else it joins that run (e.g. relay-gate run)
-    run_id = run_id_for(results, fresh)
+    run_id = existing_run_id(results) or fresh
     if owns_run_json:
         write_run_json(results, run_id=run_id, backend=args.backend)
     report = selftest.run_selftest(
