@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
 from gate.procs import free_port
-from gate.receiver import Receiver, ReceiverClient
+from gate.receiver import ReceiverClient
 from gate.redis_server import EmbeddedRedis
-from gate.threaded import ThreadedServer
-from service.app import create_app
 from service.config import ApiKey, Settings
 from service.signing import verify_standard, verify_x_signature
+from tests.service.serving import serve
 
 pytestmark = pytest.mark.stack
 
@@ -26,14 +23,6 @@ DEV = "dev-key-0123456789abcdef00"
 OTHER = "other-key-0123456789abcdef"
 SECRET = "s" * 64
 NOTIFY = {"action": "notify.send", "params": {"channel": "ops-alerts", "message": "deploy done"}}
-
-
-@pytest.fixture
-def receiver() -> Iterator[ReceiverClient]:
-    with Receiver() as rx:
-        client = ReceiverClient(rx.url)
-        yield client
-        client.close()
 
 
 def make_settings(receiver_url: str, database_url: str | None, **overrides: Any) -> Settings:
@@ -50,12 +39,6 @@ def make_settings(receiver_url: str, database_url: str | None, **overrides: Any)
     }
     base.update(overrides)
     return Settings(**base)
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[httpx.Client]:
-    with ThreadedServer(create_app(settings)) as server, httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
 
 
 def auth(key: str) -> dict[str, str]:

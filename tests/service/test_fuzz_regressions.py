@@ -20,8 +20,6 @@ Each section is one defect, named by what was wrong before the fix:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -30,12 +28,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gate.receiver import Receiver, ReceiverClient
-from gate.threaded import ThreadedServer
-from service.app import EXAMPLE_REQUEST_ID, create_app
+from gate.receiver import ReceiverClient
+from service.app import EXAMPLE_REQUEST_ID
 from service.config import Settings, destination_allowed
 from service.delivery import WebhookDeliverer
 from service.signing import SignatureError, verify_x_signature
+from tests.service.serving import serve
 
 ADMIN = "regress-admin-key-0123456789abcdef"
 SECRET = "r" * 64
@@ -68,14 +66,6 @@ def auth(key: str = ADMIN) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture
-def receiver() -> Iterator[ReceiverClient]:
-    with Receiver() as rx:
-        client = ReceiverClient(rx.url)
-        yield client
-        client.close()
-
-
 def settings_for(receiver_url: str, database_url: str | None = None, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "_env_file": None,
@@ -86,12 +76,6 @@ def settings_for(receiver_url: str, database_url: str | None = None, **overrides
         "webhook_backoff_base_s": 0.01,
     }
     return Settings(**{**base, **overrides})
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[httpx.Client]:
-    with ThreadedServer(create_app(settings)) as server, httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
 
 
 # -- destinations that do not parse, or cannot be sent ------------------------------------------------

@@ -1,0 +1,18 @@
+"""Fixtures shared by the service tests that run the relay over TCP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gate.receiver import Receiver, ReceiverClient
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverClient]:
+    """A real webhook receiver on a free loopback port, and a client to read what it captured."""
+    with Receiver() as rx:
+        client = ReceiverClient(rx.url)
+        yield client
+        client.close()
