@@ -31,6 +31,34 @@ def _nice_max(value: float) -> float:
     return float(magnitude)
 
 
+def _frame(title: str, vmax: float, *, left: int, right: int, top: int, plot_h: int, width: int,
+           unit: str = "") -> list[str]:  # fmt: skip
+    """The title and five horizontal grid lines labelled 0 .. ``vmax``: what every bar chart starts with."""
+    body = [f'<text x="{left}" y="16" {FONT} font-weight="bold">{escape(title)}</text>']
+    for i in range(5):
+        v = vmax * i / 4
+        y = top + plot_h - plot_h * i / 4
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e2e8f0"/>')
+        body.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" {FONT} text-anchor="end">{v:g}{escape(unit)}</text>'
+        )
+    return body
+
+
+def _legend(
+    series: Sequence[str], colors: Sequence[str], *, left: int, spacing: int, height: int
+) -> list[str]:
+    """A colour swatch and the name of each series along the bottom edge, ``spacing`` apart."""
+    body = []
+    for si, name in enumerate(series):
+        x = left + si * spacing
+        body.append(
+            f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colors[si % len(colors)]}"/>'
+        )
+        body.append(f'<text x="{x + 14}" y="{height - 5}" {FONT}>{escape(name)}</text>')
+    return body
+
+
 def grouped_bars(
     title: str,
     groups: Sequence[tuple[str, Sequence[float]]],
@@ -46,14 +74,7 @@ def grouped_bars(
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, vs in groups for v in vs] + list((threshold or {}).values())
     vmax = _nice_max(max(values, default=0.0))
-    body = [f'<text x="{left}" y="16" {FONT} font-weight="bold">{escape(title)}</text>']
-    for i in range(5):
-        v = vmax * i / 4
-        y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e2e8f0"/>')
-        body.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" {FONT} text-anchor="end">{v:g}{escape(unit)}</text>'
-        )
+    body = _frame(title, vmax, left=left, right=right, top=top, plot_h=plot_h, width=width, unit=unit)
     n = max(1, len(groups))
     gw = plot_w / n
     bw = max(4.0, min(28.0, (gw - 16) / max(1, len(series))))
@@ -79,12 +100,7 @@ def grouped_bars(
             f'<text x="{left + gi * gw + gw / 2:.1f}" y="{height - bottom + 16}" {FONT} '
             f'text-anchor="middle">{escape(label)}</text>'
         )
-    for si, name in enumerate(series):
-        x = left + si * 90
-        body.append(
-            f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>'
-        )
-        body.append(f'<text x="{x + 14}" y="{height - 5}" {FONT}>{escape(name)}</text>')
+    body += _legend(series, PALETTE, spacing=90, height=height, left=left)
     if threshold:
         x = left + len(series) * 90
         body.append(
@@ -108,17 +124,12 @@ def stacked_bins(
     left, right, top, bottom = 44, 16, 28, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     vmax = _nice_max(max((sum(vs) for _, vs in bins), default=0.0))
-    body = [f'<text x="{left}" y="16" {FONT} font-weight="bold">{escape(title)}</text>']
-    for i in range(5):
-        v = vmax * i / 4
-        y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e2e8f0"/>')
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" {FONT} text-anchor="end">{v:g}</text>')
+    body = _frame(title, vmax, left=left, right=right, top=top, plot_h=plot_h, width=width)
     n = max(1, len(bins))
     bw = plot_w / n
     label_every = max(1, n // 12)
     for bi, (label, vs) in enumerate(bins):
-        y = top + plot_h
+        y: float = top + plot_h
         for si, v in enumerate(vs):
             h = plot_h * (v / vmax) if vmax else 0
             y -= h
@@ -133,12 +144,7 @@ def stacked_bins(
                 f'<text x="{left + bi * bw + bw / 2:.1f}" y="{height - bottom + 16}" {FONT} '
                 f'text-anchor="middle">{escape(label)}</text>'
             )
-    for si, name in enumerate(series):
-        x = left + si * 110
-        body.append(
-            f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colors[si % len(colors)]}"/>'
-        )
-        body.append(f'<text x="{x + 14}" y="{height - 5}" {FONT}>{escape(name)}</text>')
+    body += _legend(series, colors, spacing=110, height=height, left=left)
     return _svg(width, height, title, body)
 
 
