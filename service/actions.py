@@ -9,7 +9,6 @@ delivered body is a canonical JSON serialisation of (action, params, workspace):
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -119,6 +118,3 @@ class ResolvedAction:
         """The exact bytes execute delivers (and signs)."""
         doc = {"action": self.action, "params": self.params, "workspace": self.workspace}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    def body_sha256(self) -> str:
-        return hashlib.sha256(self.body()).hexdigest()

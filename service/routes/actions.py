@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -106,13 +107,14 @@ async def preview(
     req: Annotated[ActionRequest, Body()], principal: PrincipalDep, relay: RelayDep
 ) -> PreviewResult:
     action = _resolve(relay, req, principal)
+    body = action.body()
     return PreviewResult(
         preview_id=relay.previews.mint(action),
         action=action.action,
         workspace=action.workspace,
         destination_host=urlsplit(action.destination).netloc,
-        body=action.body().decode("utf-8"),
-        body_sha256=action.body_sha256(),
+        body=body.decode("utf-8"),
+        body_sha256=hashlib.sha256(body).hexdigest(),
         expires_in_s=relay.previews.ttl_s,
     )
 
