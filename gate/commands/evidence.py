@@ -81,10 +81,7 @@ def run_render(args: argparse.Namespace) -> int:
     out = args.out or Path("evidence") / "out" / args.results.resolve().name
     try:
         rendered = render(args.results, out, signer=_signer(args))
-    except ResultsError as exc:
-        print(f"relay-gate evidence: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ManifestError as exc:
+    except (ResultsError, ManifestError) as exc:
         print(f"relay-gate evidence: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print_verdict(rendered)
