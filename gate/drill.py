@@ -13,7 +13,6 @@ counting and comparing of the restore is gate/drill_compare.py.
 from __future__ import annotations
 
 import contextlib
-import re
 import resource
 import secrets
 import shutil
@@ -71,14 +70,6 @@ def seed_bulk_table(database_url: str, rows: int = 20_000) -> int:
             return int(row[0]) if row else 0
     except psycopg.Error as exc:
         raise StackError("postgres", f"seeding {BULK_TABLE} failed: {first_line(exc)}") from None
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``900``, ``90s``, ``15m``, ``26h`` or ``1d`` (a ValueError is a usage error)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if m is None:
-        raise ValueError(f"{text!r} is not a duration: use seconds, or a number with s, m, h or d")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def human(seconds: float) -> str:

@@ -32,10 +32,10 @@ from gate.drill import (
     EPHEMERAL_PREFIX,
     DrillOptions,
     DrillResult,
-    parse_duration,
     run_drill,
 )
 from gate.drill_results import write_results
+from gate.durations import parse_duration
 from gate.fingerprint import PgConn
 from gate.target import Credential, Target
 

@@ -32,10 +32,10 @@ from gate.drill import (
     DEFAULT_RTO_S,
     DrillOptions,
     human,
-    parse_duration,
     run_drill,
 )
 from gate.drill_results import write_results
+from gate.durations import parse_duration
 from gate.errors import UsageError
 from gate.fingerprint import DEFAULT_JOBS
 from gate.results import existing_run_id, new_run_id

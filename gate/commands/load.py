@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from gate import durations
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
@@ -89,12 +89,11 @@ def register(sub: Any) -> None:
 
 
 def parse_duration(text: str) -> int:
-    """``"90"``, ``"90s"``, ``"5m"``, ``"1h30m"`` -> seconds."""
-    m = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*", text)
-    if not text.strip() or m is None or not any(m.groups()):
-        raise UsageError(f"--duration {text!r} is not a duration: use 90, 90s, 5m or 1h30m")
-    h, mi, s = (int(g) if g else 0 for g in m.groups())
-    seconds = h * 3600 + mi * 60 + s
+    """``"90"``, ``"90s"``, ``"5m"``, ``"1h30m"`` -> whole seconds (gate/durations.py's grammar)."""
+    try:
+        seconds = round(durations.parse_duration(text))
+    except ValueError:
+        raise UsageError(f"--duration {text!r} is not a duration: use 90, 90s, 5m or 1h30m") from None
     if seconds < 1:
         raise UsageError("--duration must be at least 1 second")
     return seconds

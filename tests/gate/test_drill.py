@@ -18,12 +18,12 @@ from gate.drill import (
     EPHEMERAL_PREFIX,
     DrillOptions,
     DrillResult,
-    parse_duration,
     run_drill,
     seed_bulk_table,
 )
 from gate.drill_compare import compare_tables
 from gate.drill_results import write_results
+from gate.durations import parse_duration
 from gate.fingerprint import PgConn, TablePlan, TablePrint
 from gate.pg_server import EmbeddedPostgres
 from gate.pg_tools import find_tool
