@@ -17,6 +17,7 @@ import pytest
 from gate.errors import StackError, UsageError
 from gate.receiver import ReceiverClient
 from gate.stack import Stack, StackConfig
+from tests.windows import wait_for_window_room
 
 pytestmark = pytest.mark.stack
 
@@ -93,8 +94,9 @@ def test_stack_up_serves_and_tears_down_without_leftovers(backend: str) -> None:
 
 
 def test_replicas_share_the_rate_limit_counters() -> None:
-    with Stack(StackConfig(replicas=2, rate_limit=5, window_s=30)) as stack:
+    with Stack(StackConfig(replicas=2, rate_limit=5, window_s=3600)) as stack:
         key = stack.key("dev-ws-a").key
+        wait_for_window_room(3600, need_s=30)
         statuses = [_execute(base, key).status_code for _ in range(5) for base in stack.base_urls]
         assert statuses.count(200) == 5 and statuses.count(429) == 5, statuses
 

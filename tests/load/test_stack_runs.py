@@ -19,6 +19,7 @@ import pytest
 from gate.errors import EXIT_INVALID, EXIT_OK, EXIT_SLO
 from gate.stack import Stack, StackConfig
 from load.launch import LOCUSTFILE
+from tests.windows import wait_for_window_room
 
 pytestmark = pytest.mark.stack
 
@@ -163,9 +164,10 @@ def test_two_workers_merge_into_one_verdict(tmp_path: Path, relay: Stack) -> Non
 
 
 def test_429s_are_counted_apart_not_as_errors(tmp_path: Path) -> None:
-    """Plain Locust with one key against a limit of 5 executes per minute: the rest are 429s."""
-    with Stack(StackConfig(replicas=1, rate_limit=5, window_s=60)) as stack:
+    """Plain Locust with one key against a limit of 5 executes per window: the rest are 429s."""
+    with Stack(StackConfig(replicas=1, rate_limit=5, window_s=3600)) as stack:
         results = tmp_path / "results"
+        wait_for_window_room(3600, need_s=60)  # the 4 s run (plus Locust's start) in one window
         argv = [
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
             "--host", stack.base_url, "-u", "4", "-r", "4", "-t", "4s", "--arrival-rate", "30",

@@ -19,6 +19,7 @@ from gate.observability.objectives import objectives
 from gate.stack import FAULT_PATH, Stack, StackConfig
 from load import slos
 from tests.observability.promql import all_names
+from tests.windows import wait_for_window_room
 
 pytestmark = pytest.mark.stack
 
@@ -30,8 +31,9 @@ NOTIFY = {"action": "notify.send", "params": {"channel": "ops", "message": "obse
 @pytest.fixture(scope="module")
 def scraped() -> Iterator[tuple[str, set[str]]]:
     """The /metrics text after real traffic, and the names of the series that have samples."""
-    with Stack(StackConfig(replicas=1, rate_limit=2, window_s=60)) as stack:
+    with Stack(StackConfig(replicas=1, rate_limit=2, window_s=3600)) as stack:
         base = stack.base_url
+        wait_for_window_room(3600, need_s=60)  # the execute, the 503 and the 429 in one window
         dev = {"Authorization": f"Bearer {stack.key('dev').key}"}
         with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
             assert client.get("/_stcore/health").status_code == 200
