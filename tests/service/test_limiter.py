@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from gate.procs import free_port
 from gate.redis_server import EmbeddedRedis
