@@ -3,7 +3,7 @@
 ``relay-gate faults`` writes ``results/<run-id>/faults/faults.json`` (``relay-gate/faults@1``, see
 docs/faults.md). Its five criteria join the pack's index under the area ``faults``; a pack without a
 fault run shows each of them as NOT RUN, and a criterion the run could not earn (too few requests
-during the hang, a fault that did not take effect, an untrustworthy generator) is NOT RUN with the
+during the hang, a fault that did not take effect, an untrustworthy generator) is INVALID with the
 reason — never PASS.
 
 Nothing here judges: the statuses are the ones faults.json recorded (gate/faults/judgement.py decides them).
@@ -15,29 +15,31 @@ from pathlib import Path
 from typing import Any
 
 from evidence import charts
-from evidence.model import FAIL, NOT_RUN, PASS, Criterion
+from evidence.criteria import Criterion
 from gate.faults import CRITERIA, ENDPOINTS
+from gate.verdict import Outcome
 
 AREA = "faults"
 DOCUMENT = "FAULTS"
 TITLE = "Faults under load"
-_STATUS = {"pass": PASS, "fail": FAIL}
+# faults.json records "pass", "fail" or "not evidence" (gate/faults/judgement.py, via gate.verdict.earn)
+_STATUS = {"pass": Outcome.PASS, "fail": Outcome.FAIL}
 
 
 def faults_criteria(doc: dict[str, Any] | None) -> list[Criterion]:
     """One criterion per fault criterion, in a fixed order, whether or not the run exists."""
     if doc is None:
         why = "no fault run in these results (relay-gate faults)"
-        return [Criterion(AREA, title, NOT_RUN, why, DOCUMENT) for title in CRITERIA.values()]
+        return [Criterion(AREA, title, Outcome.NOT_RUN, why, DOCUMENT) for title in CRITERIA.values()]
     recorded = {str(c.get("id")): c for c in doc.get("criteria") or [] if isinstance(c, dict)}
     out = []
     for cid, title in CRITERIA.items():
         c = recorded.get(cid)
         if c is None:
-            out.append(Criterion(AREA, title, NOT_RUN, "not recorded by this fault run", DOCUMENT))
+            out.append(Criterion(AREA, title, Outcome.NOT_RUN, "not recorded by this fault run", DOCUMENT))
             continue
-        status = _STATUS.get(str(c.get("status")), NOT_RUN)
-        reason = c.get("detail") if status != NOT_RUN else f"not valid evidence: {c.get('note')}"
+        status = _STATUS.get(str(c.get("status")), Outcome.INVALID)
+        reason = c.get("detail") if status is not Outcome.INVALID else f"not valid evidence: {c.get('note')}"
         out.append(Criterion(AREA, str(c.get("title") or title), status, reason, DOCUMENT))
     return out
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Undefined
+from jinja2.exceptions import UndefinedError
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 
@@ -63,7 +64,7 @@ def utc(epoch: Any) -> str:
 def ms(value: Any, digits: int = 1) -> str:
     try:
         return f"{float(value):.{digits}f} ms"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, UndefinedError):  # a figure the results do not hold (Locust crashed)
         return "—"
 
 

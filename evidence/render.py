@@ -24,20 +24,20 @@ from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markdown_it import MarkdownIt
 
 from evidence import sections
-from evidence.faults import faults_context, faults_criteria
-from evidence.markdown import FILTERS
-from evidence.model import (
+from evidence.criteria import (
     AREAS,
-    SKIPPED,
     Criterion,
-    Results,
     catalogue,
     drill_criteria,
     feature_criteria,
-    load_results,
     slo_criteria,
+    step_items,
     verdict,
 )
+from evidence.faults import faults_context, faults_criteria
+from evidence.markdown import FILTERS
+from evidence.model import Results, load_results
+from gate.verdict import LABEL, Outcome, Verdict
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # document -> the areas it carries
@@ -101,6 +101,10 @@ def provenance(res: Results) -> dict[str, Any]:
         "servers": servers,
         "tools": tools,
         "missing": None if res.run else "run.json is missing: the provenance of these results is unknown",
+        # a deliberate defect of gate/defects.py was switched on (selftest, proof tests)
+        "defect": features_target.get("defect")
+        or target.get("defect")
+        or (res.faults or {}).get("target", {}).get("defect"),
     }
 
 
@@ -120,8 +124,14 @@ def _faults(res: Results) -> list[Criterion]:
     if res.faults is None and provenance(res)["backend"] == "external":
         # a deployment's Redis and PostgreSQL are not ours to kill: not applicable, not missing
         why = "needs control of the target's Redis/PostgreSQL (only the reference stack has it)"
-        return [Criterion(c.area, c.title, SKIPPED, why, c.doc) for c in found]
+        return [Criterion(c.area, c.title, Outcome.NOT_APPLICABLE, why, c.doc) for c in found]
     return found
+
+
+def judge(res: Results, criteria: list[Criterion] | None = None) -> Verdict:
+    """The verdict of a results folder: its criteria and the steps its run.json records, by
+    gate/verdict.py's one precedence. ``relay-gate run`` exits with this very verdict."""
+    return verdict(all_criteria(res) if criteria is None else criteria, step_items(res))
 
 
 def render(results_dir: Path, out_dir: Path, *, signer: Any = None) -> Rendered:
@@ -130,7 +140,8 @@ def render(results_dir: Path, out_dir: Path, *, signer: Any = None) -> Rendered:
 
     res = load_results(results_dir)
     criteria = all_criteria(res)
-    code, line = verdict(criteria)
+    judged = judge(res, criteria)
+    code, line = judged.exit_code, judged.line
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -191,8 +202,7 @@ def _context(
         "prov": provenance(res),
         "verdict_code": code,
         "verdict_line": line,
-        "counts": Counter({"PASS": 0, "FAIL": 0, "SKIPPED": 0, "NOT RUN": 0})
-        + Counter(c.status for c in criteria),
+        "counts": [(LABEL[o], n) for o, n in _counts(criteria)],
         "areas": areas,
         "documents": list(DOCUMENTS),
         "criteria_of": criteria_of,
@@ -204,6 +214,12 @@ def _context(
         "metrics": sections.metrics(res, chart_dir),
         "faults": faults_context(res.faults, chart_dir),
     }
+
+
+def _counts(criteria: list[Criterion]) -> list[tuple[Outcome, int]]:
+    """Criteria per outcome, in the verdict's order; passes and failures always shown."""
+    found = Counter(c.outcome for c in criteria)
+    return [(o, found[o]) for o in Outcome if found[o] or o in (Outcome.PASS, Outcome.FAIL)]
 
 
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")

@@ -29,13 +29,14 @@ import psycopg
 from psycopg import sql
 
 from gate.backup import Backup, list_backups, sha256_of
-from gate.drill_compare import compare_tables, fingerprint_restore
+from gate.drill_compare import ExpectedRows, check_expected, compare_tables, fingerprint_restore
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, GateError, InfrastructureError, StackError
 from gate.errors import CriterionFailed as Failed
 from gate.fingerprint import DEFAULT_JOBS, PgConn, connect, first_line
 from gate.pg_tools import error_line, find_tool, no_space
 from gate.procs import tail
 from gate.results import utc_now
+from gate.verdict import exit_code, outcome_of_exit, rank, worst
 
 if TYPE_CHECKING:
     from gate.pg_server import EmbeddedPostgres
@@ -46,7 +47,6 @@ EPHEMERAL_PREFIX = "relay_gate_drill_"
 BULK_TABLE = "bulk_events"
 RESTORE_MODES = ("auto", "same", "embedded")
 _INFRA, _INTEGRITY, _TARGET = 0, 1, 2  # failure ranks: the reason shown is the gravest failure
-_SEVERITY = [EXIT_OK, EXIT_CRITERION, EXIT_INFRA]
 
 
 def seed_bulk_table(database_url: str, rows: int = 20_000) -> int:
@@ -90,6 +90,11 @@ class DrillOptions:
     verify_jobs: int = DEFAULT_JOBS
     pg_bin: Path | None = None
     run_id: str = ""
+    # "latest": the newest backup of the folder, whoever took it; "this_run": relay-gate run took it a
+    # moment ago, so the RPO says the tooling timestamps its dumps, not that backups run on schedule
+    rpo_scope: str = "latest"
+    # rows known to be in the source when the backup was taken: each must be found in the restore
+    expected: list[ExpectedRows] = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +142,7 @@ class _Drill:
             "restore": None, "tables": [], "summary": None, "phases": {},
             "rto": {"target_s": opts.rto_s, "measured_s": None, "passed": False,
                     "definition": "checksum + create database + pg_restore"},
-            "rpo": {"target_s": opts.rpo_s, "measured_s": None, "passed": False,
+            "rpo": {"target_s": opts.rpo_s, "measured_s": None, "passed": False, "scope": opts.rpo_scope,
                     "definition": "drill start minus the backup's snapshot time"},
         }  # fmt: skip
 
@@ -167,8 +172,10 @@ class _Drill:
             self.fail(_INFRA, EXIT_INFRA, f"the database failed during the drill: {first_line(exc)}")
         except OSError as exc:  # an unreadable dump, a vanished directory
             self.fail(_INFRA, EXIT_INFRA, f"{type(exc).__name__}: {exc}")
-        self.failures.sort(key=lambda f: f[0])
-        code = max((f[1] for f in self.failures), default=EXIT_OK, key=_SEVERITY.index)
+        # the reason shown is the one that decides the exit code, then the gravest of its kind
+        self.failures.sort(key=lambda f: (rank(outcome_of_exit(f[1])), f[0]))
+        # gate/verdict.py's one precedence: a false criterion (1) outranks an infrastructure failure (5)
+        code = exit_code(worst(outcome_of_exit(f[1]) for f in self.failures))
         s = self.doc["summary"]
         passed = (
             f"{s['tables']} tables, {s['rows_restored']} rows restored, all matching the backup" if s else ""
@@ -216,6 +223,10 @@ class _Drill:
                     restored = fingerprint_restore(
                         admin.with_dbname(name), manifest["tables"], jobs=self.opts.verify_jobs
                     )
+                    if self.opts.expected:
+                        self.doc["expected_rows"] = check_expected(
+                            admin.with_dbname(name), self.opts.expected
+                        )
             finally:
                 self._drop(admin, name)
         tables, problems = compare_tables(manifest["tables"], restored)
@@ -225,6 +236,12 @@ class _Drill:
             "rows_source": sum(t["source"]["rows"] for t in tables if t["source"]),
             "rows_restored": sum(t["restored"]["rows"] for t in tables if t["restored"]),
         }  # fmt: skip
+        for e in self.doc.get("expected_rows") or []:
+            if e["found"] < e["wanted"]:
+                why = e["error"] or f"missing {', '.join(e['missing'][:3])}"
+                problems.append(
+                    f"{e['table']}: {e['found']} of {e['wanted']} expected {e['column']} values ({why})"
+                )
         if problems:
             more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
             self.fail(

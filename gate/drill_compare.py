@@ -4,7 +4,11 @@ the manifest table by table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from gate.fingerprint import KeyCol, PgConn, TablePlan, TablePrint, connect, fingerprint, list_tables
 
@@ -71,3 +75,35 @@ def compare_tables(
         rows.append({"table": name, "key": [k.name for k in p.plan.key], **extra,
                      "rows_match": False, "digest_match": False, "match": False})  # fmt: skip
     return rows, problems
+
+
+@dataclass(frozen=True)
+class ExpectedRows:
+    """Rows the caller knows the source held when the backup was taken (the request ids of executes
+    made through the API): the restore must hold each of them, found by value, not by a row count."""
+
+    table: str  # schema.table
+    column: str
+    values: tuple[str, ...]
+
+
+def check_expected(target: PgConn, expected: list[ExpectedRows]) -> list[dict[str, Any]]:
+    """For each :class:`ExpectedRows`, which of its values the restored database holds."""
+    out = []
+    with connect(target, "relay-gate drill", role="restored database") as conn:
+        for e in expected:
+            schema, _, table = e.table.partition(".")
+            query = sql.SQL("SELECT DISTINCT {col}::text FROM {tbl} WHERE {col}::text = ANY(%s)").format(
+                col=sql.Identifier(e.column), tbl=sql.Identifier(schema, table)
+            )
+            error: str | None = None
+            try:
+                found = {str(r[0]) for r in conn.execute(query, (list(e.values),)).fetchall()}
+            except psycopg.Error as exc:
+                conn.rollback()
+                found, error = set(), str(exc).splitlines()[0]
+            missing = [v for v in e.values if v not in found]
+            found_n = len(e.values) - len(missing)
+            out.append({"table": e.table, "column": e.column, "wanted": len(e.values), "found": found_n,
+                        "missing": missing[:20], "error": error})  # fmt: skip
+    return out

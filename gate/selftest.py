@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,9 +27,12 @@ from typing import Any, Literal, TextIO
 from gate.commands.check import REPO_ROOT, pytest_argv
 from gate.defects import DEFECTS
 from gate.drill_defects import DRILL_DEFECTS
-from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, UsageError
+from gate.errors import UsageError
+from gate.interrupts import run_child
 from gate.results import INFRA_MARKER, read_json, utc_now
 from gate.selftest_report import catalogue_table, render_table, report_json, verdict_lines, write_report
+from gate.verdict import Item, decide
+from gate.verdict import Outcome as Verdicts
 
 AREAS = ("headers", "rate_limit", "signing", "audit", "drill")  # run and report order, area by area
 RUN_TIMEOUT_S = 900.0  # one child pytest; the slowest area takes well under a minute here
@@ -138,8 +140,10 @@ def run_features(
     with open(results / "pytest.log", "w") as log:
         log.write("$ " + " ".join(argv) + "\n\n")
         log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        rc, timed_out = _wait(proc, timeout_s)
+        # Ctrl-C: forwarded once, and the child stops its stack before we go on unwinding
+        rc, timed_out = run_child(
+            argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout_s=timeout_s
+        )
     run = FeatureRun(results, "error", rc, round(time.monotonic() - t0, 3))
     summary = results / "features" / "summary.json"
     if summary.exists():
@@ -173,26 +177,6 @@ def run_features(
     return run
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, bool]:
-    """Wait for the child; past the timeout, interrupt it (pytest then stops its stack) and kill it
-    if it does not end. Ctrl-C reaches the child too (same process group): let it clean up first."""
-    try:
-        return proc.wait(timeout=timeout_s), False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout=INTERRUPT_GRACE_S), True
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait(), True
-    except KeyboardInterrupt:
-        try:
-            proc.wait(timeout=INTERRUPT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
-
-
 # -- judging ---------------------------------------------------------------------------------------
 
 
@@ -201,22 +185,29 @@ class DefectResult:
     subject: Subject
     run: FeatureRun
     outcome: Outcome
-    caught_by: list[Scenario]
+    caught_by: list[Scenario]  # failed, and written to catch it
     expected_missing: list[str]  # scenarios written to catch it that did not fail
+    # failed although not written to catch it: a scenario that fails for reasons nobody designed
+    # (a flaky scenario, a catalogue entry that does not say what its defect breaks) proves nothing
+    unrelated: list[Scenario] = field(default_factory=list)
 
 
 def judge(subject: Subject, run: FeatureRun, clean: FeatureRun | None) -> DefectResult:
-    """Caught when a scenario failed that passed against the clean service (one that did not pass
-    there proves nothing); every such scenario is recorded, not only the ones written for it."""
+    """Caught when a scenario written to catch the defect (its ``caught_by``) failed, having passed
+    against the clean service. A failure of any other scenario is not a catch: it is recorded apart as
+    unrelated, and makes the selftest fail too (tests/features/proof.py holds the same line)."""
     if run.status in ("infrastructure", "error"):
         return DefectResult(subject, run, "error", [], [])
     passed_clean = {s.key for s in clean.scenarios if s.outcome == "passed"} if clean else None
-    caught = [
+    failed = [
         s for s in run.scenarios if s.outcome == "failed" and (passed_clean is None or s.key in passed_clean)
     ]
+    designed = set(subject.caught_by)
+    caught = [s for s in failed if s.scenario in designed]
+    unrelated = [s for s in failed if s.scenario not in designed]
     failed_names = {s.scenario for s in caught}
     missing = [name for name in subject.caught_by if name not in failed_names]
-    return DefectResult(subject, run, "caught" if caught else "escaped", caught, missing)
+    return DefectResult(subject, run, "caught" if caught else "escaped", caught, missing, unrelated)
 
 
 @dataclass
@@ -239,13 +230,20 @@ class Report:
         return [d.subject.name for d in self.defects if d.outcome == "error"]
 
     @property
+    def unrelated(self) -> list[str]:
+        return [d.subject.name for d in self.defects if d.unrelated]
+
+    @property
     def exit_code(self) -> int:
-        """5 when a run could not be judged; 1 when the clean service fails or a defect escaped; else 0."""
-        if self.clean is None or self.clean.status in ("infrastructure", "error") or self.errors:
-            return EXIT_INFRA
-        if self.clean.status != "passed" or self.escaped:
-            return EXIT_CRITERION
-        return EXIT_OK
+        """gate/verdict.py's one precedence: 1 when the clean service fails, a defect escaped or an
+        unrelated scenario failed; 5 when a run could not be judged; else 0."""
+        clean = _RUN_OUTCOME.get(self.clean.status if self.clean else "", Verdicts.ERROR)
+        items = [Item("clean service", clean)]
+        for d in self.defects:
+            items.append(Item(d.subject.name, _DEFECT_OUTCOME.get(d.outcome, Verdicts.ERROR)))
+            if d.unrelated:
+                items.append(Item(f"{d.subject.name}: unrelated failures", Verdicts.FAIL))
+        return decide(items).exit_code
 
     def to_json(self) -> dict[str, Any]:
         return report_json(self)
@@ -254,6 +252,10 @@ class Report:
 def catalogue_markdown() -> str:
     """The catalogue table of docs/selftest.md (a test keeps the two identical)."""
     return catalogue_table(catalogue().values())
+
+
+_RUN_OUTCOME = {"passed": Verdicts.PASS, "failed": Verdicts.FAIL}
+_DEFECT_OUTCOME = {"caught": Verdicts.PASS, "escaped": Verdicts.FAIL}
 
 
 # -- the whole selftest ----------------------------------------------------------------------------
@@ -315,6 +317,8 @@ def run_selftest(
             report.defects.append(result)
             detail = {"caught": f"caught by {len(result.caught_by)} scenario(s)", "escaped": "ESCAPED",
                       "error": f"ERROR: {run.message}"}[result.outcome]  # fmt: skip
+            if result.unrelated:
+                detail += f"; UNRELATED failure(s): {len(result.unrelated)}"
             say(f"{detail} in {run.duration_s:.1f} s")
     report.duration_s = time.monotonic() - t0
     if report.defects:

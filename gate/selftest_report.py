@@ -29,13 +29,14 @@ def report_json(report: Report) -> dict[str, Any]:
         "totals": {"defects": len(report.defects), "caught": caught, "escaped": len(report.escaped),
                    "errors": len(report.errors),
                    "caught_pct": round(100 * caught / len(report.defects), 1) if report.defects else None},
-        "escaped": report.escaped, "errors": report.errors,
+        "escaped": report.escaped, "errors": report.errors, "unrelated": report.unrelated,
         "clean": None if report.clean is None else {
             **_run_json(report.clean, report.results), "markexpr": report.clean_markexpr},
         "defects": [{
             "name": d.subject.name, "kind": d.subject.kind, "area": d.subject.area,
             "summary": d.subject.summary, "needs_control": d.subject.needs_control,
             "outcome": d.outcome, "caught_by": [s.to_json() for s in d.caught_by],
+            "unrelated_failures": [s.to_json() for s in d.unrelated],
             "expected": list(d.subject.caught_by), "expected_missing": d.expected_missing,
             **_run_json(d.run, report.results)} for d in report.defects],
         "figures": figures(report),
@@ -101,6 +102,7 @@ def render_table(results: list[DefectResult]) -> str:
             cells = [f"ESCAPED: no scenario failed ({c['passed']} passed, {c['skipped']} skipped)"]
         else:
             cells = [f"ERROR: {d.run.message}"]
+        cells += [f"UNRELATED (not written to catch it): {s.scenario}" for s in d.unrelated]
         lines.append(head + cells[0])
         lines += [" " * len(head) + cell for cell in cells[1:]]
     return "\n".join(lines)
@@ -153,6 +155,11 @@ def verdict_lines(report: Report) -> list[str]:
             )
     if report.escaped:
         lines.append(f"ESCAPED (the gate cannot fail against them): {', '.join(report.escaped)}")
+    if report.unrelated:
+        lines.append(
+            "UNRELATED FAILURES (a scenario not written for the defect failed: a flaky scenario, or a "
+            f"catalogue entry that does not say what its defect breaks): {', '.join(report.unrelated)}"
+        )
     if report.errors:
         lines.append(f"NOT JUDGED (the run did not complete): {', '.join(report.errors)}")
     return lines

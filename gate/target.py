@@ -27,6 +27,7 @@ Target config (TOML), every section optional::
 
     [deliveries]
     receiver_url = "https://receiver.staging.example.com"   # speaks gate.receiver's /_receiver/ API
+    timeout_s = 5              # the service's WEBHOOK_TIMEOUT_S: how long "no webhook" watches
 
     [headers]
     profile = "strict"         # or "seed", or a table of exact values under [headers.expected]
@@ -93,6 +94,9 @@ class Target:
     stack: Stack | None = field(default=None, repr=False)
     request_timeout_s: float = 10.0
     backend: str = "external"
+    # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
+    # must watch the receiver before it may say so
+    delivery_timeout_s: float = 5.0
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
@@ -154,6 +158,8 @@ class Target:
             "controllable": self.controllable,
             "database": self.database_url is not None,
             "versions": self.stack.versions() if self.stack is not None else {},
+            # a deliberate defect switched on (selftest, proof tests): the evidence says so
+            "defect": self.stack.config.defect if self.stack is not None else None,
         }
 
     # -- construction -------------------------------------------------------------------------------
@@ -174,6 +180,7 @@ class Target:
             redis_url=stack.redis_url,
             stack=stack,
             backend=cfg.backend,
+            delivery_timeout_s=float(stack.service_env().get("WEBHOOK_TIMEOUT_S", 5.0)),
         )
 
     @classmethod
@@ -231,6 +238,11 @@ class Target:
         receiver = deliveries.get("receiver_url")
         if receiver is not None:
             _check_url(str(receiver), "deliveries.receiver_url")
+        timeout = deliveries.get("timeout_s", 5.0)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60:
+            raise UsageError(
+                f"{where}: deliveries.timeout_s must be the service's WEBHOOK_TIMEOUT_S in seconds (0-60]"
+            )
 
         headers = _table(doc, "headers", where)
         profile = headers.get("profile", "strict")
@@ -256,6 +268,7 @@ class Target:
             expected_headers={str(k): str(v) for k, v in expected.items()} if expected else None,
             fault_path=str(headers["error_path"]) if "error_path" in headers else None,
             database_url=db_url,
+            delivery_timeout_s=float(timeout),
         )
 
 

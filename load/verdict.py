@@ -5,16 +5,17 @@ counts, the generators' figures, the facts the run reported), so the verdict pri
 quits and the one ``relay-gate load --recompute FILE`` prints are computed by the same code from the
 same data.
 
-Exit code (DESIGN.md), first match wins:
+Each SLO is judged against its threshold, then discounted by the run's validity checks with
+:func:`gate.verdict.earn`, and the exit code follows gate/verdict.py's one precedence:
 
-5  the target never answered (every request failed to connect)
-4  a check that makes *any* verdict untrustworthy failed: no requests, exceptions in the load
-   generator, a worker's data missing, a saturated generator CPU, requests the service refused as
-   malformed (a bad key: the run measured 401s)
-3  an SLO with enough samples was breached
-4  a check that makes a *pass* unearned failed: an SLO without enough samples, the arrival rate not
-   held, the rate limiter answering too many requests
-0  every SLO passed on a valid run
+- a check that makes *any* verdict untrustworthy failed (no requests, exceptions in the load
+  generator, a worker's data missing, a saturated generator CPU, requests the service refused as
+  malformed: a bad key, the run measured 401s): every SLO is INVALID, exit 4 — or 5 when the
+  target never answered at all;
+- an SLO with enough samples was breached: exit 3, even when a check a *pass* needs failed;
+- a check that makes a *pass* unearned failed (the arrival rate not held, the rate limiter answering
+  too many requests), or an SLO lacks samples: INVALID, exit 4;
+- every SLO passed on a valid run: exit 0.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_SLO
+from gate.verdict import Item, Outcome, decide, earn
 from load import hdr
 from load.recorder import ERROR_OUTCOMES
 from load.slos import SloSpec
@@ -265,32 +266,49 @@ def _p90(samples: list[float]) -> float | None:
 
 
 def _decide(slos: list[dict[str, Any]], validity: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each SLO's outcome discounted by the validity checks (:func:`gate.verdict.earn`), an
+    unreachable target as an error, and the exit code by gate/verdict.py's one precedence."""
     failed = [c for c in validity if not c["ok"]]
+    untrusted = [c for c in failed if c["blocks"] == "verdict"]
+    unearned = [c for c in failed if c["blocks"] != "verdict"]
+    items = [
+        Item(
+            f"{s['endpoint']} {s['slo']}",
+            earn(
+                _MEASURED.get(s["status"], Outcome.INVALID),
+                untrusted=bool(untrusted),
+                unearned=bool(unearned),
+            ),
+        )
+        for s in slos
+    ]
+    unreachable = [c for c in failed if c["check"] == "target_reachable"]
+    items += [Item(c["check"], Outcome.ERROR, c["detail"]) for c in unreachable]
+    decided = decide(items, nothing="no SLO to judge")
     breached = [s for s in slos if s["status"] == "fail"]
     short = [s for s in slos if s["status"] == "invalid"]
-    reasons: list[str] = []
 
     def reason_slo(s: dict[str, Any]) -> str:
         if s["kind"] == "latency":
             return f"{s['endpoint']} {s['slo']}: measured {_fmt(s['measured_ms'])} ms"
         return f"{s['endpoint']} {s['slo']}: measured {_fmt(s['measured_pct'])} %"
 
-    if any(c["check"] == "target_reachable" for c in failed):
-        code, outcome = EXIT_INFRA, "unreachable"
-        reasons = [c["detail"] for c in failed if c["check"] == "target_reachable"]
-    elif any(c["blocks"] == "verdict" for c in failed):
-        code, outcome = EXIT_INVALID, "invalid"
-        reasons = [f"{c['check']}: {c['detail']}" for c in failed if c["blocks"] == "verdict"]
-    elif breached:
-        code, outcome = EXIT_SLO, "breach"
-        reasons = [reason_slo(s) for s in breached]
-    elif failed or short:
-        code, outcome = EXIT_INVALID, "invalid"
-        reasons = [f"{c['check']}: {c['detail']}" for c in failed]
-        reasons += [f"{s['endpoint']} {s['slo']}: {s['note']}" for s in short]
+    reasons: list[str] = []
+    if decided.outcome is Outcome.ERROR:
+        outcome, reasons = "unreachable", [c["detail"] for c in unreachable]
+    elif decided.outcome is Outcome.BREACH:
+        outcome, reasons = "breach", [reason_slo(s) for s in breached]
+    elif decided.outcome is Outcome.PASS:
+        outcome = "pass"
     else:
-        code, outcome = EXIT_OK, "pass"
-    return {"exit_code": code, "outcome": outcome, "reasons": reasons}
+        outcome = "invalid"
+        reasons = [f"{c['check']}: {c['detail']}" for c in (untrusted or failed)]
+        if not untrusted:
+            reasons += [f"{s['endpoint']} {s['slo']}: {s['note']}" for s in short]
+    return {"exit_code": decided.exit_code, "outcome": outcome, "reasons": reasons}
+
+
+_MEASURED = {"pass": Outcome.PASS, "fail": Outcome.BREACH}
 
 
 def _fmt(value: float | None) -> str:

@@ -33,7 +33,9 @@ from gate.receiver import ReceiverClient
 from gate.target import Credential, Target
 
 READY_TIMEOUT_S = 30.0
-NO_DELIVERY_GRACE_S = 0.5  # how long after a refused execute we keep watching the receiver
+# beyond the service's delivery timeout, how long a refused execute's receiver is watched: a delivery
+# that was started must either arrive or have timed out by then
+NO_DELIVERY_MARGIN_S = 0.5
 
 
 def _call(http: httpx.Client, endpoint: str, headers: dict[str, str]) -> httpx.Response:
@@ -405,8 +407,9 @@ def _(attempted: Attempted, recorder: Recorder) -> None:
 
 
 @then("the receiver got no delivery from it")
-def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder) -> None:
-    deadline = time.monotonic() + NO_DELIVERY_GRACE_S
+def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder, target: Target) -> None:
+    watch_s = target.delivery_timeout_s + NO_DELIVERY_MARGIN_S
+    deadline = time.monotonic() + watch_s
     caps = receiver.captures(attempted.after)
     while not caps and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -414,6 +417,7 @@ def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder) -> Non
     recorder.note(
         "audit_down_deliveries", [{"seq": c.seq, "webhook_id": c.header("webhook-id")} for c in caps]
     )
+    recorder.note("audit_down_watched_s", watch_s)
     assert not caps, f"a webhook went out without its audit record: {[c.header('webhook-id') for c in caps]}"
 
 

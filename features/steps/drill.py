@@ -34,6 +34,7 @@ from gate.drill import (
     DrillResult,
     run_drill,
 )
+from gate.drill_compare import ExpectedRows
 from gate.drill_results import write_results
 from gate.durations import parse_duration
 from gate.fingerprint import PgConn
@@ -135,6 +136,9 @@ def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> DrillResult:
             rto_s=drill_plan.rto_s,
             rpo_s=drill_plan.rpo_s,
             run_id="feature",
+            expected=[ExpectedRows("public.audit_log", "request_id", tuple(drill_plan.executed))]
+            if drill_plan.executed
+            else [],
         )
     )
     path = write_results(result, drill_plan.results)
@@ -178,10 +182,17 @@ def _(drill: DrillResult) -> None:
 
 @then("the restored audit log holds at least the executes made through the API")
 def _(drill: DrillResult, drill_plan: DrillPlan) -> None:
+    # by request id, not by row count: a restore with as many rows but other content must not pass
     audit = next((t for t in drill.doc["tables"] if t["table"].endswith(".audit_log")), None)
     assert audit is not None, "no audit_log table was restored"
     assert audit["match"], f"audit_log differs: {audit}"
-    assert audit["restored"]["rows"] >= len(drill_plan.executed), audit
+    found = next((e for e in drill.doc.get("expected_rows") or [] if e["column"] == "request_id"), None)
+    assert found is not None, "the drill did not look for the executes' request ids in the restore"
+    assert found["wanted"] == len(drill_plan.executed) >= 1, found
+    assert found["found"] == found["wanted"], (
+        f"{found['wanted'] - found['found']} of {found['wanted']} request ids made through the API are not "
+        f"in the restored audit log: {found['missing'][:5]} {found['error'] or ''}"
+    )
 
 
 @then(parsers.parse('the drill fails saying "{reason}"'))

@@ -76,6 +76,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--pg-bin", type=Path, default=None, help="directory holding pg_restore (default: bundled)"
     )
+    p.add_argument(
+        "--backup-taken-by-this-run",
+        action="store_true",
+        help="the backup was taken moments ago by the same run (relay-gate run on the reference stack): "
+        "the RPO criterion then checks the backup tooling's timestamps, and the evidence says so",
+    )
     p.set_defaults(run=run)
 
 
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         verify_jobs=args.verify_jobs,
         pg_bin=args.pg_bin,
         run_id=existing_run_id(results) or fresh,
+        rpo_scope="this_run" if args.backup_taken_by_this_run else "latest",
     )
     print(f"relay-gate drill: run {opts.run_id}, backups in {args.dir}", flush=True)
     result = run_drill(opts)

@@ -70,7 +70,7 @@ def print_verdict(rendered: Any) -> None:
             print(f"\n{c.area}")
         title = c.title if len(c.title) <= width else c.title[: width - 1] + "…"
         reason = f"  ({c.reason})" if c.reason and c.status != "PASS" else ""
-        print(f"  {c.status:<8} {title}{reason[:160]}")
+        print(f"  {c.status:<14} {title}{reason[:160]}")
 
 
 def run_render(args: argparse.Namespace) -> int:

@@ -7,22 +7,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gate.errors import EXIT_CRITERION, EXIT_INVALID, EXIT_OK
 from gate.faults.figures import allowed_503, cross_check, hang_latency, phase_counts, series
 from gate.faults.model import (
     CRITERIA,
     ENDPOINTS,
     LATENCY_MARGIN_MS,
+    MEASURED,
     MIN_HANG_EXECUTES,
     MIN_HANG_SAMPLES,
+    PLANNED_FAULTS,
     RECOVERY_BOUND_S,
     Marks,
     Sample,
 )
+from gate.verdict import Item, Outcome, earn
+from gate.verdict import decide as decide_items
 
 
 def _check(
-    name: str, ok: bool, blocks: str, detail: str, affects: Sequence[str] = tuple(CRITERIA)
+    name: str, ok: bool, blocks: str, detail: str, affects: Sequence[str] = MEASURED
 ) -> dict[str, Any]:
     """A validity check. ``blocks``: "verdict" (no criterion can be trusted) or "pass" (a pass of the
     criteria it ``affects`` would be unearned; a failure they show still counts)."""
@@ -204,6 +207,7 @@ def judge(
             f"without, {deliveries['request_id_mismatch']} under another request id; "
             f"{deliveries['delivered_after_503']} for the {deliveries['executes_503']} executes answered 503",
         ),
+        _injected(events),
     ]
     checks = validity(
         generators=generators,
@@ -232,30 +236,45 @@ def _criterion(cid: str, passed: bool | None, detail: str) -> dict[str, Any]:
     return {"id": cid, "title": CRITERIA[cid], "passed": passed, "detail": detail}
 
 
+def _injected(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every fault of the timeline happened: a run that skipped one proves nothing about it, so this
+    is a criterion that fails, not a validity check that only withholds a pass."""
+    done = {str(e.get("event")) for e in events}
+    missing = [f for f in PLANNED_FAULTS if f not in done]
+    detail = f"never injected: {', '.join(missing)}" if missing else f"all {len(PLANNED_FAULTS)} injected"
+    return _criterion("faults_injected", not missing, detail)
+
+
+_MEASURED_AS = {True: Outcome.PASS, False: Outcome.FAIL, None: Outcome.INVALID}
+_STATUS = {Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.INVALID: "not evidence"}
+
+
 def _earn(criterion: dict[str, Any], checks: Sequence[Mapping[str, Any]]) -> None:
-    """Set the criterion's status: "pass", "fail", or "not evidence" — when no verdict can be trusted,
-    when it could not be measured, or when a pass was not earned (a failure seen stays a failure)."""
+    """Set the criterion's status by :func:`gate.verdict.earn`: "pass", "fail", or "not evidence" —
+    when no verdict can be trusted, when it could not be measured, or when a pass was not earned (a
+    failure seen stays a failure)."""
     blocking = [k for k in checks if not k["ok"] and criterion["id"] in k["affects"]]
-    untrusted = any(k["blocks"] == "verdict" for k in blocking)
-    if untrusted or criterion["passed"] is None or (blocking and criterion["passed"]):
-        criterion["status"] = "not evidence"
+    outcome = earn(
+        _MEASURED_AS[criterion["passed"]],
+        untrusted=any(k["blocks"] == "verdict" for k in blocking),
+        unearned=bool(blocking),
+    )
+    criterion["status"] = _STATUS[outcome]
+    if outcome is Outcome.INVALID:
         criterion["note"] = "; ".join(f"{k['check']}: {k['detail']}" for k in blocking) or "not measured"
-    else:
-        criterion["status"] = "pass" if criterion["passed"] else "fail"
 
 
 def decide(criteria: Sequence[Mapping[str, Any]], checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """INVALID (4) when no verdict can be trusted; FAILED (1) when a criterion is false; INVALID (4)
-    when a pass was not earned; else PASSED (0)."""
+    """gate/verdict.py's one precedence over the criteria (the checks are already in their status):
+    FAILED (1) when a criterion is false, INVALID (4) when one is not evidence, else PASSED (0)."""
+    outcome = {"pass": Outcome.PASS, "fail": Outcome.FAIL}
+    items = [Item(c["id"], outcome.get(c["status"], Outcome.INVALID)) for c in criteria]
+    decided = decide_items(items, nothing="no fault criterion")
     untrusted = [f"{k['check']}: {k['detail']}" for k in checks if not k["ok"] and k["blocks"] == "verdict"]
     failed = [f"{c['title']}: {c['detail']}" for c in criteria if c["status"] == "fail"]
     unearned = [
         f"{c['title']}: not evidence ({c['note']})" for c in criteria if c["status"] == "not evidence"
     ]
-    if untrusted:
-        return {"verdict": "INVALID", "exit_code": EXIT_INVALID, "reasons": untrusted}
-    if failed:
-        return {"verdict": "FAILED", "exit_code": EXIT_CRITERION, "reasons": failed}
-    if unearned:
-        return {"verdict": "INVALID", "exit_code": EXIT_INVALID, "reasons": unearned}
-    return {"verdict": "PASSED", "exit_code": EXIT_OK, "reasons": []}
+    name = {Outcome.PASS: "PASSED", Outcome.FAIL: "FAILED"}.get(decided.outcome, "INVALID")
+    reasons = {"FAILED": failed, "INVALID": untrusted or unearned, "PASSED": []}[name]
+    return {"verdict": name, "exit_code": decided.exit_code, "reasons": reasons}

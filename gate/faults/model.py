@@ -37,7 +37,20 @@ CRITERIA: dict[str, str] = {
     "recovery_kill": "Every replica's limiter is back on Redis <= 5 s after Redis is restarted (kill)",
     "recovery_hang": "Every replica's limiter is back on Redis <= 5 s after SIGCONT (hang)",
     "deliveries_audited": "Every webhook delivered under faults has its audit row",
+    "faults_injected": "Every planned fault was injected: Redis killed, restarted, stopped (SIGSTOP) and "
+    "resumed (SIGCONT), PostgreSQL stopped and started",
 }
+# the timeline's events, in order: a run that misses one did not test what its criteria claim
+PLANNED_FAULTS = (
+    "kill_redis",
+    "restart_redis",
+    "pause_redis",
+    "resume_redis",
+    "stop_postgres",
+    "start_postgres",
+)
+# the criteria measured from the requests: the validity checks discount these (not whether faults happened)
+MEASURED = ("no_5xx", "hang_p99", "recovery_kill", "recovery_hang", "deliveries_audited")
 ENDPOINTS = ("list", "preview", "execute")
 # per phase and endpoint; "503_outside_db_outage" counts the 503s among "503" that were not allowed
 COLUMNS = ("requests", "2xx", "429", "503", "503_outside_db_outage", "other_5xx", "other", "no_response",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from evidence.manifest import Ed25519Signer, HmacSigner, ManifestError, Tampered, verify
-from evidence.model import NOT_RUN, ResultsError, load_results
+from evidence.model import ResultsError, load_results
 from evidence.render import render
+from gate.verdict import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,9 +77,9 @@ def test_criteria_without_results_are_not_run_and_fail_the_verdict(results: Path
         status["The service is healthy, lists its actions, executes a previewed action and audits it"]
         == "PASS"
     )
-    assert status["A developer key cannot read the audit log"] == NOT_RUN
-    assert any(c.area == "drill" and c.status == NOT_RUN for c in rendered.criteria)
-    assert any(c.area == "slo" and c.status == NOT_RUN for c in rendered.criteria)
+    assert status["A developer key cannot read the audit log"] == "NOT RUN"
+    assert any(c.area == "drill" and c.outcome is Outcome.NOT_RUN for c in rendered.criteria)
+    assert any(c.area == "slo" and c.outcome is Outcome.NOT_RUN for c in rendered.criteria)
     assert rendered.code == 4
     index = (rendered.out / "INDEX.md").read_text()
     assert "NOT RUN" in index and "INCOMPLETE" in index
@@ -152,7 +153,7 @@ def test_partial_results_render_what_exists(results: Path, tmp_path: Path) -> No
     shutil.copy(results / "run.json", only_run / "run.json")
     rendered = render(only_run, tmp_path / "pack")
     assert rendered.code == 4
-    assert all(c.status == NOT_RUN for c in rendered.criteria)
+    assert all(c.outcome is Outcome.NOT_RUN for c in rendered.criteria)
     assert "This run holds no rate-limit burst" in (rendered.out / "RATELIMIT-SMOKE.md").read_text()
 
 

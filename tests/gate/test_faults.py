@@ -20,10 +20,12 @@ import pytest
 
 from evidence.faults import faults_context, faults_criteria
 from evidence.markdown import cell
-from evidence.model import FAIL, NOT_RUN, PASS, Results
+from evidence.model import Results
 from evidence.render import _env, provenance
 from gate.errors import EXIT_CRITERION, EXIT_INVALID, EXIT_OK
 from gate.faults import CRITERIA, FaultConfig, FaultRun, Marks, Sample, Timeline, judge, nearest_rank
+from gate.faults.model import MEASURED, PLANNED_FAULTS
+from gate.verdict import Outcome
 from load import requestlog, slos
 from load.launch import LocustPlan, LocustRun
 from tests.load import fakeserver
@@ -107,19 +109,19 @@ def _recovery() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _events(**unconfirmed: str) -> list[dict[str, Any]]:
+    """Every planned fault, injected and confirmed, but those named: not confirmed, with that check."""
+    return [
+        {"event": e, "confirmed": e not in unconfirmed, "check": unconfirmed.get(e, "it stopped answering")}
+        for e in PLANNED_FAULTS
+    ]
+
+
 def _run(samples: list[Sample] | None = None, **overrides: Any) -> dict[str, Any]:
     """judge() over a synthetic run in which everything went right, unless ``overrides`` say otherwise."""
     samples = _samples() if samples is None else samples
     captures = _captures(samples)
     per_replica = [sum(1 for s in samples if s.replica == r) for r in (0, 1)]
-    controls = (
-        "kill_redis",
-        "restart_redis",
-        "pause_redis",
-        "resume_redis",
-        "stop_postgres",
-        "start_postgres",
-    )
     kwargs: dict[str, Any] = {
         "origin": ORIGIN,
         "timeout_ms": 500.0,
@@ -127,7 +129,7 @@ def _run(samples: list[Sample] | None = None, **overrides: Any) -> dict[str, Any
         "captures": captures,
         "captures_expected": len(captures),
         "rows": _rows(captures),
-        "events": [{"event": e, "confirmed": True, "check": "it stopped answering"} for e in controls],
+        "events": _events(),
         "generators": [
             {"replica": r, "validity": [], "requests_logged": n, "requests_measured": n}
             for r, n in enumerate(per_replica)
@@ -220,7 +222,7 @@ def test_the_hang_p99_is_taken_over_requests_due_during_the_hang_and_judged_agai
     doc = _run(stalled)
     assert doc["verdict"] == "FAILED" and _status(doc) == {
         "no_5xx": "pass", "hang_p99": "fail", "recovery_kill": "pass", "recovery_hang": "pass",
-        "deliveries_audited": "pass",
+        "deliveries_audited": "pass", "faults_injected": "pass",
     }  # fmt: skip
     assert doc["hang_latency"]["p99_ms"] > 2000 and doc["hang_latency"]["passed"] is False
     assert doc["reasons"] == [f"{CRITERIA['hang_p99']}: {_status_detail(doc, 'hang_p99')}"]
@@ -280,19 +282,28 @@ def test_an_untrustworthy_generator_or_request_log_makes_every_criterion_not_evi
                "requests_logged": 10, "requests_measured": 11}]  # fmt: skip
     doc = _run(samples, generators=broken)
     assert doc["verdict"] == "INVALID" and doc["exit_code"] == EXIT_INVALID
-    assert set(_status(doc).values()) == {"not evidence"}
+    # whether the faults happened does not depend on the generators; everything measured does
+    assert {k: v for k, v in _status(doc).items() if k != "faults_injected"} == dict.fromkeys(
+        MEASURED, "not evidence"
+    )
     assert any("ZeroDivisionError" in r for r in doc["reasons"])
     assert any("10 logged of 11 measured" in r for r in doc["reasons"])
 
 
+@pytest.mark.parametrize("skipped", PLANNED_FAULTS)
+def test_a_planned_fault_that_was_never_injected_fails_the_run(skipped: str) -> None:
+    doc = _run(events=[e for e in _events() if e["event"] != skipped])
+    assert doc["verdict"] == "FAILED" and doc["exit_code"] == 1
+    assert _status(doc)["faults_injected"] == "fail"
+    assert any(f"never injected: {skipped}" in r for r in doc["reasons"])
+
+
 def test_a_fault_that_did_not_take_effect_or_a_replica_that_never_fell_back_earns_no_pass() -> None:
-    events = [
-        {"event": "pause_redis", "confirmed": False, "check": "PING right after: no answer within 0.3 s"}
-    ]
-    doc = _run(events=events)
+    doc = _run(events=_events(pause_redis="PING right after: no answer within 0.3 s"))
     assert doc["verdict"] == "INVALID"
     assert _status(doc) == {"no_5xx": "not evidence", "hang_p99": "not evidence", "recovery_kill": "pass",
-                            "recovery_hang": "not evidence", "deliveries_audited": "pass"}  # fmt: skip
+                            "recovery_hang": "not evidence", "deliveries_audited": "pass",
+                            "faults_injected": "pass"}  # fmt: skip
 
     recovery = _recovery()
     recovery[1]["replicas"][1]["on_fallback_at_s"] = None  # replica 1 never left Redis during the hang
@@ -326,22 +337,20 @@ def test_a_timeline_must_increase() -> None:
 def test_without_a_fault_run_every_fault_criterion_is_not_run(tmp_path: Path) -> None:
     criteria = faults_criteria(None)
     assert [c.title for c in criteria] == list(CRITERIA.values())
-    assert {c.status for c in criteria} == {NOT_RUN} and {c.doc for c in criteria} == {"FAULTS"}
+    assert {c.outcome for c in criteria} == {Outcome.NOT_RUN} and {c.doc for c in criteria} == {"FAULTS"}
     md = _render(tmp_path, None)
     assert "## NOT RUN" in md and "relay-gate faults" in md
 
 
-def test_recorded_statuses_become_pass_fail_and_not_run() -> None:
-    by_title = {
-        c.title: c for c in faults_criteria(_run(events=[{"event": "kill_redis", "confirmed": False}]))
-    }
-    assert by_title[CRITERIA["recovery_kill"]].status == NOT_RUN
+def test_recorded_statuses_become_pass_fail_and_invalid() -> None:
+    by_title = {c.title: c for c in faults_criteria(_run(events=_events(kill_redis="still answered")))}
+    assert by_title[CRITERIA["recovery_kill"]].outcome is Outcome.INVALID
     assert "not valid evidence" in str(by_title[CRITERIA["recovery_kill"]].reason)
-    assert by_title[CRITERIA["deliveries_audited"]].status == PASS
+    assert by_title[CRITERIA["deliveries_audited"]].outcome is Outcome.PASS
     stalled = [
         _replace(s, corrected_ms=900.0) if ORIGIN + 16.0 <= s.due < ORIGIN + 19.0 else s for s in _samples()
     ]
-    assert {c.title: c.status for c in faults_criteria(_run(stalled))}[CRITERIA["hang_p99"]] == FAIL
+    assert {c.title: c.outcome for c in faults_criteria(_run(stalled))}[CRITERIA["hang_p99"]] is Outcome.FAIL
 
 
 def _render(tmp_path: Path, doc: dict[str, Any] | None, run: dict[str, Any] | None = None) -> str:

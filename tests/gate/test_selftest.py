@@ -34,7 +34,7 @@ from gate.selftest import (
     run_features,
     select,
 )
-from gate.selftest_report import render_table, write_report
+from gate.selftest_report import render_table, verdict_lines, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,16 +129,30 @@ def test_service_and_tooling_defects_are_switched_in_through_their_own_factories
 # -- judging and reporting -----------------------------------------------------------------------------
 
 
-def test_a_defect_is_caught_by_every_scenario_that_failed_and_passed_against_the_clean_service(
+def test_a_defect_is_caught_only_by_a_scenario_written_for_it_and_other_failures_are_kept_apart(
     tmp_path: Path,
 ) -> None:
     clean = feature_run(tmp_path, "passed", A="passed", B="passed", C="passed", D="skipped")
     run = feature_run(tmp_path, A="failed", B="failed", C="passed", D="failed")
     result = judge(subject(caught_by=("A", "C")), run, clean)
     assert result.outcome == "caught"
+    # B failed but was not written for this defect: not a catch, recorded apart as unrelated;
     # D did not pass against the clean service: its failure proves nothing about the defect
-    assert [s.scenario for s in result.caught_by] == ["A", "B"]
+    assert [s.scenario for s in result.caught_by] == ["A"]
+    assert [s.scenario for s in result.unrelated] == ["B"]
     assert result.expected_missing == ["C"]
+    # only an unrelated scenario failed: the defect escaped the scenarios designed for it
+    alone = judge(subject(caught_by=("A",)), feature_run(tmp_path, A="passed", B="failed"), clean)
+    assert (alone.outcome, [s.scenario for s in alone.unrelated]) == ("escaped", ["B"])
+
+
+def test_an_unrelated_failure_fails_the_selftest_and_is_reported(tmp_path: Path) -> None:
+    report = _report(tmp_path, "passed", "caught")
+    report.defects[0].unrelated.append(report.defects[0].run.scenarios[0])
+    assert report.exit_code == 1 and report.unrelated == ["d0"]
+    assert "UNRELATED" in render_table(report.defects)
+    assert any("UNRELATED FAILURES" in line for line in verdict_lines(report))
+    assert report.to_json()["defects"][0]["unrelated_failures"]
 
 
 def test_a_defect_no_scenario_fails_against_escapes_and_an_unfinished_run_is_not_judged(
@@ -168,7 +182,9 @@ def _report(tmp_path: Path, clean_status: str, *outcomes: str) -> Report:
         ("passed", ("caught", "escaped"), 1),
         ("failed", (), 1),  # the clean service fails: nothing can be judged, and that is a finding
         ("passed", ("caught", "error"), 5),
-        ("passed", ("escaped", "error"), 5),  # a run that did not finish: no verdict can be claimed
+        # one precedence (gate/verdict.py): an escaped defect is a false criterion, and outranks a run
+        # that did not finish
+        ("passed", ("escaped", "error"), 1),
         ("infrastructure", (), 5),
     ],
 )
