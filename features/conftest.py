@@ -2,8 +2,9 @@
 
 The target is the session's reference stack unless ``--target-url`` (and optionally
 ``--target-config``) name a deployment. Scenarios tagged with a need the target cannot meet are
-skipped with the reason — never passed. With ``--results DIR`` every scenario's exchanges and notes
-go to ``DIR/features/scenarios/<slug>.json`` and the outcomes to ``DIR/features/summary.json``.
+skipped with the reason and its category (features/skips.py) — never passed. With ``--results DIR``
+every scenario's exchanges and notes go to ``DIR/features/scenarios/<slug>.json`` and the outcomes
+to ``DIR/features/summary.json``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from features import skips
 from features.recording import Recorder, slug
 from gate.errors import UsageError
 from gate.receiver import ReceiverClient
 from gate.results import Redactor, record_infrastructure_error, utc_now, write_json
 from gate.target import Target
+from gate.verdict import SkipCategory
 
 # tag -> (what the target must offer, the reason given when it does not)
 NEEDS: dict[str, tuple[str, str]] = {
@@ -45,6 +48,12 @@ NEEDS: dict[str, tuple[str, str]] = {
     ),
     "needs-rate-limit-policy": ("policy", "needs the rate-limit policy ([rate_limit] limit and window_s)"),
     "needs-database": ("db", "needs a database URL ([database].url_env)"),
+}
+# what a target without it is: only control of its dependencies and a route that answers an unhandled
+# 500 are things a deployment cannot have; everything else the target config could have supplied
+NEED_CATEGORY: dict[str, SkipCategory] = {
+    need: SkipCategory.NOT_APPLICABLE if need in ("control", "fault") else SkipCategory.MISSING_CONFIG
+    for need, _ in NEEDS.values()
 }
 
 
@@ -105,7 +114,7 @@ def _requirements(request: pytest.FixtureRequest) -> None:
     target: Target = request.getfixturevalue("target")
     for need, reason in wanted:
         if not _has(target, need):
-            pytest.skip(f"{target.name}: {reason}")
+            skips.skip(NEED_CATEGORY[need], f"{target.name}: {reason}")
 
 
 @pytest.fixture
@@ -138,7 +147,7 @@ def http(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
 @pytest.fixture
 def receiver(target: Target) -> Iterator[ReceiverClient]:
     if target.receiver_url is None:
-        pytest.skip(f"{target.name}: {NEEDS['needs-receiver'][1]}")
+        skips.missing_config(f"{target.name}: {NEEDS['needs-receiver'][1]}")
     client = ReceiverClient(target.receiver_url)
     yield client
     client.close()
@@ -181,6 +190,9 @@ def _short_error(report: pytest.TestReport) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
+    category = skips.category_of(call.excinfo)
+    if category is not None:
+        report.user_properties.append((skips.PROPERTY, str(category)))
     setattr(item, f"rep_{report.when}", report)
 
 
@@ -196,7 +208,13 @@ class _Summary:
         for item in items:
             meta = _scenario_meta(item)
             if "scenario" in meta:
-                self.items[item.nodeid] = {**meta, "outcome": "not run", "reason": None, "duration_s": 0.0}
+                self.items[item.nodeid] = {
+                    **meta,
+                    "outcome": "not run",
+                    "reason": None,
+                    "category": None,
+                    "duration_s": 0.0,
+                }
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.items.get(report.nodeid)
@@ -207,6 +225,8 @@ class _Summary:
         if report.skipped:
             entry["outcome"] = "skipped"
             entry["reason"] = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
+            # decided where the skip was raised (features/skips.py); a bare pytest.skip has none
+            entry["category"] = dict(report.user_properties).get(skips.PROPERTY)
         elif report.failed:
             entry["outcome"] = "failed"
             entry["reason"] = _short_error(report)
@@ -220,7 +240,19 @@ class _Summary:
                 e["feature"], {"feature": e["feature"], "file": e["feature_file"], "scenarios": []}
             )
             f["scenarios"].append(
-                {k: e[k] for k in ("scenario", "slug", "tags", "outcome", "reason", "duration_s", "nodeid")}
+                {
+                    k: e[k]
+                    for k in (
+                        "scenario",
+                        "slug",
+                        "tags",
+                        "outcome",
+                        "category",
+                        "reason",
+                        "duration_s",
+                        "nodeid",
+                    )
+                }
             )
         payload = {
             "started_at": self.started_at,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from features import skips
 from features.recording import Recorder
 from gate.receiver import Capture, ReceiverClient
 from gate.target import Credential, Target
@@ -63,7 +64,7 @@ def execute(
 def dev(target: Target) -> Credential:
     cred = target.credential("dev")
     if cred is None:
-        pytest.skip(f"{target.name}: no dev key configured")
+        skips.missing_config(f"{target.name}: no dev key configured")
     return cred
 
 
@@ -71,7 +72,7 @@ def dev(target: Target) -> Credential:
 def admin(target: Target) -> Credential:
     cred = target.credential("admin")
     if cred is None:
-        pytest.skip(f"{target.name}: no admin key configured")
+        skips.missing_config(f"{target.name}: no admin key configured")
     return cred
 
 

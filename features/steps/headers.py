@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
-import pytest
 from pytest_bdd import parsers, then, when
 
+from features import skips
 from features.recording import Recorder
 from features.steps.common import NOTIFY
 from gate import headercheck
@@ -130,7 +130,7 @@ def _(http: httpx.Client, recorder: Recorder, statuses: str) -> list[Provoked]:
 def _(http: httpx.Client, recorder: Recorder, dev: Credential, statuses: str) -> list[Provoked]:
     wanted = _statuses(statuses)
     if 403 in wanted and dev.role != "dev":
-        pytest.skip(f"a 403 needs a key without admin rights; the only key has role {dev.role}")
+        skips.missing_config(f"a 403 needs a key without admin rights; the only key has role {dev.role}")
     return _provoke(http, recorder, wanted, dev)
 
 
@@ -146,7 +146,7 @@ def quota_credential(target: Target) -> Credential | None:
 def _(http: httpx.Client, target: Target, recorder: Recorder) -> list[Provoked]:
     policy, cred = target.rate_limit, quota_credential(target)
     if not target.rate_limit_enabled:
-        pytest.skip(f"{target.name}: rate limiting is disabled, so there is no 429 to check")
+        skips.not_applicable(f"{target.name}: rate limiting is disabled, so there is no 429 to check")
     assert policy is not None and cred is not None  # the scenario's tags guarantee both
     # An execute of an unknown preview is counted, then refused (422): no audit row, no webhook. A target
     # that validates before counting (no X-RateLimit-Remaining on that refusal) gets real executes.
@@ -193,7 +193,9 @@ def _listing(what: str, items: list[str]) -> str:
 def _(provoked: list[Provoked], target: Target, recorder: Recorder) -> None:
     expected = target.expected()
     if expected is None:
-        pytest.skip(f"{target.name}: no expected header set (give [headers].profile or [headers.expected])")
+        skips.missing_config(
+            f"{target.name}: no expected header set (give [headers].profile or [headers.expected])"
+        )
     problems: list[str] = []
     for p in provoked:
         if p.response.status_code != p.status:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from features import skips
 from features.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     Burst,
@@ -40,7 +41,7 @@ def rl_ledger() -> Ledger:
 @pytest.fixture
 def rl_policy(target: Target) -> RateLimitPolicy:
     if target.rate_limit is None:
-        pytest.skip(f"{target.name}: needs the rate-limit policy ([rate_limit] limit and window_s)")
+        skips.missing_config(f"{target.name}: needs the rate-limit policy ([rate_limit] limit and window_s)")
     return target.rate_limit
 
 

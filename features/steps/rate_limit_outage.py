@@ -18,6 +18,7 @@ import pytest
 import redis
 from pytest_bdd import given, parsers, then, when
 
+from features import skips
 from features.rate_limit_support import Hit, check_all, parallel
 from features.recording import Recorder
 from gate.target import Credential, Target
@@ -81,7 +82,7 @@ def rl_redis_restored(target: Target, rl_replicas: dict[str, httpx.Client]) -> I
     (note: a restarted Redis starts with empty quotas)."""
     stack = target.stack
     if stack is None or not target.controllable:
-        pytest.skip(f"{target.name}: needs control of the target's Redis")
+        skips.not_applicable(f"{target.name}: needs control of the target's Redis")
     yield
     stack.resume_redis()  # wakes a paused server; nothing happens to a running or dead one
     if not _redis_answers(target.redis_url):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from features import skips
 from features.rate_limit_support import Burst, Ledger, parallel
 from features.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
 from features.recording import Recorder
@@ -83,7 +84,9 @@ def _(rl_burst: Burst, rl_policy: RateLimitPolicy) -> None:
 @pytest.fixture
 def rl_unlimited_replica(target: Target) -> Iterator[str]:
     if target.stack is None or not target.controllable:
-        pytest.skip(f"{target.name}: needs control of the target to start a replica with other settings")
+        skips.not_applicable(
+            f"{target.name}: needs control of the target to start a replica with other settings"
+        )
     with target.stack.extra_replica({"RATE_LIMIT_ENABLED": "false"}) as url:
         yield url
 

@@ -16,6 +16,7 @@ import pytest
 import redis
 from pytest_bdd import given, then, when
 
+from features import skips
 from features.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     EPSILON_S,
@@ -43,7 +44,7 @@ RL_KEY = re.compile(r"rl:(?P<ws>[a-z0-9][a-z0-9_-]{0,62}):(?P<index>\d+)")
 @given("the rate-limit window is short enough to wait for")
 def _(rl_policy: RateLimitPolicy) -> None:
     if rl_policy.window_s > rl_policy.max_wait_s:
-        pytest.skip(
+        skips.precondition(
             f"the rate-limit window is {rl_policy.window_s} s, longer than rate_limit.max_wait_s "
             f"({rl_policy.max_wait_s:g} s): not waiting for it to roll over"
         )
@@ -213,7 +214,7 @@ def _(rl_exhausted: Burst, rl_retries: list[tuple[str, Hit]]) -> None:
 @pytest.fixture
 def rl_redis_client(target: Target) -> Iterator[redis.Redis]:
     if not target.redis_url:
-        pytest.skip(
+        skips.not_applicable(
             f"{target.name}: its Redis cannot be inspected "
             "(only the reference stack exposes target.redis_url)"
         )

@@ -5,16 +5,17 @@ to ``results/<run-id>/``: ``run.json`` (provenance), ``features/summary.json``, 
 with its exchanges, ``features/cucumber.json`` and ``features/junit.xml``. The summary printed at the
 end is per feature: passed, failed and skipped with reasons.
 
-Exit: 0 every selected scenario passed; 1 a scenario failed; 2 bad usage/target config, or nothing
-selected; 4 scenarios could not run because the target config lacks what they need (credentials,
-signing secret, receiver...) — not a pass; 5 target unreachable or the stack did not start.
+Exit (gate/verdict.py's one precedence over the scenarios): 0 every selected scenario passed or is
+not applicable to the target; 1 a scenario failed; 2 bad usage/target config, or nothing selected;
+4 scenarios skipped for missing configuration (credentials, signing secret, receiver...) or a
+precondition, or results missing — not a pass; 5 target unreachable, the stack did not start, or
+pytest crashed; 130/143 interrupted (the child pytest stops its stack first).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 import httpx
 
 import features
-from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE, InfrastructureError
+from gate.errors import InfrastructureError
+from gate.interrupts import as_interrupted, run_child
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
 from gate.target import Target
+from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
 
 FEATURES_DIR = Path(features.__file__).resolve().parent
 REPO_ROOT = FEATURES_DIR.parent
@@ -98,13 +101,12 @@ def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | N
     return argv
 
 
-def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int], list[str]]:
-    """The per-feature table, the totals, and the skip reasons that mean missing configuration."""
+def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """The per-feature table (failures and skips with their reason and category) and the totals."""
     totals = {"passed": 0, "failed": 0, "skipped": 0, "not run": 0}
-    missing: list[str] = []
     lines = []
     for feat in summary.get("features", []):
-        counts = {k: 0 for k in totals}
+        counts = dict.fromkeys(totals, 0)
         for sc in feat["scenarios"]:
             counts[sc["outcome"]] = counts.get(sc["outcome"], 0) + 1
         for k, v in counts.items():
@@ -117,12 +119,11 @@ def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int], list[str]]:
             if sc["outcome"] == "failed":
                 lines.append(f"  FAILED   {sc['scenario']}\n           {sc['reason']}")
             elif sc["outcome"] == "skipped":
-                lines.append(f"  SKIPPED  {sc['scenario']}\n           {sc['reason']}")
-                if not any(s in str(sc["reason"]) for s in NOT_APPLICABLE):
-                    missing.append(sc["scenario"])
+                label = LABEL[scenario_outcome(sc)].lower()
+                lines.append(f"  SKIPPED  {sc['scenario']} ({label})\n           {sc['reason']}")
             elif sc["outcome"] == "not run":
                 lines.append(f"  NOT RUN  {sc['scenario']}")
-    return "\n".join(lines), totals, missing
+    return "\n".join(lines), totals
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,44 +141,76 @@ def run(args: argparse.Namespace) -> int:
     write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
 
     print(f"relay-gate check: run {run_id} against {described['name']}; results in {results}", flush=True)
-    proc = subprocess.run(pytest_argv(args, results), cwd=REPO_ROOT, check=False)
-    code = verdict(proc.returncode, results)
+    try:
+        rc, _ = run_child(pytest_argv(args, results), cwd=REPO_ROOT)
+    except KeyboardInterrupt as exc:
+        stopped = as_interrupted(exc)
+        run_doc.update(
+            finished_at=utc_now(),
+            exit_code=stopped.exit_code,
+            interrupted={"signal": stopped.name, "step": "check"},
+        )
+        write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
+        raise stopped from None
+    selected = bool(getattr(args, "markexpr", None) or getattr(args, "keyword", None))
+    decided = judge(rc, results, selection=selected)
 
-    run_doc.update(finished_at=utc_now(), exit_code=code)
+    run_doc.update(finished_at=utc_now(), exit_code=decided.exit_code, verdict=decided.line)
     summary_path = results / "features" / "summary.json"
     if summary_path.exists():
-        table, totals, missing = summarise(read_json(summary_path, "features"))
+        table, totals = summarise(read_json(summary_path, "features"))
         run_doc["totals"] = totals
         print("\n" + table)
         print(f"\ntotal: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
-        if missing and code == EXIT_OK:
-            print(
-                f"NOT A PASS: {len(missing)} scenario(s) could not run because the target config lacks "
-                "what they need (see the reasons above)",
-                file=sys.stderr,
-            )
-            code = EXIT_INVALID
-            run_doc["exit_code"] = code
     write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
-    print(f"verdict: exit {code}; results: {results}")
-    return code
+    print(f"verdict: {decided.line} (exit {decided.exit_code}); results: {results}")
+    return decided.exit_code
 
 
-def verdict(pytest_rc: int, results: Path) -> int:
-    """Map pytest's exit status onto DESIGN.md's codes."""
+def judge(pytest_rc: int, results: Path, *, selection: bool) -> Verdict:
+    """The verdict of a features run: every scenario summary.json records, by gate/verdict.py's one
+    precedence, plus what pytest's exit status says beyond them. A missing summary.json, a crashed
+    pytest or an unreachable target is never a pass, and is reported as what it is."""
+    items: list[Item] = []
+    steps: list[Item] = []  # what pytest's exit says beyond the scenarios
     infra = results / "features" / INFRA_MARKER
+    summary_path = results / "features" / "summary.json"
+    scenarios: list[dict[str, Any]] = []
+    if summary_path.exists():
+        doc = read_json(summary_path, "features")
+        scenarios = [sc for f in doc.get("features", []) for sc in f["scenarios"]]
+        items += [Item(str(sc["scenario"]), scenario_outcome(sc), sc.get("reason")) for sc in scenarios]
+    failed = any(sc["outcome"] == "failed" for sc in scenarios)
+
+    def say(outcome: Outcome, why: str) -> None:
+        print(f"relay-gate: {why}", file=sys.stderr)
+        steps.append(Item("step pytest", outcome, why))
+
     if infra.exists():
-        print(f"relay-gate: {infra.read_text().strip()}", file=sys.stderr)
-        return EXIT_INFRA
-    if pytest_rc == 0:
-        return EXIT_OK
-    if pytest_rc == 1:
-        return EXIT_CRITERION
-    if pytest_rc == 5:
-        print("relay-gate: no scenario matched the selection (-m / -k)", file=sys.stderr)
-        return EXIT_USAGE
-    if pytest_rc in (2, 4):  # interrupted / an invalid target, or pytest refused the options (-m, -k)
-        if pytest_rc == 4:
-            print("relay-gate: pytest refused the selection or options (see above)", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_INFRA
+        say(Outcome.ERROR, infra.read_text().strip())
+    elif pytest_rc == 5:
+        if selection:
+            say(Outcome.USAGE, "no scenario matched the selection (-m / -k)")
+        else:
+            say(
+                Outcome.ERROR, "pytest collected no scenario at all: is the features package installed whole?"
+            )
+    elif pytest_rc == 4:
+        say(Outcome.USAGE, "pytest refused the selection or options (see above)")
+    elif pytest_rc not in (0, 1):
+        say(
+            Outcome.ERROR,
+            f"pytest ended with exit status {pytest_rc} (interrupted or crashed; see its output)",
+        )
+    elif not summary_path.exists():
+        say(
+            Outcome.INVALID, f"pytest exited {pytest_rc} but wrote no {summary_path}: the results are missing"
+        )
+    elif pytest_rc == 1 and not failed:
+        say(
+            Outcome.ERROR,
+            "pytest exited 1 but no scenario failed: an error outside the scenarios (see above)",
+        )
+    elif pytest_rc == 0 and failed:
+        say(Outcome.ERROR, "pytest exited 0 but summary.json records a failed scenario")
+    return decide(items, steps=steps, nothing="no scenario ran")

@@ -97,6 +97,7 @@ def test_external_target_by_url_and_config(tmp_path: Path, staging: Stack) -> No
     outcomes = {s["scenario"]: s for f in summary["features"] for s in f["scenarios"]}
     fault = [s for name, s in outcomes.items() if "unhandled server error" in name]
     assert fault and fault[0]["outcome"] == "skipped" and "unhandled 500" in fault[0]["reason"]
+    assert fault[0]["category"] == "not_applicable"  # decided where the skip was raised
     texts = "".join(p.read_text() for p in results.rglob("*") if p.is_file())
     for secret in staging.secret_values():
         assert secret not in texts, "a secret reached the results"
@@ -118,7 +119,10 @@ def test_missing_credentials_are_not_a_pass(tmp_path: Path, staging: Stack) -> N
     )
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "SKIPPED" in proc.stdout and "admin key" in proc.stdout
-    assert "NOT A PASS" in proc.stderr
+    assert "INCOMPLETE" in proc.stdout and "missing config" in proc.stdout
+    summary = json.loads((tmp_path / "run" / "features" / "summary.json").read_text())
+    skipped = [s for f in summary["features"] for s in f["scenarios"] if s["outcome"] == "skipped"]
+    assert skipped and {s["category"] for s in skipped} == {"missing_config"}
 
 
 @pytest.mark.parametrize(
