@@ -7,8 +7,11 @@ test session boots: ``embedded`` (default, bundled binaries) or ``containers`` (
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 import pytest
@@ -43,8 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--defect",
-        default=os.environ.get("RELAY_GATE_DEFECT") or None,
-        help="start the session stack with this deliberate defect of gate/defects.py (proves the gate fails)",
+        default=None,
+        help="start the session stack with this deliberate defect of gate/defects.py (proves the gate "
+        "fails; selftest and the proof tests pass it; the results and the evidence say so)",
     )
     g = parser.getgroup("relay-gate target")
     g.addoption("--target-url", default=None, help="run the scenarios against this deployment")
@@ -53,7 +57,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("RELAY_GATE_DEFECT"):
+        # a defect switched on by the environment would change what every run tests, silently
+        raise pytest.UsageError(
+            "RELAY_GATE_DEFECT is set: a deliberate defect is never switched on through the environment; "
+            "unset it, and use `relay-gate selftest --defect NAME` (or pytest --defect NAME) instead"
+        )
+    _sigterm_as_interrupt()
     _prefer_present_images()
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM ends the session like Ctrl-C: pytest then tears down its fixtures, and with them every
+    stack they started (their processes live in sessions of their own and would outlive us)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # somebody (an embedding program) decided already
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the teardown
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _prefer_present_images() -> None:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gate.commands
-from gate import __version__
+from gate import __version__, interrupts
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
+from gate.results import check_writable
 
 EPILOG = """\
 exit codes: 0 passed | 1 a criterion is false | 2 usage/configuration error |
-            3 SLO breached | 4 not valid evidence | 5 infrastructure failure
+            3 SLO breached | 4 not valid evidence | 5 infrastructure failure |
+            130/143 interrupted by SIGINT/SIGTERM (everything started is stopped first)
 
 examples:
   relay-gate serve                         start the reference stack (embedded Redis + PostgreSQL)
@@ -69,7 +71,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# output folders each verb writes, checked before anything starts (evidence render reads --results)
+_OUTPUTS = {"results": "--results", "out": "--out"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # relay-gate run calls the other verbs through main(): only the outermost call turns an interrupt
+    # into an exit status (gate.interrupts knows which: `python -m gate.cli` is a module of its own)
+    with interrupts.handling() as outermost:
+        return _main(argv, outermost=outermost)
+
+
+def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(verb if verb in _command_names() else None)
@@ -79,13 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        for attr, flag in _OUTPUTS.items():
+            path = getattr(args, attr, None)
+            if path is not None and not (args.command == "evidence" and attr == "results"):
+                check_writable(path, flag)  # exit 2 naming it, before any request is sent
         return run(args)
     except GateError as exc:
         print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"relay-gate {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        interrupted = interrupts.as_interrupted(exc)
+        if not outermost:
+            raise interrupted from None  # the calling verb (relay-gate run) records it and stops
+        print(
+            f"relay-gate {args.command}: interrupted by {interrupted.name}; everything it started was "
+            f"stopped (exit {interrupted.exit_code})",
+            file=sys.stderr,
+        )
+        return interrupted.exit_code
     except OSError as exc:
         print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
         return EXIT_INFRA

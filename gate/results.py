@@ -14,6 +14,7 @@ import os
 import platform
 import secrets
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,3 +152,27 @@ def record_infrastructure_error(results: Path | None, message: str) -> None:
     if results is not None:
         (results / "features").mkdir(parents=True, exist_ok=True)
         (results / "features" / INFRA_MARKER).write_text(message + "\n")
+
+
+def check_writable(path: Path, flag: str = "--results") -> None:
+    """Refuse (exit 2, naming it) an output folder that cannot be written, before any request is sent.
+
+    Nothing is created: the nearest existing folder on the way gets a probe file, which is how root
+    (for whom permission bits say nothing) finds a read-only file system too."""
+    from gate.errors import UsageError
+
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{flag} {path}: {probe} is not a folder; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path} cannot be written ({exc.strerror or exc}); choose another {flag} or fix its "
+            "permissions"
+        ) from None

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from gate.errors import UsageError
 from gate.faults import DEFAULT_RATE, KIND, MIN_HANG_SAMPLES, FaultConfig, FaultRun, Timeline
+from gate.interrupts import as_interrupted
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 
 MAX_RATE = 2_000.0  # two replicas, Redis, PostgreSQL and the generators share the machine
@@ -85,10 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if own_run_json:
         write_json(run_json, "run", 1, run_doc, redactor=redactor)
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: Locust and the stack are stopped
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C and SIGTERM (gate/interrupts.py) unwind through FaultRun, which stops Locust and the stack
     try:
         print(
             f"relay-gate faults: run {run_id}, {args.rate:g} req/s over 2 replicas ({args.backend}); "
@@ -99,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
             results=results, run_id=run_id, rate=args.rate, backend=args.backend, timeline=timeline
         )
         doc = FaultRun(config, progress=lambda msg: print(msg, flush=True)).execute()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt as exc:
+        stopped = as_interrupted(exc)
+        if own_run_json:
+            run_doc.update(finished_at=utc_now(), exit_code=stopped.exit_code,
+                           interrupted={"signal": stopped.name, "step": "faults"})  # fmt: skip
+            write_json(run_json, "run", 1, run_doc, redactor=redactor)
+        raise stopped from None
     print(summary(doc))
     print(f"results: {results / KIND / 'faults.json'}")
     code = int(doc["exit_code"])

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -121,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{results} already holds a load run: choose another --results folder")
     run_id = existing_run_id(results) or run_id
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: Locust and the stack are stopped
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C and SIGTERM (gate/interrupts.py) unwind through the finally below: Locust and the stack stop
     stack: Stack | None = None
     try:
         if args.target_url or args.target_config:
@@ -171,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if stack is not None:
             stack.stop()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _model(args: argparse.Namespace) -> tuple[float | None, int]:

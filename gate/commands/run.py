@@ -8,13 +8,17 @@ drill backs up a database filled by real executes. With ``--target-url`` the sam
 a deployment: the drill needs ``[database].url_env`` in the target config, and restores into a local
 embedded PostgreSQL.
 
-Exit: the worst step — a false criterion (1) over a breached SLO (3) over an infrastructure failure
-(5) over anything not run (4) over a usage error (2).
+Exit: the evidence pack's verdict — gate/verdict.py's one precedence over every criterion the results
+prove and every step run.json records (a false criterion 1 > a breached SLO 3 > an infrastructure
+failure 5 > anything not run, invalid or missing configuration 4 > a usage error 2 > 0), so the run and
+its pack can never disagree. Ctrl-C or SIGTERM stops the current step (which stops what it started),
+runs no further step, records the run as interrupted and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -24,12 +28,13 @@ from typing import Any
 
 import httpx
 
+from evidence.criteria import step_items
 from gate.commands.check import add_target_args, resolve_target
-from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_SLO, EXIT_USAGE
-from gate.results import Redactor, new_run_id, provenance, utc_now, write_json
+from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
+from gate.interrupts import as_interrupted
+from gate.results import Redactor, check_writable, new_run_id, provenance, utc_now, write_json
+from gate.verdict import Item, Outcome, Verdict, decide, outcome_of_exit
 
-# worst first: what the final exit code is when steps disagree
-SEVERITY = (EXIT_CRITERION, EXIT_SLO, EXIT_INFRA, EXIT_INVALID, EXIT_USAGE, EXIT_OK)
 DEFAULT_LOAD_RATE = 120.0  # 30 s at 120 req/s gives list and preview > 1,000 samples each for p99
 
 
@@ -67,13 +72,16 @@ class Step:
     code: int | None = None
     seconds: float = 0.0
     note: str = ""
+    outcome: Outcome | None = None  # when the exit code alone would say less (skipped, not applicable)
 
+    def item(self) -> Item:
+        return Item(f"step {self.name}", self.outcome or outcome_of_exit(self.code), self.note or None)
 
-def worst(codes: list[int]) -> int:
-    for code in SEVERITY:
-        if code in codes:
-            return code
-    return EXIT_INFRA
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "exit_code": self.code, "outcome": str(self.item().outcome),
+            "seconds": round(self.seconds, 3), "note": self.note,
+        }  # fmt: skip
 
 
 def _cli(argv: list[str]) -> int:
@@ -101,7 +109,9 @@ def _fill_audit(base_url: str, keys: list[str], n: int = 24) -> None:
             )
 
 
-def _drill(args: argparse.Namespace, results: Path, target: Any) -> tuple[int, str]:
+def _drill(
+    args: argparse.Namespace, results: Path, target: Any
+) -> tuple[int, str] | tuple[int, str, Outcome]:
     backups = Path(tempfile.mkdtemp(prefix="relay-gate-backups-"))
     try:
         if target is None:
@@ -114,11 +124,11 @@ def _drill(args: argparse.Namespace, results: Path, target: Any) -> tuple[int, s
                 code = _cli(["backup", "--database-url", url, "--dir", str(backups), "--no-prune"])
                 if code != EXIT_OK:
                     return code, "the backup failed"
-                return _cli(
-                    ["drill", "--database-url", url, "--dir", str(backups), "--results", str(results)]
-                ), ""
+                drill = ["drill", "--database-url", url, "--dir", str(backups), "--results", str(results)]
+                return _cli([*drill, "--backup-taken-by-this-run"]), ""
         if not target.database_url:
-            return EXIT_INVALID, "the target config names no database ([database].url_env): drill NOT RUN"
+            why = "the target config names no database ([database].url_env): drill NOT RUN"
+            return EXIT_INVALID, why, Outcome.MISSING_CONFIG
         url = target.database_url
         code = _cli(["backup", "--database-url", url, "--dir", str(backups), "--no-prune"])
         if code != EXIT_OK:
@@ -134,10 +144,14 @@ def _drill(args: argparse.Namespace, results: Path, target: Any) -> tuple[int, s
                 str(results),
                 "--restore-to",
                 "embedded",
+                "--backup-taken-by-this-run",
             ]
         ), ""
     finally:
         shutil.rmtree(backups, ignore_errors=True)
+
+
+STEPS = ("features", "drill", "load", "faults")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,91 +159,122 @@ def run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     results = args.results or Path("results") / run_id
     out = args.out or Path("evidence") / "out" / results.resolve().name
+    check_writable(out, "--out")
     results.mkdir(parents=True, exist_ok=True)
     where = target.name if target else f"the reference stack ({args.backend})"
     print(f"relay-gate run {run_id}: {where}\n  results  {results}\n  evidence {out}", flush=True)
 
-    steps: list[Step] = []
+    steps = [Step(name) for name in STEPS]
     t_all = time.monotonic()
-    started = utc_now()
-
-    def step(name: str, fn: Any) -> None:
-        s = Step(name)
-        steps.append(s)
-        if name in args.skip:
-            s.code, s.note = EXIT_INVALID, "skipped (--skip): NOT RUN"
-            print(f"\n== {name}: skipped", flush=True)
-            return
-        print(f"\n== {name} (at {time.monotonic() - t_all:.0f} s)", flush=True)
-        t0 = time.monotonic()
-        try:
-            s.code, s.note = fn()
-        except Exception as exc:  # a crashed step is an infrastructure failure, never a pass
-            s.code, s.note = EXIT_INFRA, f"crashed: {type(exc).__name__}: {exc}"
-            print(f"relay-gate run: {name} {s.note}", flush=True)
-        s.seconds = time.monotonic() - t0
-        print(f"== {name}: exit {s.code} in {s.seconds:.1f} s", flush=True)
-
-    markexpr = ["-m", args.markexpr] if args.markexpr else []
-    step("features", lambda: (_cli(["check", "--results", str(results), *_target_argv(args), *markexpr]), ""))
-    step("drill", lambda: _drill(args, results, target))
-    step(
-        "load",
-        lambda: (
-            _cli(
-                [
-                    "load",
-                    "--rate",
-                    f"{args.load_rate:g}",
-                    "--duration",
-                    args.load_duration,
-                    "--results",
-                    str(results),
-                    *_target_argv(args),
-                ]
-            ),
-            "",
-        ),
-    )
-
-    def faults() -> tuple[int, str]:
-        if target is not None:
-            return EXIT_OK, "a deployment's Redis/PostgreSQL are not ours to kill: not applicable"
-        return _cli(["faults", "--results", str(results), "--backend", args.backend]), ""
-
-    step("faults", faults)
-
-    def render() -> tuple[int, str]:
-        keys = ["--hmac-key-env", args.hmac_key_env] if args.hmac_key_env else []
-        return _cli(["evidence", "render", "--results", str(results), "--out", str(out), *keys]), ""
-
-    # run.json describes the whole run (check wrote one for its own step); written before rendering
-    # so the pack's provenance covers every step
     run_doc = provenance(
         run_id=run_id,
         target=target.describe() if target else {"name": where, "backend": args.backend},
-        started_at=started,
+        started_at=utc_now(),
         extra={"command": "run"},
     )
-    run_doc.update(
-        finished_at=utc_now(),
-        steps=[
-            {"name": s.name, "exit_code": s.code, "seconds": round(s.seconds, 3), "note": s.note}
-            for s in steps
-        ],
+    redactor = Redactor(target.secret_values() if target else ())
+
+    def write_run_doc() -> None:
+        # run.json describes the whole run (check wrote one for its own step); written before the
+        # pack is rendered so the pack's provenance and verdict cover every step
+        run_doc.update(finished_at=utc_now(), steps=[s.to_json() for s in steps])
+        write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
+
+    def step(s: Step, fn: Any) -> None:
+        if s.name in args.skip:
+            s.code, s.outcome, s.note = EXIT_INVALID, Outcome.NOT_RUN, "skipped (--skip): NOT RUN"
+            print(f"\n== {s.name}: skipped", flush=True)
+            return
+        print(f"\n== {s.name} (at {time.monotonic() - t_all:.0f} s)", flush=True)
+        t0 = time.monotonic()
+        try:
+            result = fn()
+            s.code, s.note = result[0], result[1]
+            s.outcome = result[2] if len(result) > 2 else None
+        except Exception as exc:  # a crashed step is an infrastructure failure, never a pass
+            s.code, s.note = EXIT_INFRA, f"crashed: {type(exc).__name__}: {exc}"
+            print(f"relay-gate run: {s.name} {s.note}", flush=True)
+        finally:
+            s.seconds = time.monotonic() - t0
+        print(f"== {s.name}: exit {s.code} in {s.seconds:.1f} s", flush=True)
+
+    markexpr = ["-m", args.markexpr] if args.markexpr else []
+    load_argv = ["load", "--rate", f"{args.load_rate:g}", "--duration", args.load_duration]
+
+    def faults() -> tuple[int, str, Outcome | None]:
+        if target is not None:
+            why = "a deployment's Redis/PostgreSQL are not ours to kill: not applicable"
+            return EXIT_OK, why, Outcome.NOT_APPLICABLE
+        return _cli(["faults", "--results", str(results), "--backend", args.backend]), "", None
+
+    plan = {
+        "features": lambda: (_cli(["check", "--results", str(results), *_target_argv(args), *markexpr]), ""),
+        "drill": lambda: _drill(args, results, target),
+        "load": lambda: (_cli([*load_argv, "--results", str(results), *_target_argv(args)]), ""),
+        "faults": faults,
+    }
+    current: Step | None = None
+    try:
+        for s in steps:
+            current = s
+            step(s, plan[s.name])
+        current = None
+    except KeyboardInterrupt as exc:
+        stopped = as_interrupted(exc)
+        for s in steps:
+            if s is current:
+                s.code, s.note = stopped.exit_code, f"interrupted by {stopped.name}"
+                s.outcome = outcome_of_exit(stopped.exit_code)
+            elif s.code is None:
+                s.outcome, s.note = Outcome.NOT_RUN, "not reached: the run was interrupted"
+        run_doc["interrupted"] = {"signal": stopped.name, "step": current.name if current else None}
+        write_run_doc()
+        _print_table(steps, time.monotonic() - t_all)
+        print(f"verdict: INTERRUPTED by {stopped.name} during {run_doc['interrupted']['step']}; "
+              f"results so far: {results}", flush=True)  # fmt: skip
+        raise stopped from None
+    write_run_doc()
+
+    render = Step("evidence")
+    keys = ["--hmac-key-env", args.hmac_key_env] if args.hmac_key_env else []
+    step(
+        render,
+        lambda: (_cli(["evidence", "render", "--results", str(results), "--out", str(out), *keys]), ""),
     )
-    write_json(
-        results / "run.json", "run", 1, run_doc, redactor=Redactor(target.secret_values() if target else ())
-    )
-    step("evidence", render)
     total = time.monotonic() - t_all
-    print("\nstep        exit   seconds  share")
-    for s in steps:
-        share = 100 * s.seconds / total if total else 0
-        print(f"{s.name:<10} {s.code!s:>5} {s.seconds:9.1f} {share:5.0f} %  {s.note}")
-    code = worst([s.code for s in steps if s.code is not None])
-    print(f"total {total:.1f} s — verdict: exit {code}")
+    _print_table([*steps, render], total)
+    decided = _verdict(results, out, render)
+    print(f"total {total:.1f} s — verdict: {decided.line} (exit {decided.exit_code})")
     index = out / "index.html"
     if index.exists():
         print(f"evidence: {index.resolve()}")
-    return code
+    return decided.exit_code
+
+
+def _print_table(steps: list[Step], total: float) -> None:
+    print("\nstep        exit   seconds  share  outcome")
+    for s in steps:
+        share = 100 * s.seconds / total if total else 0
+        print(f"{s.name:<10} {s.code!s:>5} {s.seconds:9.1f} {share:5.0f} %  {s.item().outcome:<15} {s.note}")
+
+
+def _verdict(results: Path, out: Path, render: Step) -> Verdict:
+    """The run's verdict is the pack's: the same criteria and steps, by the same function. When the
+    pack could not be rendered (or says something else), that is an error of the run, named."""
+    from evidence.model import ResultsError, load_results
+    from evidence.render import all_criteria, judge
+
+    try:
+        res = load_results(results)
+    except ResultsError as exc:
+        return decide([], steps=[render.item(), Item("step results", Outcome.ERROR, str(exc))])
+    decided = judge(res)
+    try:
+        pack = json.loads((out / "manifest.json").read_text())["verdict"]
+    except (OSError, ValueError, KeyError):
+        pack = None
+    if pack == {"code": decided.exit_code, "line": decided.line}:
+        return decided
+    why = render.note or f"the evidence pack's verdict {pack} differs from the results' ({decided.line})"
+    steps = [*step_items(res), Item("step evidence", Outcome.ERROR, why)]
+    return decide([c.item() for c in all_criteria(res)], steps=steps)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from gate.errors import EXIT_INFRA, EXIT_OK
+from gate.errors import EXIT_INFRA
 from gate.stack import BACKENDS, Stack, StackConfig
 
 DEFAULT_STACK_FILE = Path(".gate/stack.json")
@@ -20,7 +18,8 @@ HELP = """\
 Starts Redis, PostgreSQL (database created, migrations applied), the gate's webhook receiver and the
 relay service, prints where they are, writes the full description (URLs, keys, versions) as JSON to
 --stack-file (mode 0600: it holds the keys), and runs until Ctrl-C or SIGTERM. Teardown ends every
-process and removes every temp dir and the stack file.
+process and removes every temp dir and the stack file; the exit status is then 130 (SIGINT) or 143
+(SIGTERM), 5 when a process of the stack exited on its own.
 """
 
 
@@ -79,10 +78,6 @@ def _safe(url: str | None) -> str:
     return url
 
 
-class _Terminate(Exception):
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     config = StackConfig(
         backend=args.backend,
@@ -96,12 +91,8 @@ def run(args: argparse.Namespace) -> int:
         receiver_url=args.receiver_url,
     )
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _Terminate()
-
-    # Installed for SIGINT too: a process started in the background by a script inherits SIGINT ignored,
-    # and "stop with Ctrl-C" must hold however we were started.
-    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C and SIGTERM (gate/interrupts.py, for SIGINT too even when started with it ignored):
+    # unwind through the finally below, which stops everything; later signals cannot cut it short
     stack = Stack(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         stack.start()
@@ -117,16 +108,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"relay-gate serve: {', '.join(dead)} exited on its own; tearing down", file=sys.stderr)
                 return EXIT_INFRA
             time.sleep(0.5)
-    except (KeyboardInterrupt, _Terminate):
+    except KeyboardInterrupt:
         print("\nstopping the stack ...", file=sys.stderr, flush=True)
-        return EXIT_OK
+        raise
     finally:
-        # a second Ctrl-C during teardown must not leave processes behind
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            stack.stop()
-            args.stack_file.unlink(missing_ok=True)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        stack.stop()
+        args.stack_file.unlink(missing_ok=True)

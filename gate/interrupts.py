@@ -1,0 +1,136 @@
+"""Ctrl-C and SIGTERM: stop promptly, tear down everything started, exit 130 or 143 — never 0.
+
+:func:`handling` (entered once, by ``gate.cli.main``, for every verb) turns the first SIGINT or
+SIGTERM into :class:`Interrupted`, a ``KeyboardInterrupt`` that carries the signal, so every
+``finally`` and context manager on the way out runs: stacks stop, Locust is told to write what it
+has, ephemeral databases are dropped. Signals that arrive while that teardown runs are noted, not
+raised, so a second Ctrl-C cannot cut a teardown short and leave processes behind.
+
+Child processes we wait on (a pytest of the features, a selftest run) live in a session of their
+own, so a terminal's Ctrl-C reaches only us; :func:`run_child` forwards it to the child exactly
+once, waits for the child to tear down its own stack, and kills its process group only past a grace
+period. The exit code of an interrupted verb is ``128 + signal`` (130, 143).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+GRACE_S = 60.0  # a child pytest stops its stack within seconds; this bounds a stuck one
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: unwind, tearing down, and exit ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+_state = threading.local()
+_received: list[int] = []  # every signal seen, in order (the first decides the exit code)
+
+
+def received() -> int | None:
+    """The first signal received while :func:`handling` was active, if any."""
+    return _received[0] if _received else None
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """A plain KeyboardInterrupt (Python's own SIGINT handling) as an :class:`Interrupted`."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(received() or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[bool]:
+    """Install the SIGINT/SIGTERM handlers for the duration (main thread only). Yields whether this
+    is the outermost handling: a nested one (``relay-gate run`` calling a verb) changes nothing, and
+    its verb must let the interrupt travel up rather than exit."""
+    if getattr(_state, "active", False):
+        yield False
+        return
+    if threading.current_thread() is not threading.main_thread():
+        yield True
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        first = not _received
+        _received.append(signum)
+        if first:
+            raise Interrupted(signum)
+        # already unwinding: let the teardown finish (each step of it is bounded in time)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _state.active = True
+    _received.clear()
+    try:
+        yield True
+    finally:
+        _state.active = False
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run_child(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: IO[Any] | int | None = None,
+    stderr: IO[Any] | int | None = None,
+    timeout_s: float | None = None,
+    forward: int = signal.SIGINT,
+    grace_s: float = GRACE_S,
+) -> tuple[int, bool]:
+    """Run ``argv`` in a session of its own and wait: (exit status, timed out).
+
+    On an interrupt of ours, ``forward`` (SIGINT: pytest then tears down its fixtures) is sent to the
+    child once; it gets ``grace_s`` to finish, then its process group is killed; the interrupt is
+    then re-raised. Past ``timeout_s`` the child is treated the same way and (status, True) returned.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        try:
+            return proc.wait(timeout=timeout_s), False
+        except subprocess.TimeoutExpired:
+            return _stop(proc, forward, grace_s), True
+    except KeyboardInterrupt:
+        _stop(proc, forward, grace_s)
+        raise
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int, grace_s: float) -> int:
+    """Ask once, wait up to ``grace_s`` (further signals to us are noted, not raised), then kill the
+    group while the leader is unreaped, so its process-group id cannot have been reused."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
