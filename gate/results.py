@@ -37,7 +37,9 @@ def utc_now() -> str:
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
-    """The commit the gate ran from and whether the tree had uncommitted changes."""
+    """The commit the gate ran from and whether the tree had changes: uncommitted edits, or files git
+    does not know (an untracked module can change what runs as much as an edit can; ignored files,
+    such as results/ and .venv/, do not count)."""
     cwd = cwd or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
@@ -45,7 +47,7 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=normal"],
                 cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
             ).stdout.strip()
         )  # fmt: skip
