@@ -16,6 +16,7 @@ from typing import Any
 import gate.commands
 from gate import __version__
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
+from gate.redaction import mask_url_passwords
 
 EPILOG = """\
 exit codes: 0 passed | 1 a criterion is false | 2 usage/configuration error |
@@ -81,13 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except GateError as exc:
-        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        # messages quote URLs (a bad target URL, an unreachable database): never their passwords
+        print(f"relay-gate {args.command}: {mask_url_passwords(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"relay-gate {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        print(f"relay-gate {args.command}: {mask_url_passwords(str(exc))}", file=sys.stderr)
         return EXIT_INFRA
 
 

@@ -26,6 +26,7 @@ import httpx
 
 from gate.commands.check import add_target_args, resolve_target
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_SLO, EXIT_USAGE
+from gate.redaction import mask_url_passwords
 from gate.results import Redactor, new_run_id, provenance, utc_now, write_json
 
 # worst first: what the final exit code is when steps disagree
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             s.code, s.note = fn()
         except Exception as exc:  # a crashed step is an infrastructure failure, never a pass
-            s.code, s.note = EXIT_INFRA, f"crashed: {type(exc).__name__}: {exc}"
+            s.code, s.note = EXIT_INFRA, mask_url_passwords(f"crashed: {type(exc).__name__}: {exc}")
             print(f"relay-gate run: {name} {s.note}", flush=True)
         s.seconds = time.monotonic() - t0
         print(f"== {name}: exit {s.code} in {s.seconds:.1f} s", flush=True)
