@@ -29,7 +29,8 @@ from gate.commands.check import REPO_ROOT, pytest_argv
 from gate.defects import DEFECTS
 from gate.drill_defects import DRILL_DEFECTS
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, UsageError
-from gate.results import INFRA_MARKER, read_json, utc_now
+from gate.redacted_output import spawn
+from gate.results import INFRA_MARKER, Redactor, read_json, utc_now
 from gate.selftest_report import catalogue_table, render_table, report_json, verdict_lines, write_report
 
 AREAS = ("headers", "rate_limit", "signing", "audit", "drill")  # run and report order, area by area
@@ -127,7 +128,8 @@ def run_features(
     *, results: Path, backend: str, markexpr: str | None, extra: list[str], timeout_s: float = RUN_TIMEOUT_S
 ) -> FeatureRun:
     """Run the scenarios selected by ``markexpr`` in a child pytest on a fresh stack, ``extra`` appended
-    to ``relay-gate check``'s own command line; the child's output goes to ``results/pytest.log``."""
+    to ``relay-gate check``'s own command line; the child's output goes, redacted as it comes, to
+    ``results/pytest.log``."""
     (results / "features").mkdir(parents=True, exist_ok=True)
     ns = argparse.Namespace(
         backend=backend, target_url=None, target_config=None, markexpr=markexpr, keyword=None
@@ -135,11 +137,15 @@ def run_features(
     argv = [*pytest_argv(ns, results), *extra]
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
     t0 = time.monotonic()
+    redactor = Redactor()  # the stack's secrets are made up in the child, which hands them over
     with open(results / "pytest.log", "w") as log:
-        log.write("$ " + " ".join(argv) + "\n\n")
+        log.write(redactor.text("$ " + " ".join(argv)) + "\n\n")
         log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        rc, timed_out = _wait(proc, timeout_s)
+        child = spawn(argv, redactor=redactor, stdout=log, secrets_from_child=True, cwd=REPO_ROOT, env=env)
+        try:
+            rc, timed_out = _wait(child.popen, timeout_s)
+        finally:
+            child.finish()
     run = FeatureRun(results, "error", rc, round(time.monotonic() - t0, 3))
     summary = results / "features" / "summary.json"
     if summary.exists():

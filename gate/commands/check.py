@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 import features
+from gate import redacted_output
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE, InfrastructureError
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
 from gate.target import Target
@@ -140,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
     write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
 
     print(f"relay-gate check: run {run_id} against {described['name']}; results in {results}", flush=True)
-    proc = subprocess.run(pytest_argv(args, results), cwd=REPO_ROOT, check=False)
-    code = verdict(proc.returncode, results)
+    # the child's output reaches the terminal redacted, with the secrets it hands over (the stack's);
+    # it writes to a pipe, so it is told when the terminal takes colours
+    argv = [*pytest_argv(args, results), *(["--color=yes"] if sys.stdout.isatty() else [])]
+    code = verdict(redacted_output.run(argv, redactor=redactor, cwd=REPO_ROOT), results)
 
     run_doc.update(finished_at=utc_now(), exit_code=code)
     summary_path = results / "features" / "summary.json"
