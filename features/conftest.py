@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from features import skips
+from features import redaction, skips
 from features.recording import Recorder, slug
 from gate.errors import UsageError
 from gate.receiver import ReceiverClient
@@ -268,6 +268,7 @@ _TARGET_KEY = pytest.StashKey[tuple[dict[str, Any], Redactor]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    redaction.pytest_configure(config)  # secrets out of the terminal, junit.xml and cucumber.json
     if config.getoption("--results", default=None) is not None:
         summary = _Summary()
         config.stash[_SUMMARY_KEY] = summary

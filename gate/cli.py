@@ -16,6 +16,7 @@ from typing import Any
 import gate.commands
 from gate import __version__, interrupts
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
+from gate.redaction import mask_url_passwords
 from gate.results import check_writable
 
 EPILOG = """\
@@ -98,7 +99,8 @@ def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
                 check_writable(path, flag)  # exit 2 naming it, before any request is sent
         return run(args)
     except GateError as exc:
-        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        # messages quote URLs (a bad target URL, an unreachable database): never their passwords
+        print(f"relay-gate {args.command}: {mask_url_passwords(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         interrupted = interrupts.as_interrupted(exc)
@@ -111,7 +113,7 @@ def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
         )
         return interrupted.exit_code
     except OSError as exc:
-        print(f"relay-gate {args.command}: {exc}", file=sys.stderr)
+        print(f"relay-gate {args.command}: {mask_url_passwords(str(exc))}", file=sys.stderr)
         return EXIT_INFRA
 
 

@@ -113,6 +113,18 @@ def run_child(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    return wait_child(proc, timeout_s=timeout_s, forward=forward, grace_s=grace_s)
+
+
+def wait_child(
+    proc: subprocess.Popen[bytes],
+    *,
+    timeout_s: float | None = None,
+    forward: int = signal.SIGINT,
+    grace_s: float = GRACE_S,
+) -> tuple[int, bool]:
+    """Wait for a child started in a session of its own (``start_new_session=True``), as
+    :func:`run_child` does: an interrupt of ours is forwarded once, with ``grace_s`` to finish."""
     try:
         try:
             return proc.wait(timeout=timeout_s), False

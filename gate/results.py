@@ -1,9 +1,9 @@
 """The results folder: ``results/<run-id>/``, versioned JSON, provenance, and redaction.
 
 Every file carries ``"schema": "relay-gate/<kind>@<n>"``. Nothing is written that still holds a
-configured secret: :class:`Redactor` replaces each known secret value (API keys, signing secrets,
-database passwords) with ``[REDACTED]`` wherever it appears, and masks Authorization values and
-secret-bearing headers whatever their value.
+configured secret: :class:`~gate.redaction.Redactor` replaces each known secret value (API keys,
+signing secrets, database passwords) with ``[REDACTED]`` wherever it appears, and masks URL passwords,
+Authorization values and secret-bearing headers whatever their value.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ import platform
 import secrets
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gate import __version__
-
-REDACTED = "[REDACTED]"
-# headers whose value is a credential, whatever it is
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+from gate.redaction import Redactor
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -38,7 +35,9 @@ def utc_now() -> str:
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
-    """The commit the gate ran from and whether the tree had uncommitted changes."""
+    """The commit the gate ran from and whether the tree had changes: uncommitted edits, or files git
+    does not know (an untracked module can change what runs as much as an edit can; ignored files,
+    such as results/ and .venv/, do not count)."""
     cwd = cwd or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
@@ -46,7 +45,7 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=normal"],
                 cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
             ).stdout.strip()
         )  # fmt: skip
@@ -63,38 +62,6 @@ def tool_versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[dist] = version(dist)
     return out
-
-
-class Redactor:
-    def __init__(self, secret_values: Iterable[str]) -> None:
-        # longest first, so a secret that contains another is replaced whole; very short values would
-        # redact ordinary text and are not secrets worth the name
-        self.secrets = sorted({s for s in secret_values if s and len(s) >= 6}, key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        for s in self.secrets:
-            if s in value:
-                value = value.replace(s, REDACTED)
-        return value
-
-    def headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
-        out = []
-        for name, value in headers:
-            if name.lower() in SECRET_HEADERS:
-                scheme = value.split(" ", 1)[0] if " " in value else ""
-                value = f"{scheme} {REDACTED}".strip()
-            out.append([name, self.text(value)])
-        return out
-
-    def obj(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like structure."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, Mapping):
-            return {self.text(str(k)): self.obj(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.obj(v) for v in value]
-        return value
 
 
 def write_json(
@@ -147,11 +114,17 @@ def provenance(
 INFRA_MARKER = "infrastructure-error.txt"
 
 
-def record_infrastructure_error(results: Path | None, message: str) -> None:
-    """Leave the reason a run could not happen where ``relay-gate check`` looks for it (exit 5)."""
+def record_infrastructure_error(
+    results: Path | None, message: str, *, redactor: Redactor | None = None
+) -> None:
+    """Leave the reason a run could not happen where ``relay-gate check`` looks for it (exit 5).
+
+    The reason is often a log tail or a URL: it is redacted like any results file (URL passwords at
+    least, and the given redactor's secrets)."""
     if results is not None:
         (results / "features").mkdir(parents=True, exist_ok=True)
-        (results / "features" / INFRA_MARKER).write_text(message + "\n")
+        text = (redactor or Redactor()).text(message)
+        (results / "features" / INFRA_MARKER).write_text(text + "\n")
 
 
 def check_writable(path: Path, flag: str = "--results") -> None:

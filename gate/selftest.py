@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -28,8 +27,9 @@ from gate.commands.check import REPO_ROOT, pytest_argv
 from gate.defects import DEFECTS
 from gate.drill_defects import DRILL_DEFECTS
 from gate.errors import UsageError
-from gate.interrupts import run_child
-from gate.results import INFRA_MARKER, read_json, utc_now
+from gate.interrupts import wait_child
+from gate.redacted_output import spawn
+from gate.results import INFRA_MARKER, Redactor, read_json, utc_now
 from gate.selftest_report import catalogue_table, render_table, report_json, verdict_lines, write_report
 from gate.verdict import Item, decide
 from gate.verdict import Outcome as Verdicts
@@ -129,7 +129,8 @@ def run_features(
     *, results: Path, backend: str, markexpr: str | None, extra: list[str], timeout_s: float = RUN_TIMEOUT_S
 ) -> FeatureRun:
     """Run the scenarios selected by ``markexpr`` in a child pytest on a fresh stack, ``extra`` appended
-    to ``relay-gate check``'s own command line; the child's output goes to ``results/pytest.log``."""
+    to ``relay-gate check``'s own command line; the child's output goes, redacted as it comes, to
+    ``results/pytest.log``."""
     (results / "features").mkdir(parents=True, exist_ok=True)
     ns = argparse.Namespace(
         backend=backend, target_url=None, target_config=None, markexpr=markexpr, keyword=None
@@ -137,13 +138,17 @@ def run_features(
     argv = [*pytest_argv(ns, results), *extra]
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
     t0 = time.monotonic()
+    redactor = Redactor()  # the stack's secrets are made up in the child, which hands them over
     with open(results / "pytest.log", "w") as log:
-        log.write("$ " + " ".join(argv) + "\n\n")
+        log.write(redactor.text("$ " + " ".join(argv)) + "\n\n")
         log.flush()
         # Ctrl-C: forwarded once, and the child stops its stack before we go on unwinding
-        rc, timed_out = run_child(
-            argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout_s=timeout_s
-        )
+        child = spawn(argv, redactor=redactor, stdout=log, secrets_from_child=True, cwd=REPO_ROOT, env=env,
+                      start_new_session=True)  # fmt: skip
+        try:
+            rc, timed_out = wait_child(child.popen, timeout_s=timeout_s)
+        finally:
+            child.finish()
     run = FeatureRun(results, "error", rc, round(time.monotonic() - t0, 3))
     summary = results / "features" / "summary.json"
     if summary.exists():

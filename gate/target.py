@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from gate.errors import UsageError
+from gate.redaction import mask_url_passwords, url_password
 from service.headers import PROFILES
 
 if TYPE_CHECKING:
@@ -121,8 +122,10 @@ class Target:
     def secret_values(self) -> list[str]:
         """Values that must never appear in results or evidence."""
         out = [c.key for c in self.credentials.values()] + list(self.signing_secrets)
-        for url in (self.database_url, self.redis_url):
-            pw = urlsplit(url).password if url else None
+        # a password in any URL the target names (a receiver token, a basic-auth'd base URL) is a
+        # secret too: known, it is redacted even where it appears outside its URL
+        for url in (self.database_url, self.redis_url, self.receiver_url, *self.base_urls):
+            pw = url_password(url)
             if pw:
                 out.append(pw)
         if self.stack is not None:
@@ -141,7 +144,7 @@ class Target:
         return {
             "name": self.name,
             "backend": self.backend,
-            "base_urls": self.base_urls,
+            "base_urls": [mask_url_passwords(u) for u in self.base_urls],
             "credentials": [
                 {"name": c.name, "role": c.role, "workspace": c.workspace} for c in self.credentials.values()
             ],

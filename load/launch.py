@@ -1,9 +1,10 @@
 """Start Locust for ``relay-gate load``: one process, or a master and N workers, all on loopback.
 
 Locust monkey-patches its process with gevent, so it only ever runs here as child processes; this
-module itself never imports it. Each process's output goes to a log file under the run's results
-folder (``load/logs/``), whose tail is shown when something goes wrong; the master (or the lone
-process) appends one JSON line per second to a progress file, which :meth:`LocustRun.progress` reads.
+module itself never imports it. Each process's output goes, redacted as it comes, to a log file under
+the run's results folder (``load/logs/``), whose tail is shown when something goes wrong; the master
+(or the lone process) appends one JSON line per second to a progress file, which
+:meth:`LocustRun.progress` reads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from gate.procs import free_port, tail
+from gate.redacted_output import Child, spawn_to_log
+from gate.redaction import Redactor
+from load import settings
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # the master waits this long for its workers to connect, and a run this long beyond its duration
@@ -44,6 +48,8 @@ class LocustPlan:
     # --request-log: one JSON line per request (load/requestlog.py); in a distributed run the master
     # hands the option to its workers, and each writes <stem>.worker-<index><suffix> beside it
     request_log: Path | None = None
+    # what must not reach the log files (the keys in ``env`` are added anyway)
+    secrets: list[str] = field(default_factory=list, repr=False)
 
     @property
     def spawn_rate(self) -> int:
@@ -57,6 +63,7 @@ class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    output: Child
 
 
 class LocustRun:
@@ -64,6 +71,7 @@ class LocustRun:
         self.plan = plan
         self.log_dir = plan.results / "load" / "logs"
         self.progress_file = self.log_dir / "progress.jsonl"
+        self._redactor = Redactor([*plan.secrets, *settings.api_keys(plan.env)])
         self.master: _Proc | None = None
         self.workers: list[_Proc] = []
         self._progress_pos = 0
@@ -96,17 +104,12 @@ class LocustRun:
     def _spawn(self, name: str, argv: list[str]) -> _Proc:
         log = self.log_dir / f"{name}.log"
         env = {**os.environ, **self.plan.env, "PYTHONUNBUFFERED": "1"}
+        # the log is written redacted as Locust writes it (a traceback can quote a key or a URL);
         # own session: Ctrl-C is ours to relay, as a SIGTERM on which Locust still writes its results
-        with open(log, "wb") as f:
-            popen = subprocess.Popen(
-                argv,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        return _Proc(name, popen, log)
+        child = spawn_to_log(
+            argv, log, redactor=self._redactor, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+        return _Proc(name, child.popen, log, child)
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,7 @@ class LocustRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(timeout=5)
+            p.output.finish()  # the whole log is written before anyone reads its tail
 
     def exit_codes(self) -> dict[str, int | None]:
         return {p.name: p.popen.poll() for p in [self.master, *self.workers] if p is not None}

