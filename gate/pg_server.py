@@ -132,7 +132,10 @@ class EmbeddedPostgres(SuperuserAdmin):
     # postmaster's process group reaches the postmaster alone. Crashes and hangs must reach them all.
     def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGINT): sessions are ended, the data is checkpointed and kept."""
-        if self._proc is None or not self._proc.alive():
+        if self._proc is None:
+            return
+        if not self._proc.alive():
+            self._proc.stop()  # it died on its own: reap it
             return
         kids = children(self._proc.pid)
         signal_pids(kids, signal.SIGCONT)  # a paused backend could not take part in the shutdown
@@ -142,7 +145,10 @@ class EmbeddedPostgres(SuperuserAdmin):
 
     def kill(self) -> None:
         """SIGKILL the server and its backends: a crash. The next start runs crash recovery."""
-        if self._proc is None or not self._proc.alive():
+        if self._proc is None:
+            return
+        if not self._proc.alive():
+            self._proc.kill()  # it died on its own: reap it
             return
         self._proc.send_signal(signal.SIGSTOP)  # no new children while we collect them
         kids = children(self._proc.pid)

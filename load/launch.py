@@ -4,6 +4,8 @@ Locust monkey-patches its process with gevent, so it only ever runs here as chil
 module itself never imports it. Each process's output goes to a log file under the run's results
 folder (``load/logs/``), whose tail is shown when something goes wrong; the master (or the lone
 process) appends one JSON line per second to a progress file, which :meth:`LocustRun.progress` reads.
+
+Each process leads its own process group, signalled only through gate/procs.py (never once reaped).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.procs import free_port, tail
+from gate.procs import end_group, exit_status, free_port, signal_group, tail
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # the master waits this long for its workers to connect, and a run this long beyond its duration
@@ -125,7 +127,7 @@ class LocustRun:
         return self.plan.duration_s + CONNECT_TIMEOUT_S + GRACE_S
 
     def running(self) -> bool:
-        return self.master is not None and self.master.popen.poll() is None
+        return self.master is not None and exit_status(self.master.popen) is None
 
     def progress(self) -> dict[str, Any] | None:
         """The newest progress line, if any arrived since the last call."""
@@ -146,27 +148,24 @@ class LocustRun:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (Locust still writes its results), then SIGKILL whatever is left."""
-        procs = [p for p in [self.master, *self.workers] if p is not None]
-        for p in procs:
-            if p.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.popen.pid, signal.SIGTERM)
+        for p in self._procs():
+            if exit_status(p.popen) is None:
+                signal_group(p.popen, signal.SIGTERM)
         self.wait_all(timeout)
 
     def wait_all(self, timeout: float) -> None:
+        """Wait for every process to end by itself until ``timeout``; SIGKILL those that do not, and
+        whatever each left in its group; reap them all."""
         deadline = time.monotonic() + timeout
-        for p in [self.master, *self.workers]:
-            if p is None:
-                continue
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.popen.pid, signal.SIGKILL)
-                p.popen.wait(timeout=5)
+        for p in self._procs():
+            end_group(p.popen, sig=None, timeout=max(0.1, deadline - time.monotonic()))
 
     def exit_codes(self) -> dict[str, int | None]:
-        return {p.name: p.popen.poll() for p in [self.master, *self.workers] if p is not None}
+        """Each process's exit status (None while it runs), read without reaping."""
+        return {p.name: exit_status(p.popen) for p in self._procs()}
+
+    def _procs(self) -> list[_Proc]:
+        return [p for p in [self.master, *self.workers] if p is not None]
 
     def log_tail(self, name: str | None = None, lines: int = 20) -> str:
         proc = self.master if name is None else next((p for p in self.workers if p.name == name), None)

@@ -1,0 +1,93 @@
+"""load/launch.py: Locust processes are signalled only while unreaped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gate.procs import wait_exit
+from load.launch import LocustPlan, LocustRun, _Proc
+
+LENIENT = """
+[endpoints.list]
+error_rate_max_pct = 1
+min_requests = 1
+latency = [{ percentile = 95, max_ms = 2000, min_samples = 1 }]
+"""
+
+
+def plan(tmp_path: Path, host: str, *, workers: int) -> LocustPlan:
+    spec = tmp_path / "slos.toml"
+    spec.write_text(LENIENT)
+    return LocustPlan(
+        host=host,
+        users=2,
+        duration_s=2,
+        arrival_rate=10,
+        think_time="0",
+        workers=workers,
+        slos=spec,
+        results=tmp_path / "results",
+        run_id="launch-test",
+        target_name="fake",
+        env={"RELAY_API_KEY": "load-test-key-0123456789", "RELAY_LOAD_WEIGHTS": "list=1"},
+    )
+
+
+def spawn(tmp_path: Path, name: str, script: str, *args: str) -> _Proc:
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as f:
+        popen = subprocess.Popen(["sh", "-c", script, "sh", *args], stdout=f, start_new_session=True)
+    return _Proc(name, popen, log)
+
+
+def test_stop_and_wait_all_never_signal_a_reaped_leader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = LocustRun(plan(tmp_path, "http://127.0.0.1:9", workers=1))
+    fork_pid = tmp_path / "fork.pid"
+    # the master ends at once, leaving a fork in its group; the worker runs until told to stop
+    run.master = spawn(tmp_path, "master", 'sleep 300 & echo $! > "$1"', str(fork_pid))
+    run.workers = [spawn(tmp_path, "worker-0", "exec sleep 300")]
+    leaders = {p.popen.pid: p.popen for p in (run.master, *run.workers)}
+    calls: list[tuple[int, int, bool]] = []
+    real = os.killpg
+
+    def recording(pgid: int, sig: int) -> None:
+        calls.append((pgid, sig, leaders[pgid].returncode is not None))
+        real(pgid, sig)
+
+    monkeypatch.setattr(os, "killpg", recording)
+    assert wait_exit(run.master.popen, 30) and not run.running()
+    assert run.exit_codes() == {"master": 0, "worker-0": None}
+    assert run.master.popen.returncode is None, "reading the exit codes reaped the master"
+    fork = int(fork_pid.read_text())
+    run.stop(timeout=10)
+    run.stop(timeout=10)
+    run.wait_all(timeout=1)
+    assert run.exit_codes() == {"master": 0, "worker-0": -signal.SIGTERM}
+    assert not [c for c in calls if c[2]], f"os.killpg on a reaped leader's group: {calls}"
+    assert (
+        run.master.popen.pid,
+        signal.SIGKILL,
+        False,
+    ) in calls  # the fork's end, while the master was a zombie
+    assert gone(fork), "a fork the master left in its group survived"
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether ``pid`` exits within ``timeout`` (a zombie awaiting whoever adopted it counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.01)
+    return False
