@@ -6,6 +6,8 @@ folder (``load/logs/``), whose tail is shown when something goes wrong; the mast
 process) appends one JSON line per second to a progress file, which :meth:`LocustRun.progress` reads.
 
 Each process leads its own process group, signalled only through gate/procs.py (never once reaped).
+The workers are started only once the master itself listens on its port (read from /proc): a port
+taken before the master bound it gets the master a new one, and workers never join someone else's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.procs import end_group, exit_status, free_port, signal_group, tail
+from gate.errors import PortTaken, StackError
+from gate.ports import address_in_use, listens, on_free_port
+from gate.procs import end_group, exit_status, signal_group, tail
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # the master waits this long for its workers to connect, and a run this long beyond its duration
@@ -67,6 +71,7 @@ class LocustRun:
         self.log_dir = plan.results / "load" / "logs"
         self.progress_file = self.log_dir / "progress.jsonl"
         self.master: _Proc | None = None
+        self.master_port: int | None = None
         self.workers: list[_Proc] = []
         self._progress_pos = 0
 
@@ -113,14 +118,47 @@ class LocustRun:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.progress_file.unlink(missing_ok=True)
-        if self.plan.workers:
-            port = free_port()
-            self.master = self._spawn("master", self.master_argv(port))
-            self.workers = [
-                self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)
-            ]
-        else:
+        if not self.plan.workers:
             self.master = self._spawn("locust", self.master_argv(None))
+            return
+        self.master, port = on_free_port("locust master", self._start_master)
+        if exit_status(self.master.popen) is not None:
+            return  # it ended before listening (a bad option, say): its exit status says why
+        self.master_port = port
+        self.workers = [self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)]
+
+    def _start_master(self, port: int) -> tuple[_Proc, int]:
+        """The master on ``port``, once it listens there itself (or has ended for another reason)."""
+        master = self._spawn("master", self.master_argv(port))
+        try:
+            self._await_listening(master, port)
+        except BaseException:  # PortTaken, a master that never listens, Ctrl-C: leave nothing behind
+            end_group(master.popen)
+            raise
+        return master, port
+
+    @staticmethod
+    def _await_listening(master: _Proc, port: int) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not listens(master.popen.pid, port):
+            status = exit_status(master.popen)
+            if status is not None:
+                if address_in_use(tail(master.log, 40)):
+                    raise PortTaken(
+                        "locust master",
+                        port,
+                        f"127.0.0.1:{port} was taken before the master could bind it (exit {status})",
+                        log_tail=tail(master.log),
+                    )
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    "locust master",
+                    f"did not listen on 127.0.0.1:{port} within {CONNECT_TIMEOUT_S} s",
+                    fix=f"read {master.log}",
+                    log_tail=tail(master.log),
+                )
+            time.sleep(0.05)
 
     @property
     def deadline_s(self) -> float:

@@ -1,17 +1,23 @@
-"""load/launch.py: Locust processes are signalled only while unreaped."""
+"""load/launch.py: Locust processes are signalled only while unreaped, and a master whose port was taken
+before it bound gets another (its workers connect to it, never to whoever took the first)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from gate.procs import wait_exit
+from gate import ports
+from gate.errors import StackError
+from gate.procs import exit_status, wait_exit
 from load.launch import LocustPlan, LocustRun, _Proc
+from tests.load import fakeserver
 
 LENIENT = """
 [endpoints.list]
@@ -91,3 +97,55 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def test_a_master_whose_port_was_taken_gets_another_and_its_workers_follow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter, fakeserver.answering() as url:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real, picks = ports.free_port, iter([taken])
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": next(picks, None) or real(host))
+        run = LocustRun(plan(tmp_path, url, workers=1))
+        try:
+            run.start()
+            assert run.master_port is not None and run.master_port != taken
+            assert [" ".join(w.popen.args) for w in run.workers] == [
+                " ".join(map(str, run.worker_argv(run.master_port)))
+            ]
+            run.wait_all(timeout=120)
+        finally:
+            run.stop(timeout=10)
+    codes = run.exit_codes()
+    assert codes["worker-0"] == 0 and codes["master"] is not None, codes
+    doc = json.loads((tmp_path / "results" / "load" / "load.json").read_text())
+    assert [g for g in doc["generators"] if g["role"] == "worker"], "the worker never joined the master"
+
+
+def test_a_master_that_can_never_bind_is_a_stack_error_naming_the_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": taken)
+        run = LocustRun(plan(tmp_path, "http://127.0.0.1:9", workers=1))
+        with pytest.raises(StackError) as info:
+            run.start()
+    assert info.value.component == "locust master" and f"{taken}, {taken}, {taken}" in info.value.problem
+    assert run.workers == [] and run.master is None
+
+
+def test_a_master_that_ends_for_another_reason_is_left_to_the_verdict(tmp_path: Path) -> None:
+    bad = plan(tmp_path, "http://127.0.0.1:9", workers=1)
+    bad.env["RELAY_LOAD_WEIGHTS"] = "no-such-journey=1"  # the locustfile exits 2 before Locust binds
+    run = LocustRun(bad)
+    run.start()
+    try:
+        assert run.workers == [], "workers were started for a master that never listened"
+        assert run.master is not None and exit_status(run.master.popen) == 2
+    finally:
+        run.stop(timeout=10)
