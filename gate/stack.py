@@ -33,6 +33,7 @@ import httpx
 from gate import __version__
 from gate.errors import StackError, UsageError
 from gate.procs import ManagedProcess, free_port, wait_until
+from gate.receiver import TOKEN_ENV, new_token
 from gate.services import PostgresService, RedisService
 from service.config import Settings
 
@@ -80,6 +81,7 @@ class StackConfig:
     redis_url: str | None = None
     database_url: str | None = None
     receiver_url: str | None = None
+    receiver_token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -123,6 +125,8 @@ class Stack:
         self.keys: list[KeyInfo] = []
         self.signing_secret = ""
         self.receiver_url: str | None = self.config.receiver_url
+        # what the receiver's control routes require; made per run for a receiver of ours
+        self.receiver_token: str | None = self.config.receiver_token
         self.started_at: datetime | None = None
         self.workdir: Path | None = None
         self._own_workdir = False
@@ -168,6 +172,8 @@ class Stack:
         out = [k.key for k in self.keys]
         if self.signing_secret:
             out.append(self.signing_secret)
+        if self.receiver_token:
+            out.append(self.receiver_token)
         if self.postgres is not None:
             out.append(self.postgres.password)
         return out
@@ -191,6 +197,7 @@ class Stack:
             "redis_url": self.redis_url,
             "database_url": self.database_url,
             "receiver_url": self.receiver_url,
+            "receiver_token": self.receiver_token,
             "webhook_url": self.webhook_url,
             "keys": [k.to_json() for k in self.keys],
             "signing_secret": self.signing_secret or None,
@@ -397,11 +404,12 @@ class Stack:
     def _start_receiver(self) -> None:
         assert self.workdir is not None
         port = free_port()
+        self.receiver_token = new_token()
         self.receiver = ManagedProcess(
             "receiver",
             [sys.executable, "-m", "gate.receiver", "--port", str(port)],
             log_path=self.workdir / "receiver.log",
-            env=self._python_env(),
+            env={**self._python_env(), TOKEN_ENV: self.receiver_token},  # never argv: `ps` shows it
         ).start()
         self.receiver_url = f"http://127.0.0.1:{port}"
         url = f"{self.receiver_url}/_receiver/health"
@@ -410,7 +418,7 @@ class Stack:
             timeout=self.config.start_timeout_s,
             component="receiver",
             what=f"GET {url} answering 200",
-            fix="run `python -m gate.receiver --port N` by hand to see why it does not start",
+            fix=f"run `{TOKEN_ENV}=... python -m gate.receiver --port N` by hand to see why it fails",
             log=self.receiver.log_path,
             proc=self.receiver.proc,
         )

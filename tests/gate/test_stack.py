@@ -80,7 +80,7 @@ def test_stack_up_serves_and_tears_down_without_leftovers(backend: str) -> None:
         assert ready.status_code == 200 and ready.json()["checks"]["rate_limiter"] == "redis"
         r = _execute(stack.base_url, stack.key("dev").key)
         assert r.status_code == 200, r.text
-        rx = ReceiverClient(str(stack.receiver_url))
+        rx = ReceiverClient(str(stack.receiver_url), token=stack.receiver_token)
         (cap,) = rx.wait_for(1)
         assert cap.path == "/hooks/relay" and str(cap.header("X-Signature")).startswith("sha256=")
         rx.close()
@@ -239,3 +239,13 @@ def test_the_session_stack_is_gone_when_pytest_ends(tmp_path: Path) -> None:
     while any(_pid_alive(p) for p in _all_pids(d)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in _all_pids(d) if _pid_alive(p)]
+
+
+def test_the_receiver_token_is_a_secret_of_the_stack_and_never_on_a_command_line(stack: Stack) -> None:
+    token = stack.receiver_token
+    assert token and len(token) >= 32
+    assert token in stack.secret_values() and stack.describe()["receiver_token"] == token
+    assert stack.receiver is not None and stack.receiver.pid is not None
+    assert token not in Path(f"/proc/{stack.receiver.pid}/cmdline").read_bytes().decode()
+    assert not [p.name for p in [stack.receiver, *stack.replicas] if token in " ".join(p.argv)]
+    assert httpx.get(f"{stack.receiver_url}/_receiver/captures", timeout=5).status_code == 401
