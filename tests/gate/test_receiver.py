@@ -7,12 +7,16 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from gate import ports
+from gate.errors import StackError
 from gate.procs import free_port, wait_until
 from gate.receiver import INSTANCE_ENV, TOKEN_ENV, Receiver, ReceiverClient
+from gate.stack_procs import start_receiver
 
 TOKEN = "receiver-token-for-tests-0123456789"
 CONTROL_CALLS = [
@@ -146,3 +150,38 @@ def test_standalone_a_port_in_use_is_said_plainly() -> None:
         proc = receiver_cli(squatter.getsockname()[1], {TOKEN_ENV: TOKEN})
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "cannot listen" in err and "Address already in use" in err
+
+
+# -- the stack's receiver: started on a free port, adopted only with its own nonce -----------------
+
+
+def test_the_stacks_receiver_gets_another_port_when_its_first_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real, picks = ports.free_port, iter([taken])
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": next(picks, None) or real(host))
+        proc, port = start_receiver(tmp_path, dict(os.environ), token=TOKEN, timeout=60)
+    try:
+        assert port != taken
+        client = ReceiverClient(f"http://127.0.0.1:{port}", token=TOKEN)
+        assert client.captures() == [] and client.instance() == (proc.env or {})[INSTANCE_ENV]
+        client.close()
+        assert TOKEN not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+    finally:
+        proc.stop()
+
+
+def test_the_stack_refuses_a_receiver_that_answers_with_another_nonce(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Receiver(token=TOKEN, instance="another-stacks-receiver") as impostor:
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": impostor.port)
+        with pytest.raises(StackError) as info:
+            start_receiver(tmp_path, dict(os.environ), token=TOKEN, timeout=600)
+    problem = info.value.problem
+    assert info.value.component == "receiver" and f"{impostor.port}, {impostor.port}" in problem
+    assert "within" not in problem, "it waited out the clock instead of refusing"
