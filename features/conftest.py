@@ -148,7 +148,11 @@ def http(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
 def receiver(target: Target) -> Iterator[ReceiverClient]:
     if target.receiver_url is None:
         skips.missing_config(f"{target.name}: {NEEDS['needs-receiver'][1]}")
-    client = ReceiverClient(target.receiver_url)
+    if target.receiver_token is None:
+        skips.missing_config(
+            f"{target.name}: the receiver's token is unset (the variable [deliveries].token_env names)"
+        )
+    client = ReceiverClient(target.receiver_url, token=target.receiver_token)
     yield client
     client.close()
 

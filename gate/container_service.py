@@ -33,8 +33,8 @@ from gate.docker_engine import (
     remove_ours_at_exit,
     short,
 )
-from gate.errors import StackError
-from gate.procs import free_port, port_in_use
+from gate.errors import PortTaken, StackError
+from gate.ports import address_in_use, on_free_port, port_in_use
 
 HOST = "127.0.0.1"
 _UP = frozenset({"running", "paused"})
@@ -88,24 +88,38 @@ class ContainerService:
                 self._wrapped().start()
             self._await_ready(timeout, remove_on_failure=False)
             return
-        for attempt in range(3):
-            if not self._fixed_port and (self._port is None or attempt > 0 or port_in_use(self._port)):
-                self._port = free_port(HOST)
-            elif port_in_use(self.port):
+        if self._fixed_port:
+            if port_in_use(self.port):
                 raise StackError(
                     self.component,
                     f"port {self.port} on {HOST} is already in use",
                     fix="stop whatever listens there, or let relay-gate pick a free port (omit the port)",
                 )
-            self._create_and_start(self.port)
-            try:
-                self._await_ready(timeout, remove_on_failure=True)
-                return
-            except StackError as exc:
-                # A port the kernel called free can be taken before the server binds it: pick again.
-                if self._fixed_port or "already in use" not in exc.log_tail or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._launch(self.port, timeout)
+            return
+        # A container removed behind our back is replaced on the same port, if that is still free.
+        keep = self._port is not None and not port_in_use(self._port)
+        on_free_port(
+            self.component, lambda port: self._launch(port, timeout), first=self._port if keep else None
+        )
+
+    def _launch(self, port: int, timeout: float) -> int:
+        """A new container whose server listens on ``port``, ready; on failure it is removed again
+        (PortTaken when the port was taken before the server could bind it)."""
+        self._port = port
+        self._create_and_start(port)
+        try:
+            self._await_ready(timeout, remove_on_failure=True)
+        except StackError as exc:
+            if address_in_use(exc.log_tail):
+                raise PortTaken(
+                    self.component,
+                    port,
+                    f"{HOST}:{port} was taken before the server in the container could bind it",
+                    log_tail=exc.log_tail,
+                ) from exc
+            raise
+        return port
 
     def _create_and_start(self, port: int) -> None:
         ok, why = docker_available()

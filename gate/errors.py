@@ -7,7 +7,9 @@ GateError                 exit_code
  ├── InvalidEvidence          4   the run is not valid evidence (too few samples, results missing)
  └── InfrastructureError      5   something we needed did not start or answer
       └── StackError              a stack component (redis, postgres, relay, receiver) failed;
-                                  names the component, the fix, and the tail of its log
+           │                      names the component, the fix, and the tail of its log
+           └── PortTaken          the port picked for a listener was taken before it could bind it,
+                                  or another server answers there: gate/ports.py tries another
 """
 
 from __future__ import annotations
@@ -62,3 +64,17 @@ class StackError(InfrastructureError):
             lines.append(f"  last lines of the {self.component} log:")
             lines.extend(f"    | {line}" for line in self.log_tail.splitlines())
         return "\n".join(lines)
+
+
+class PortTaken(StackError):
+    """The port picked for ``component`` was taken between the free-port probe and the bind, or a server
+    that is not ours answers on it. Raised only once our process on that port has been stopped."""
+
+    def __init__(self, component: str, port: int, problem: str, *, log_tail: str = "") -> None:
+        self.port = port
+        super().__init__(
+            component,
+            problem,
+            fix=f"let relay-gate pick another port, or free 127.0.0.1:{port} (`ss -ltnp` shows who holds it)",
+            log_tail=log_tail,
+        )

@@ -21,12 +21,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gate.errors import StackError
+from gate.errors import PortTaken, StackError
 from gate.pg_admin import IDENTIFIER_RE, SUPERUSER, SuperuserAdmin, new_password
 from gate.pg_install import COMPONENT, TEMPLATE_FORMAT, chown_tree, install_for, resolve_account, template_for
 from gate.pg_procs import children, signal_pids, wait_gone, wait_until_stopped
 from gate.pg_rundirs import RUN_PREFIX, reap_orphans, release_sysv_segment, run_base
-from gate.procs import ManagedProcess, free_port, port_in_use, tail, wait_until
+from gate.ports import on_free_port, port_in_use
+from gate.procs import ManagedProcess, wait_until
 
 __all__ = ["COMPONENT", "IDENTIFIER_RE", "RUN_PREFIX", "SUPERUSER", "TEMPLATE_FORMAT", "EmbeddedPostgres"]
 
@@ -115,24 +116,24 @@ class EmbeddedPostgres(SuperuserAdmin):
             )
         if self._data_root is None:
             self._prepare_dirs()
-        for attempt in range(3):
-            if not self._fixed_port and (self._port is None or attempt > 0 or port_in_use(self._port)):
-                self._port = free_port()
-            try:
-                self._launch(timeout)
-                return self
-            except StackError:
-                # Another process can grab a port between free_port() and bind(): pick again.
-                lost_race = "already in use" in tail(self._log_file(), 40)
-                if self._fixed_port or not lost_race or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        # A restart keeps its port, so URLs handed out stay valid, unless someone took it meanwhile.
+        keep = self._port is not None and (self._fixed_port or not port_in_use(self._port))
+        if self._fixed_port:
+            self._launch(self.port, timeout)
+        else:
+            on_free_port(
+                COMPONENT, lambda port: self._launch(port, timeout), first=self._port if keep else None
+            )
+        return self
 
     # Every server process is a child of the postmaster, but each one calls setsid(): signalling the
     # postmaster's process group reaches the postmaster alone. Crashes and hangs must reach them all.
     def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGINT): sessions are ended, the data is checkpointed and kept."""
-        if self._proc is None or not self._proc.alive():
+        if self._proc is None:
+            return
+        if not self._proc.alive():
+            self._proc.stop()  # it died on its own: reap it
             return
         kids = children(self._proc.pid)
         signal_pids(kids, signal.SIGCONT)  # a paused backend could not take part in the shutdown
@@ -142,7 +143,10 @@ class EmbeddedPostgres(SuperuserAdmin):
 
     def kill(self) -> None:
         """SIGKILL the server and its backends: a crash. The next start runs crash recovery."""
-        if self._proc is None or not self._proc.alive():
+        if self._proc is None:
+            return
+        if not self._proc.alive():
+            self._proc.kill()  # it died on its own: reap it
             return
         self._proc.send_signal(signal.SIGSTOP)  # no new children while we collect them
         kids = children(self._proc.pid)
@@ -240,8 +244,11 @@ class EmbeddedPostgres(SuperuserAdmin):
             chown_tree(sock, self._account)
         self._sock_dir = sock
 
-    def _launch(self, timeout: float) -> None:
+    def _launch(self, port: int, timeout: float) -> int:
+        """Start the postmaster on ``port`` and wait until it answers, on its socket and then over TCP,
+        as this server; on failure nothing is left running (PortTaken when the port was not ours)."""
         assert self._data_root is not None and self._sock_dir is not None
+        self._port = port
         data = self._data_root / "data"
         # Later lines win in postgresql.conf, so per-start settings are appended (a restart on a new
         # port appends again; harmless).
@@ -269,26 +276,46 @@ class EmbeddedPostgres(SuperuserAdmin):
                 component=COMPONENT,
                 what=f"SELECT 1 over the unix socket in {self._sock_dir}",
                 fix=fix,
-                log=self._log_file(),
-                proc=self._proc.proc,
+                proc=self._proc,
+                port=port,
             )
             self._set_password()
             wait_until(
-                self._select1_tcp,
+                self._tcp_is_ours,
                 timeout=min(timeout, 10.0),
                 component=COMPONENT,
-                what=f"SELECT 1 with the password on 127.0.0.1:{self.port}",
+                what=f"SELECT 1 with the password on 127.0.0.1:{port}",
                 fix=fix,
-                log=self._log_file(),
-                proc=self._proc.proc,
+                proc=self._proc,
+                port=port,
             )
         except BaseException:
             self.kill()
             raise
+        return port
 
     def _select1_socket(self) -> bool:
+        # The socket lives in our private dir: whatever answers there is our postmaster.
         with self._admin() as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def _tcp_is_ours(self) -> bool:
+        """``SELECT 1`` over TCP with the password, from the server whose data directory is ours.
+
+        The password alone does not prove whose server answers: one that trusts 127.0.0.1 takes any.
+        The data directory does: it is a fresh mkdtemp path, and a server runs in one dir at a time.
+        """
+        assert self._data_root is not None
+        with psycopg.connect(self.url(), connect_timeout=2) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        theirs = str(row[0]) if row else "?"
+        if os.path.realpath(theirs) != os.path.realpath(self._data_root / "data"):
+            raise PortTaken(
+                COMPONENT,
+                self.port,
+                f"another PostgreSQL answers on 127.0.0.1:{self.port} (data directory {theirs})",
+            )
+        return True
 
     def _set_password(self) -> None:
         with self._admin() as conn:

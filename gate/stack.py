@@ -2,8 +2,10 @@
 
 Start order: Redis -> PostgreSQL (database created, migrations applied) -> receiver -> N relay
 replicas (``python -m service`` under uvicorn, each on a free loopback port, sharing Redis and the
-database). Each step waits for a real readiness signal; a failure half-way tears down what was
-started and raises :class:`StackError` naming the component, the fix and its log tail.
+database). Each step waits for a real readiness signal from the very process it started (a per-instance
+check: gate/stack_procs.py), on a port picked free and picked again if someone takes it first
+(gate/ports.py); a failure half-way tears down what was started and raises :class:`StackError` naming
+the component, the fix and its log tail.
 
 Backends: ``embedded`` (bundled binaries), ``containers`` (testcontainers) and ``external`` (URLs
 given; nothing started or stopped). The fault controls (kill/pause Redis, stop PostgreSQL, restart
@@ -18,7 +20,6 @@ import os
 import platform
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,12 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
-
-from gate import __version__
+from gate import __version__, ports
 from gate.errors import StackError, UsageError
-from gate.procs import ManagedProcess, free_port, wait_until
+from gate.procs import ManagedProcess
+from gate.receiver import new_token
 from gate.services import PostgresService, RedisService
+from gate.stack_procs import relay_process, start_receiver, wait_relay_ready
 from service.config import Settings
 
 Backend = Literal["embedded", "containers", "external"]
@@ -80,6 +81,7 @@ class StackConfig:
     redis_url: str | None = None
     database_url: str | None = None
     receiver_url: str | None = None
+    receiver_token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -123,6 +125,8 @@ class Stack:
         self.keys: list[KeyInfo] = []
         self.signing_secret = ""
         self.receiver_url: str | None = self.config.receiver_url
+        # what the receiver's control routes require; made per run for a receiver of ours
+        self.receiver_token: str | None = self.config.receiver_token
         self.started_at: datetime | None = None
         self.workdir: Path | None = None
         self._own_workdir = False
@@ -168,6 +172,8 @@ class Stack:
         out = [k.key for k in self.keys]
         if self.signing_secret:
             out.append(self.signing_secret)
+        if self.receiver_token:
+            out.append(self.receiver_token)
         if self.postgres is not None:
             out.append(self.postgres.password)
         return out
@@ -191,6 +197,7 @@ class Stack:
             "redis_url": self.redis_url,
             "database_url": self.database_url,
             "receiver_url": self.receiver_url,
+            "receiver_token": self.receiver_token,
             "webhook_url": self.webhook_url,
             "keys": [k.to_json() for k in self.keys],
             "signing_secret": self.signing_secret or None,
@@ -276,12 +283,14 @@ class Stack:
         with self._step("webhook receiver"):
             self._start_receiver()
         with self._step(f"relay service x{cfg.replicas}"):
-            self.ports = [free_port() for _ in range(cfg.replicas)]
+            # all start at once (each spends a second or two importing the service), then each is
+            # awaited, and moved to another port if its first was taken
+            self.ports = [ports.free_port() for _ in range(cfg.replicas)]
             self.replicas = [self._replica(i) for i in range(cfg.replicas)]
             for proc in self.replicas:
                 proc.start()
             for i in range(cfg.replicas):
-                self._wait_replica_ready(i)
+                self._await_replica(i, started=True)
 
     def stop(self) -> None:
         """Stop everything this stack started and remove its temp dir. Safe to call more than once."""
@@ -345,22 +354,28 @@ class Stack:
         changed (e.g. ``{"RATE_LIMIT_ENABLED": "false"}``); yields its base URL, stops it after."""
         if not self.controllable:
             raise UsageError("this stack does not control the service (external backend)")
-        port = free_port()
-        proc = self._relay_process(f"relay[extra:{port}]", port, extra_env=settings)
-        proc.start()
+        started: list[ManagedProcess] = []
+
+        def launch(port: int) -> int:
+            proc = self._relay_process(f"relay[extra:{port}]", port, extra_env=settings).start()
+            started.append(proc)
+            wait_relay_ready(proc, port, timeout=self.config.start_timeout_s)
+            return port
+
         try:
-            self._wait_ready(proc, port)
+            port = ports.on_free_port("relay[extra]", launch)
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.stop(timeout=10)
+            for proc in started:
+                proc.stop(timeout=10)
 
     def restart_replica(self, index: int) -> None:
+        """Stop replica ``index`` and start it again, on the same port unless that was taken meanwhile:
+        then on another, and :attr:`base_urls` says which."""
         if not self.controllable:
             raise UsageError("this stack does not control the service (external backend)")
-        proc = self.replicas[index]
-        proc.stop(timeout=10)
-        proc.start()
-        self._wait_replica_ready(index)
+        self.replicas[index].stop(timeout=10)
+        self._await_replica(index, started=False)
 
     # -- internals -----------------------------------------------------------------------------------
     def _make_keys(self) -> None:
@@ -396,24 +411,11 @@ class Stack:
 
     def _start_receiver(self) -> None:
         assert self.workdir is not None
-        port = free_port()
-        self.receiver = ManagedProcess(
-            "receiver",
-            [sys.executable, "-m", "gate.receiver", "--port", str(port)],
-            log_path=self.workdir / "receiver.log",
-            env=self._python_env(),
-        ).start()
-        self.receiver_url = f"http://127.0.0.1:{port}"
-        url = f"{self.receiver_url}/_receiver/health"
-        wait_until(
-            lambda: httpx.get(url, timeout=0.5).status_code == 200,
-            timeout=self.config.start_timeout_s,
-            component="receiver",
-            what=f"GET {url} answering 200",
-            fix="run `python -m gate.receiver --port N` by hand to see why it does not start",
-            log=self.receiver.log_path,
-            proc=self.receiver.proc,
+        self.receiver_token = new_token()
+        self.receiver, port = start_receiver(
+            self.workdir, self._python_env(), token=self.receiver_token, timeout=self.config.start_timeout_s
         )
+        self.receiver_url = f"http://127.0.0.1:{port}"
 
     def service_env(self) -> dict[str, str]:
         """The relay's settings for this stack (every replica gets the same)."""
@@ -456,34 +458,26 @@ class Stack:
     def _relay_process(
         self, name: str, port: int, *, extra_env: Mapping[str, str] | None = None
     ) -> ManagedProcess:
-        # gate.harness is `python -m service` plus a /_gate/fault route (to see an unhandled 500),
-        # and the way a deliberate defect is switched in
         assert self.workdir is not None
-        argv = [sys.executable, "-m", "gate.harness", "--host", "127.0.0.1", "--port", str(port)]
-        if self.config.defect:
-            argv += ["--defect", self.config.defect]
-        safe = name.replace("[", "-").replace("]", "").replace(":", "-")
-        return ManagedProcess(
-            name,
-            argv,
-            log_path=self.workdir / f"{safe}.log",
-            env={**self._python_env(), **self.service_env(), **(extra_env or {})},
-        )
+        env = {**self._python_env(), **self.service_env(), **(extra_env or {})}
+        return relay_process(name, port, workdir=self.workdir, env=env, defect=self.config.defect)
 
-    def _wait_replica_ready(self, index: int) -> None:
-        self._wait_ready(self.replicas[index], self.ports[index])
+    def _await_replica(self, index: int, *, started: bool) -> None:
+        """Replica ``index`` ready on :attr:`ports` ``[index]`` (started there already, or not), or on
+        another port when that one was taken."""
 
-    def _wait_ready(self, proc: ManagedProcess, port: int) -> None:
-        url = f"http://127.0.0.1:{port}/_stcore/ready"
-        wait_until(
-            lambda: httpx.get(url, timeout=1.0).status_code == 200,
-            timeout=self.config.start_timeout_s,
-            component=proc.name,
-            what=f"GET {url} answering 200",
-            fix="read the relay log below; `python -m service` with the same environment fails the same way",
-            log=proc.log_path,
-            proc=proc.proc,
-        )
+        def attempt(port: int) -> None:
+            nonlocal started
+            if port != self.ports[index]:
+                self._progress(f"  relay[{index}]: port {self.ports[index]} was taken; moving to {port}")
+                self.ports[index] = port
+                self.replicas[index] = self._replica(index)
+                started = False
+            if not started:
+                self.replicas[index].start()
+            wait_relay_ready(self.replicas[index], port, timeout=self.config.start_timeout_s)
+
+        ports.on_free_port(f"relay[{index}]", attempt, first=self.ports[index])
 
 
 def _log_tail(service: object) -> str:

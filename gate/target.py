@@ -28,6 +28,7 @@ Target config (TOML), every section optional::
     [deliveries]
     receiver_url = "https://receiver.staging.example.com"   # speaks gate.receiver's /_receiver/ API
     timeout_s = 5              # the service's WEBHOOK_TIMEOUT_S: how long "no webhook" watches
+    token_env = "RELAY_RECEIVER_TOKEN"   # holds the token it was started with (RELAY_GATE_RECEIVER_TOKEN)
 
     [headers]
     profile = "strict"         # or "seed", or a table of exact values under [headers.expected]
@@ -86,6 +87,7 @@ class Target:
     rate_limit: RateLimitPolicy | None = None
     rate_limit_enabled: bool = True
     receiver_url: str | None = None
+    receiver_token: str | None = field(default=None, repr=False)  # the receiver's control token
     signing_secrets: list[str] = field(default_factory=list, repr=False)
     header_profile: str | None = "strict"
     expected_headers: dict[str, str] | None = None
@@ -122,6 +124,8 @@ class Target:
     def secret_values(self) -> list[str]:
         """Values that must never appear in results or evidence."""
         out = [c.key for c in self.credentials.values()] + list(self.signing_secrets)
+        if self.receiver_token:
+            out.append(self.receiver_token)
         # a password in any URL the target names (a receiver token, a basic-auth'd base URL) is a
         # secret too: known, it is redacted even where it appears outside its URL
         for url in (self.database_url, self.redis_url, self.receiver_url, *self.base_urls):
@@ -176,6 +180,7 @@ class Target:
             rate_limit=RateLimitPolicy(limit=cfg.rate_limit, window_s=cfg.window_s),
             rate_limit_enabled=cfg.rate_limit_enabled,
             receiver_url=stack.receiver_url,
+            receiver_token=stack.receiver_token,
             signing_secrets=[stack.signing_secret] if stack.signing_secret else [],
             header_profile=cfg.header_profile,
             fault_path=stack.describe().get("fault_path"),
@@ -239,8 +244,17 @@ class Target:
 
         deliveries = _table(doc, "deliveries", where)
         receiver = deliveries.get("receiver_url")
+        receiver_token = None
         if receiver is not None:
             _check_url(str(receiver), "deliveries.receiver_url")
+            token_env = deliveries.get("token_env")
+            if not isinstance(token_env, str) or not token_env:
+                raise UsageError(
+                    f"{where}: deliveries.token_env must name the environment variable holding the "
+                    "receiver's control token (the RELAY_GATE_RECEIVER_TOKEN it was started with)"
+                )
+            # unset: the receiver is there but cannot be read; its scenarios skip, saying so
+            receiver_token = env.get(token_env) or None
         timeout = deliveries.get("timeout_s", 5.0)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60:
             raise UsageError(
@@ -266,6 +280,7 @@ class Target:
             credentials=creds,
             rate_limit=policy,
             receiver_url=str(receiver).rstrip("/") if receiver else None,
+            receiver_token=receiver_token,
             signing_secrets=secrets,
             header_profile=str(profile) if expected is None else "custom",
             expected_headers={str(k): str(v) for k, v in expected.items()} if expected else None,

@@ -5,6 +5,10 @@ module itself never imports it. Each process's output goes, redacted as it comes
 the run's results folder (``load/logs/``), whose tail is shown when something goes wrong; the master
 (or the lone process) appends one JSON line per second to a progress file, which
 :meth:`LocustRun.progress` reads.
+
+Each process leads its own process group, signalled only through gate/procs.py (never once reaped).
+The workers are started only once the master itself listens on its port (read from /proc): a port
+taken before the master bound it gets the master a new one, and workers never join someone else's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.procs import free_port, tail
+from gate.errors import PortTaken, StackError
+from gate.ports import address_in_use, listens, on_free_port
+from gate.procs import end_group, exit_status, signal_group, tail
 from gate.redacted_output import Child, spawn_to_log
 from gate.redaction import Redactor
 from load import settings
@@ -73,6 +79,7 @@ class LocustRun:
         self.progress_file = self.log_dir / "progress.jsonl"
         self._redactor = Redactor([*plan.secrets, *settings.api_keys(plan.env)])
         self.master: _Proc | None = None
+        self.master_port: int | None = None
         self.workers: list[_Proc] = []
         self._progress_pos = 0
 
@@ -114,21 +121,54 @@ class LocustRun:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.progress_file.unlink(missing_ok=True)
-        if self.plan.workers:
-            port = free_port()
-            self.master = self._spawn("master", self.master_argv(port))
-            self.workers = [
-                self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)
-            ]
-        else:
+        if not self.plan.workers:
             self.master = self._spawn("locust", self.master_argv(None))
+            return
+        self.master, port = on_free_port("locust master", self._start_master)
+        if exit_status(self.master.popen) is not None:
+            return  # it ended before listening (a bad option, say): its exit status says why
+        self.master_port = port
+        self.workers = [self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)]
+
+    def _start_master(self, port: int) -> tuple[_Proc, int]:
+        """The master on ``port``, once it listens there itself (or has ended for another reason)."""
+        master = self._spawn("master", self.master_argv(port))
+        try:
+            self._await_listening(master, port)
+        except BaseException:  # PortTaken, a master that never listens, Ctrl-C: leave nothing behind
+            end_group(master.popen)
+            raise
+        return master, port
+
+    @staticmethod
+    def _await_listening(master: _Proc, port: int) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not listens(master.popen.pid, port):
+            status = exit_status(master.popen)
+            if status is not None:
+                if address_in_use(tail(master.log, 40)):
+                    raise PortTaken(
+                        "locust master",
+                        port,
+                        f"127.0.0.1:{port} was taken before the master could bind it (exit {status})",
+                        log_tail=tail(master.log),
+                    )
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    "locust master",
+                    f"did not listen on 127.0.0.1:{port} within {CONNECT_TIMEOUT_S} s",
+                    fix=f"read {master.log}",
+                    log_tail=tail(master.log),
+                )
+            time.sleep(0.05)
 
     @property
     def deadline_s(self) -> float:
         return self.plan.duration_s + CONNECT_TIMEOUT_S + GRACE_S
 
     def running(self) -> bool:
-        return self.master is not None and self.master.popen.poll() is None
+        return self.master is not None and exit_status(self.master.popen) is None
 
     def progress(self) -> dict[str, Any] | None:
         """The newest progress line, if any arrived since the last call."""
@@ -149,28 +189,25 @@ class LocustRun:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (Locust still writes its results), then SIGKILL whatever is left."""
-        procs = [p for p in [self.master, *self.workers] if p is not None]
-        for p in procs:
-            if p.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.popen.pid, signal.SIGTERM)
+        for p in self._procs():
+            if exit_status(p.popen) is None:
+                signal_group(p.popen, signal.SIGTERM)
         self.wait_all(timeout)
 
     def wait_all(self, timeout: float) -> None:
+        """Wait for every process to end by itself until ``timeout``; SIGKILL those that do not, and
+        whatever each left in its group; reap them all."""
         deadline = time.monotonic() + timeout
-        for p in [self.master, *self.workers]:
-            if p is None:
-                continue
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.popen.pid, signal.SIGKILL)
-                p.popen.wait(timeout=5)
+        for p in self._procs():
+            end_group(p.popen, sig=None, timeout=max(0.1, deadline - time.monotonic()))
             p.output.finish()  # the whole log is written before anyone reads its tail
 
     def exit_codes(self) -> dict[str, int | None]:
-        return {p.name: p.popen.poll() for p in [self.master, *self.workers] if p is not None}
+        """Each process's exit status (None while it runs), read without reaping."""
+        return {p.name: exit_status(p.popen) for p in self._procs()}
+
+    def _procs(self) -> list[_Proc]:
+        return [p for p in [self.master, *self.workers] if p is not None]
 
     def log_tail(self, name: str | None = None, lines: int = 20) -> str:
         proc = self.master if name is None else next((p for p in self.workers if p.name == name), None)

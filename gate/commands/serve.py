@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import EXIT_INFRA
+from gate.receiver import TOKEN_ENV
 from gate.stack import BACKENDS, Stack, StackConfig
 
 DEFAULT_STACK_FILE = Path(".gate/stack.json")
@@ -59,7 +60,8 @@ def _summary(stack: Stack, stack_file: Path) -> str:
         "  keys         "
         + ", ".join(f"{k['name']} ({k['role']}, workspace {k['workspace']})" for k in d["keys"]),
         f"  rate limit   {d['rate_limit']['limit']} executes / {d['rate_limit']['window_s']} s per workspace",
-        f"key values, the signing secret and URLs with passwords are in {stack_file} (mode 0600)",
+        f"key values, the signing secret, the receiver token and URLs with passwords are in {stack_file} "
+        "(mode 0600)",
         "stop with Ctrl-C (or SIGTERM); everything started is torn down",
     ]
     return "\n".join(lines)
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         database_url=args.database_url,
         receiver_url=args.receiver_url,
+        # an external receiver's control token (ours make their own), by variable: never on argv
+        receiver_token=os.environ.get(TOKEN_ENV) if args.backend == "external" else None,
     )
 
     # Ctrl-C and SIGTERM (gate/interrupts.py, for SIGINT too even when started with it ignored):

@@ -105,9 +105,9 @@ class Generators:
                 )
 
     def stop(self) -> None:
+        """Stop the generators still running, and reap those that ended (their groups with them)."""
         for locust in self.locusts:
-            if locust.running():
-                locust.stop(timeout=10)
+            locust.stop(timeout=10)
 
     def samples(self) -> list[Sample]:
         """Every request the generators logged, with the replica it was sent to."""

@@ -55,7 +55,8 @@ class FaultRun:
         try:
             stack.start()  # StackError: exit 5
             assert stack.receiver_url is not None
-            replicas, receiver = Replicas(stack.base_urls), ReceiverClient(stack.receiver_url)
+            replicas = Replicas(stack.base_urls)
+            receiver = ReceiverClient(stack.receiver_url, token=stack.receiver_token)
             timeouts = redis_timeout_ms(stack)
             seq0 = receiver.last_seq()
             origin = self.load.start(stack, cfg, bound_ms=sum(timeouts) + LATENCY_MARGIN_MS)

@@ -60,6 +60,7 @@ def test_unsigned_deliveries_fail_even_when_the_target_config_gives_no_secret(tm
             'dev = { env = "PROOF_DEV_KEY", workspace = "default" }\n'
             "[deliveries]\n"
             f'receiver_url = "{stack.receiver_url}"\n'
+            'token_env = "PROOF_RECEIVER_TOKEN"\n'
         )
         run = proof.run_feature(
             FEATURE,
@@ -68,7 +69,7 @@ def test_unsigned_deliveries_fail_even_when_the_target_config_gives_no_secret(tm
             stack.base_url,
             "--target-config",
             str(config),
-            env={"PROOF_DEV_KEY": stack.key("dev").key},
+            env={"PROOF_DEV_KEY": stack.key("dev").key, "PROOF_RECEIVER_TOKEN": str(stack.receiver_token)},
         )
     signed = run.scenarios["Every delivery is signed and names the request that caused it"]
     assert run.code == 1 and signed["outcome"] == "failed", f"exit {run.code}, {signed}\n{run.output}"

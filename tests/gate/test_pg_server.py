@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gate.errors import StackError
+from gate import ports
+from gate.errors import PortTaken, StackError
 from gate.pg_install import source_bin_dir
 from gate.pg_rundirs import roomy
 from gate.pg_server import EmbeddedPostgres
@@ -301,3 +302,55 @@ def test_a_live_servers_run_dir_is_never_reaped(pg_server: EmbeddedPostgres, tmp
     with EmbeddedPostgres(tmp_path):
         assert pg_server.running
         assert select1(pg_server.url()) == 1
+
+
+# -- a port taken before the bind, and a server that is not ours ------------------------------------
+
+
+def _first_pick(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+    """free_port() returns ``port`` once, then whatever the kernel says."""
+    real, picks = ports.free_port, iter([port])
+    monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": next(picks, None) or real(host))
+
+
+def data_directory(pg: EmbeddedPostgres) -> str:
+    with psycopg.connect(pg.url(), connect_timeout=3) as conn:
+        row = conn.execute("SHOW data_directory").fetchone()
+    return str(row[0]) if row else ""
+
+
+def test_a_port_taken_before_the_bind_gets_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        _first_pick(monkeypatch, taken)
+        with EmbeddedPostgres(tmp_path / "pg") as pg:
+            assert pg.port != taken and select1(pg.url()) == 1
+            assert pg.log_path is not None and "Address already in use" in pg.log_path.read_text()
+
+
+def test_another_postgres_on_the_port_is_not_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_server: EmbeddedPostgres
+) -> None:
+    _first_pick(monkeypatch, pg_server.port)
+    with EmbeddedPostgres(tmp_path / "pg") as pg:
+        assert pg.port != pg_server.port
+        assert data_directory(pg) == str((pg._data_root or Path()) / "data") != data_directory(pg_server)
+
+
+def test_a_server_with_another_data_directory_is_someone_elses(
+    fresh_pg: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """Readiness over TCP asks the server for its data directory: the password alone proves nothing
+    to a server that trusts 127.0.0.1. Seen from an object that expects another directory, this
+    server is someone else's."""
+    assert fresh_pg._tcp_is_ours()
+    ours = fresh_pg._data_root
+    try:
+        fresh_pg._data_root = tmp_path
+        with pytest.raises(PortTaken) as info:
+            fresh_pg._tcp_is_ours()
+    finally:
+        fresh_pg._data_root = ours
+    assert info.value.port == fresh_pg.port and "another PostgreSQL" in info.value.problem

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 from pathlib import Path
 
 import pytest
 
+from gate import ports
 from gate import redis_server as rs
 from gate.errors import StackError
 from gate.procs import free_port
-from gate.redis_server import EmbeddedRedis, ping
+from gate.redis_server import EmbeddedRedis, ping, server_pid
 
 pytestmark = pytest.mark.stack
 
@@ -91,3 +94,66 @@ def test_server_that_exits_fails_fast_with_log_tail(tmp_path: Path, monkeypatch:
     assert info.value.component == "redis"
     assert "status 3" in str(info.value)
     assert "FATAL: cannot start" in info.value.log_tail
+
+
+# -- a port taken before the bind, and a server that is not ours ------------------------------------
+
+
+def _first_pick(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+    """free_port() returns ``port`` once, then whatever the kernel says."""
+    real, picks = ports.free_port, iter([port])
+    monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": next(picks, None) or real(host))
+
+
+def test_a_port_taken_before_the_bind_gets_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        _first_pick(monkeypatch, taken)
+        with EmbeddedRedis(tmp_path) as server:
+            assert server.port != taken and server_pid(server.port) == server.pid
+            assert "Address already in use" in server.log_path.read_text()
+
+
+def test_another_redis_on_the_port_is_not_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: EmbeddedRedis
+) -> None:
+    _first_pick(monkeypatch, redis_server.port)
+    with EmbeddedRedis(tmp_path) as server:
+        assert server.port != redis_server.port
+        assert server_pid(server.port) == server.pid != redis_server.pid
+
+
+class _NotOurRedis(socketserver.BaseRequestHandler):
+    """Answers INFO like a Redis whose process_id is 1: never the child we started."""
+
+    def handle(self) -> None:
+        self.request.recv(1024)
+        body = b"# Server\r\nredis_version:6.2.14\r\nprocess_id:1\r\n"
+        self.request.sendall(b"$%d\r\n%s\r\n" % (len(body), body))
+
+
+def test_a_server_answering_for_another_process_is_refused_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # our "redis-server" never binds and never exits: only the answer on the port can end the wait
+    script = tmp_path / "silent-redis-server"
+    script.write_text("#!/bin/sh\nexec sleep 300\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(rs, "redis_server_binary", lambda: script)
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _NotOurRedis) as impostor:
+        impostor.daemon_threads = True
+        threading.Thread(target=impostor.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        port = impostor.server_address[1]
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": port)
+        server = EmbeddedRedis(tmp_path / "work")
+        try:
+            with pytest.raises(StackError) as info:
+                server.start(timeout=600)
+        finally:
+            impostor.shutdown()
+    assert info.value.component == "redis"
+    assert f"{port}, {port}, {port}" in info.value.problem and "process_id 1" in info.value.problem
+    assert "within" not in info.value.problem, "it waited out the clock instead of refusing"
+    assert not server.alive()

@@ -62,6 +62,7 @@ def _deployment(tmp_path: Path, staging: Stack, *, receiver_url: str) -> tuple[P
         "STG_DEV_B": staging.key("dev-ws-b").key,
         "STG_SIGNING": staging.signing_secret,
         "STG_DB": str(staging.database_url),
+        "STG_RECEIVER_TOKEN": str(staging.receiver_token),
         "RELAY_API_KEYS": ",".join(k.key for k in staging.keys if k.role == "dev"),
     }
     config = tmp_path / "staging.toml"
@@ -81,6 +82,7 @@ max_wait_s = 1
 secret_env = "STG_SIGNING"
 [deliveries]
 receiver_url = "{receiver_url}"
+token_env = "STG_RECEIVER_TOKEN"
 [database]
 url_env = "STG_DB"
 """

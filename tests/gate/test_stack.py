@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gate import ports
 from gate.errors import StackError, UsageError
 from gate.receiver import ReceiverClient
 from gate.stack import Stack, StackConfig
@@ -80,7 +84,7 @@ def test_stack_up_serves_and_tears_down_without_leftovers(backend: str) -> None:
         assert ready.status_code == 200 and ready.json()["checks"]["rate_limiter"] == "redis"
         r = _execute(stack.base_url, stack.key("dev").key)
         assert r.status_code == 200, r.text
-        rx = ReceiverClient(str(stack.receiver_url))
+        rx = ReceiverClient(str(stack.receiver_url), token=stack.receiver_token)
         (cap,) = rx.wait_for(1)
         assert cap.path == "/hooks/relay" and str(cap.header("X-Signature")).startswith("sha256=")
         rx.close()
@@ -239,3 +243,124 @@ def test_the_session_stack_is_gone_when_pytest_ends(tmp_path: Path) -> None:
     while any(_pid_alive(p) for p in _all_pids(d)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in _all_pids(d) if _pid_alive(p)]
+
+
+# -- ports taken before the bind, and servers that are not ours ------------------------------------
+
+
+class Squatter:
+    """A free_port() whose every other answer is a port it holds open itself: the first port each
+    listener of a stack is given is taken before it can bind it."""
+
+    def __init__(self) -> None:
+        self.real = ports.free_port
+        self.held: list[socket.socket] = []
+        self.calls = 0
+
+    def __call__(self, host: str = "127.0.0.1") -> int:
+        self.calls += 1
+        return self.squat() if self.calls % 2 else self.real(host)
+
+    def squat(self, port: int = 0) -> int:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        self.held.append(s)
+        return int(s.getsockname()[1])
+
+    @property
+    def taken(self) -> set[int]:
+        return {int(s.getsockname()[1]) for s in self.held}
+
+    def close(self) -> None:
+        for s in self.held:
+            s.close()
+
+
+class _Impostor(BaseHTTPRequestHandler):
+    """Another stack's relay and receiver: ready, healthy, and some other instance."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"ok": True, "instance": "another-stacks-server"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_every_listener_comes_up_when_its_first_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    squatter = Squatter()
+    monkeypatch.setattr(ports, "free_port", squatter)
+    try:
+        with Stack(StackConfig(replicas=2, start_timeout_s=60)) as stack:
+            assert stack.workdir is not None and stack.redis is not None and stack.postgres is not None
+            used = {stack.redis.port, stack.postgres.port, *stack.ports}
+            assert stack.receiver_url is not None and not used & squatter.taken
+            logs = {
+                "redis": stack.workdir / "redis" / "redis.log",
+                "postgres": stack.postgres.log_path,
+                "receiver": stack.workdir / "receiver.log",
+                "relay[0]": stack.workdir / "relay-0.log",
+            }
+            for name, log in logs.items():
+                assert log is not None and "already in use" in log.read_text().lower(), (
+                    f"{name} never lost a port"
+                )
+            for base in stack.base_urls:
+                assert httpx.get(f"{base}/_stcore/ready", timeout=5).status_code == 200
+            rx = ReceiverClient(stack.receiver_url, token=stack.receiver_token)
+            assert rx.captures() == [] and rx.instance() is not None
+            rx.close()
+
+            # a restart finds its port taken meanwhile: the replica moves, and base_urls says where
+            old = stack.ports[1]
+            replica = stack.replicas[1]
+            stop = replica.stop
+
+            def stop_and_take_the_port(*args: object, **kwargs: object) -> None:
+                stop(*args, **kwargs)  # type: ignore[arg-type]
+                if old not in squatter.taken:
+                    squatter.squat(old)
+
+            monkeypatch.setattr(replica, "stop", stop_and_take_the_port)
+            stack.restart_replica(1)
+            assert stack.ports[1] != old and stack.base_urls[1].endswith(f":{stack.ports[1]}")
+            assert httpx.get(f"{stack.base_urls[1]}/_stcore/ready", timeout=5).status_code == 200
+
+            with stack.extra_replica({"RATE_LIMIT_ENABLED": "false"}) as extra:
+                assert int(extra.rsplit(":", 1)[1]) not in squatter.taken
+                assert httpx.get(f"{extra}/_stcore/ready", timeout=5).status_code == 200
+    finally:
+        squatter.close()
+
+
+def test_a_relay_answering_with_another_nonce_is_refused_not_adopted(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Impostor) as impostor:
+        threading.Thread(target=impostor.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        port = impostor.server_address[1]
+        monkeypatch.setattr(ports, "free_port", lambda host="127.0.0.1": port)
+        monkeypatch.setattr(stack.config, "start_timeout_s", 600)
+        try:
+            with pytest.raises(StackError) as info, stack.extra_replica({}):
+                pytest.fail("adopted a relay that is not ours")
+        finally:
+            impostor.shutdown()
+    assert info.value.component == "relay[extra]" and f"{port}, {port}, {port}" in info.value.problem
+    assert "within" not in info.value.problem, "it waited out the clock instead of refusing"
+
+
+def test_the_receiver_token_is_a_secret_of_the_stack_and_never_on_a_command_line(stack: Stack) -> None:
+    token = stack.receiver_token
+    assert token and len(token) >= 32
+    assert token in stack.secret_values() and stack.describe()["receiver_token"] == token
+    assert stack.receiver is not None and stack.receiver.pid is not None
+    assert token not in Path(f"/proc/{stack.receiver.pid}/cmdline").read_bytes().decode()
+    assert not [p.name for p in [stack.receiver, *stack.replicas] if token in " ".join(p.argv)]
+    assert httpx.get(f"{stack.receiver_url}/_receiver/captures", timeout=5).status_code == 401

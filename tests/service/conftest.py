@@ -13,6 +13,6 @@ from gate.receiver import Receiver, ReceiverClient
 def receiver() -> Iterator[ReceiverClient]:
     """A real webhook receiver on a free loopback port, and a client to read what it captured."""
     with Receiver() as rx:
-        client = ReceiverClient(rx.url)
+        client = ReceiverClient(rx.url, token=rx.token)
         yield client
         client.close()

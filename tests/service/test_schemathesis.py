@@ -263,6 +263,7 @@ class Relays:
 
     urls: dict[Profile, str]
     receiver_url: str
+    receiver_token: str
 
     @property
     def receiver_host(self) -> str:
@@ -297,7 +298,7 @@ def relays(fuzz_database: str, redis_server: EmbeddedRedis) -> Iterator[Relays]:
                 )
                 servers.append(ThreadedServer(create_app(settings)).start())
                 urls[profile] = servers[-1].url
-            yield Relays(urls, rx.url)
+            yield Relays(urls, rx.url, rx.token)
         finally:
             for server in servers:
                 server.stop()
@@ -425,7 +426,7 @@ def test_every_fuzzed_execute_was_audited_and_delivered(fuzz_database: str, rela
         rows = conn.execute("SELECT status, count(*) FROM audit_log GROUP BY status").fetchall()
     by_status = {str(status): int(n) for status, n in rows}
     assert set(by_status) <= {"ok"}, f"audit rows by status: {by_status}"
-    client = ReceiverClient(relays.receiver_url)
+    client = ReceiverClient(relays.receiver_url, token=relays.receiver_token)
     try:
         deliveries = client.captures()
     finally:
