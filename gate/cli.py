@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import gate.commands
@@ -72,8 +73,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# output folders each verb writes, checked before anything starts (evidence render reads --results)
-_OUTPUTS = {"results": "--results", "out": "--out"}
+# output folders the verbs write, checked before anything starts (evidence render reads --results,
+# drill reads --dir: only backup writes there)
+_OUTPUTS = {"results": "--results", "out": "--out", "dir": "--dir"}
+_INPUTS = {("evidence", "results"), ("drill", "dir")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,7 +98,7 @@ def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
     try:
         for attr, flag in _OUTPUTS.items():
             path = getattr(args, attr, None)
-            if path is not None and not (args.command == "evidence" and attr == "results"):
+            if isinstance(path, Path) and (args.command, attr) not in _INPUTS:
                 check_writable(path, flag)  # exit 2 naming it, before any request is sent
         return run(args)
     except GateError as exc:
