@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from gate import interrupts
 from gate.backup import Backup, list_backups, sha256_of
 from gate.drill_compare import ExpectedRows, check_expected, compare_tables, fingerprint_restore
 from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, GateError, InfrastructureError, StackError
@@ -365,8 +366,14 @@ class _Drill:
         """Always runs. A database left on a server we keep is a failure to report, never to hide."""
         target = self.doc["restore_target"]
         try:
-            with self.phase("drop"), connect(admin, "relay-gate drill", role="restore target") as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            # a Ctrl-C that lands here waits until the database is gone (gate/interrupts.py)
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            with (
+                interrupts.deferred(),
+                self.phase("drop"),
+                connect(admin, "relay-gate drill", role="restore target") as conn,
+            ):
+                conn.execute(drop)
             target["dropped"] = True
         except (GateError, psycopg.Error) as exc:
             target["dropped"] = False

@@ -87,6 +87,49 @@ def handling() -> Iterator[bool]:
             signal.signal(s, handler)
 
 
+_held: list[int] = []  # signals that arrived during a deferred() teardown
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run a teardown to its end: SIGINT/SIGTERM arriving meanwhile are held, then delivered after it.
+
+    A Ctrl-C that lands while a stack is being stopped (pytest tearing down its fixtures, a verb
+    unwinding) would otherwise abort the stop half-way and orphan what was not stopped yet. Works in
+    any process of ours, the gate's or a child pytest's, whoever's handler is installed: that handler
+    gets the held signal afterwards. Main thread only (where Python runs signal handlers); nested: the
+    outermost one delivers."""
+    if threading.current_thread() is not threading.main_thread() or getattr(_state, "deferring", False):
+        yield
+        return
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        _held.append(signum)
+
+    previous: dict[int, Any] = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    _state.deferring = True
+    try:
+        yield
+    finally:
+        _state.deferring = False
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if _held:
+            signum = _held[0]
+            _held.clear()
+            _deliver(signum, previous[signum])
+
+
+def _deliver(signum: int, handler: Any) -> None:
+    """What the signal would have done had it not been held."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)  # the default action, now that the teardown is done
+
+
 def run_child(
     argv: Sequence[str],
     *,

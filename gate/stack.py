@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from gate import __version__, ports
+from gate import __version__, interrupts, ports
 from gate.errors import StackError, UsageError
 from gate.procs import ManagedProcess
 from gate.receiver import new_token
@@ -293,7 +293,14 @@ class Stack:
                 self._await_replica(i, started=True)
 
     def stop(self) -> None:
-        """Stop everything this stack started and remove its temp dir. Safe to call more than once."""
+        """Stop everything this stack started and remove its temp dir. Safe to call more than once.
+
+        A Ctrl-C or SIGTERM arriving meanwhile is held until the stop is complete (gate/interrupts.py):
+        a stop cut short would orphan whatever it had not reached."""
+        with interrupts.deferred():
+            self._stop()
+
+    def _stop(self) -> None:
         for proc in self.replicas:
             proc.stop(timeout=10)
         if self.receiver is not None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gate import interrupts
 from gate.errors import PortTaken, StackError
 from gate.ports import address_in_use, listens, on_free_port
 from gate.procs import end_group, exit_status, signal_group, tail
@@ -188,7 +189,12 @@ class LocustRun:
         return None
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (Locust still writes its results), then SIGKILL whatever is left."""
+        """SIGTERM (Locust still writes its results), then SIGKILL whatever is left; a Ctrl-C that
+        arrives meanwhile waits until every process is gone (gate/interrupts.py)."""
+        with interrupts.deferred():
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         for p in self._procs():
             if exit_status(p.popen) is None:
                 signal_group(p.popen, signal.SIGTERM)

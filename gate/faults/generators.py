@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gate import interrupts
 from gate.errors import InfrastructureError
 from gate.faults.model import LOAD_START_TIMEOUT_S, POLL_S, FaultConfig, Sample
 from gate.stack import Stack
@@ -105,9 +106,11 @@ class Generators:
                 )
 
     def stop(self) -> None:
-        """Stop the generators still running, and reap those that ended (their groups with them)."""
-        for locust in self.locusts:
-            locust.stop(timeout=10)
+        """Stop the generators still running, and reap those that ended (their groups with them); all
+        of them, whatever signal arrives meanwhile (gate/interrupts.py)."""
+        with interrupts.deferred():
+            for locust in self.locusts:
+                locust.stop(timeout=10)
 
     def samples(self) -> list[Sample]:
         """Every request the generators logged, with the replica it was sent to."""
