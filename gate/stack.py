@@ -43,6 +43,7 @@ STACK_SCHEMA = "relay-gate/stack@1"
 FAULT_PATH = "/_gate/fault"  # gate.harness raises an unhandled exception here
 DATABASE = "relay"
 WEBHOOK_PATH = "/hooks/relay"
+STACK_WEBHOOK_TIMEOUT_S = 2.0  # the relay's per-attempt delivery timeout on the reference stack
 
 # Settings of the relay we pass explicitly; anything the caller's environment says about them is
 # dropped, so a stray RATE_LIMIT_ENABLED in a developer's shell cannot change what the gate tests.
@@ -156,6 +157,11 @@ class Stack:
     @property
     def database_url(self) -> str | None:
         return self._database_url
+
+    @property
+    def webhook_timeout_s(self) -> float:
+        """The relay's WEBHOOK_TIMEOUT_S on this stack (a scenario watching for "no delivery" needs it)."""
+        return float(self.config.service_env.get("WEBHOOK_TIMEOUT_S", STACK_WEBHOOK_TIMEOUT_S))
 
     @property
     def webhook_url(self) -> str | None:
@@ -443,7 +449,7 @@ class Stack:
             "RATE_LIMIT_WINDOW_S": str(cfg.window_s),
             "SECURITY_HEADERS_PROFILE": cfg.header_profile,
             "WEBHOOK_URL": str(self.webhook_url),
-            "WEBHOOK_TIMEOUT_S": "2",
+            "WEBHOOK_TIMEOUT_S": f"{STACK_WEBHOOK_TIMEOUT_S:g}",
             "WEBHOOK_BACKOFF_BASE_S": "0.05",
             # 250 ms rather than the service's 100 ms default: two replicas, Redis, PostgreSQL and the
             # scenarios share 2 cores here, and a read that waits for a busy event loop must not count

@@ -188,7 +188,7 @@ class Target:
             redis_url=stack.redis_url,
             stack=stack,
             backend=cfg.backend,
-            delivery_timeout_s=float(stack.service_env().get("WEBHOOK_TIMEOUT_S", 5.0)),
+            delivery_timeout_s=stack.webhook_timeout_s,
         )
 
     @classmethod
@@ -247,6 +247,12 @@ class Target:
         receiver_token = None
         if receiver is not None:
             _check_url(str(receiver), "deliveries.receiver_url")
+            if urlsplit(str(receiver)).username or urlsplit(str(receiver)).password:
+                # userinfo becomes Basic auth and would replace the receiver's bearer token
+                raise UsageError(
+                    f"{where}: deliveries.receiver_url must not carry credentials; give the receiver's "
+                    "token by variable name in deliveries.token_env"
+                )
             token_env = deliveries.get("token_env")
             if not isinstance(token_env, str) or not token_env:
                 raise UsageError(

@@ -70,7 +70,12 @@ class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
-    output: Child
+    output: Child | None = None  # the thread writing its redacted log (None: output not captured)
+
+    def finish(self) -> None:
+        """The whole log is written (and its file closed) before anyone reads its tail."""
+        if self.output is not None:
+            self.output.finish()
 
 
 class LocustRun:
@@ -138,6 +143,7 @@ class LocustRun:
             self._await_listening(master, port)
         except BaseException:  # PortTaken, a master that never listens, Ctrl-C: leave nothing behind
             end_group(master.popen)
+            master.finish()
             raise
         return master, port
 
@@ -206,7 +212,7 @@ class LocustRun:
         deadline = time.monotonic() + timeout
         for p in self._procs():
             end_group(p.popen, sig=None, timeout=max(0.1, deadline - time.monotonic()))
-            p.output.finish()  # the whole log is written before anyone reads its tail
+            p.finish()
 
     def exit_codes(self) -> dict[str, int | None]:
         """Each process's exit status (None while it runs), read without reaping."""

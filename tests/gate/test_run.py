@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
 from gate.stack import Stack, StackConfig
@@ -122,20 +124,30 @@ def test_the_whole_gate_leaves_no_secret_in_results_or_evidence(tmp_path: Path) 
 
 # a receiver token shorter than the 6 characters the redactor once ignored; '!' and '~' never occur in
 # the random tokens and base64 blobs of a results folder, so a hit is a leak, not a coincidence
-RECEIVER_TOKEN = "k!7~"
+SHORT_PASSWORD = "k!7~"  # shorter than any key: a redactor with a minimum length would let it through
+
+
+def _short_password_url(staging: Stack) -> str:
+    """A database URL of ``staging`` whose role has a 4-character password (what the drill connects
+    with; the Target's database URL is a secret carrier like any other)."""
+    assert staging.database_url is not None
+    with psycopg.connect(staging.database_url, connect_timeout=5, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE gate_reader LOGIN SUPERUSER PASSWORD '{SHORT_PASSWORD}'")
+    parts = urlsplit(staging.database_url)
+    netloc = f"gate_reader:{quote(SHORT_PASSWORD, safe='')}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def test_a_failing_gate_leaves_no_secret_either(tmp_path: Path) -> None:
     """Failures print the most (assertion reprs, locals, the Target with its URLs): the same scan on a
-    deployment with a deliberate signing defect, a short receiver token in its receiver URL, and its
-    database URL (with the password) in the config's environment. With the Redactor switched off, the
-    token shows in the terminal, junit.xml, cucumber.json and the pack's copies of both."""
+    deployment with a deliberate signing defect and a database URL whose password is 4 characters
+    long, given in the config's environment. With the Redactor switched off, secrets show in the
+    terminal, junit.xml, cucumber.json and the pack's copies of both."""
     defect = StackConfig(replicas=1, rate_limit=1000, window_s=60, defect="signature-over-reserialised-json")
     with Stack(defect) as staging:
-        assert staging.receiver_url is not None
-        receiver = staging.receiver_url.replace("http://", f"http://relay-gate:{RECEIVER_TOKEN}@", 1)
-        secrets = [*staging.secret_values(), RECEIVER_TOKEN]
-        config, env = _deployment(tmp_path, staging, receiver_url=receiver)
+        secrets = [*staging.secret_values(), SHORT_PASSWORD]
+        config, env = _deployment(tmp_path, staging, receiver_url=str(staging.receiver_url))
+        env["STG_DB"] = _short_password_url(staging)
         # what a developer sets to debug a red run: every local of the failing frames, reprs in full
         env["PYTEST_ADDOPTS"] = "--showlocals -vvvv"
         results, out = tmp_path / "results", tmp_path / "pack"

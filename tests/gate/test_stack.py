@@ -175,7 +175,7 @@ def test_serve_writes_the_description_and_cleans_up_on_signal(
     assert httpx.get(f"{d['base_urls'][1]}/_stcore/ready", timeout=5).status_code == 200
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err  # stopped by the signal: 130 / 143, never 0
     assert "relay-gate stack is up" in out and "Ctrl-C" in out
     assert d["keys"][0]["key"] not in out + err, "a key was printed to the terminal"
     assert not stack_file.exists()
