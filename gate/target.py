@@ -20,7 +20,7 @@ Target config (TOML), every section optional::
     endpoint = "/actions/execute"
     limit = 60
     window_s = 60
-    max_wait_s = 15            # scenarios that wait for a window roll-over skip beyond this
+    max_wait_s = 60            # longest wait for a window (default: one window_s)
 
     [signing]
     secret_env = "ACTIONS_SIGNING_SECRET"
@@ -36,6 +36,9 @@ Target config (TOML), every section optional::
 
     [database]
     url_env = "DATABASE_URL"   # for the restore drill
+
+    [redis]
+    url_env = "RELAY_REDIS_URL"  # optional: lets the keys-in-Redis scenario inspect the limiter's keys
 """
 
 from __future__ import annotations
@@ -56,7 +59,20 @@ if TYPE_CHECKING:
     from gate.stack import Stack
 
 Role = Literal["admin", "dev"]
-_SECTIONS = {"target", "credentials", "rate_limit", "signing", "deliveries", "headers", "database"}
+# every key the target config knows, per section (credentials: any name, each a table of CREDENTIAL_KEYS);
+# anything else is refused, naming it: a misspelt key must not silently leave a criterion unchecked
+SCHEMA: dict[str, frozenset[str] | None] = {
+    "target": frozenset({"name", "base_url"}),
+    "credentials": None,
+    "rate_limit": frozenset({"endpoint", "limit", "window_s", "max_wait_s"}),
+    "signing": frozenset({"secret_env"}),
+    "deliveries": frozenset({"receiver_url", "token_env", "timeout_s"}),
+    "headers": frozenset({"profile", "error_path", "expected"}),
+    "database": frozenset({"url_env"}),
+    "redis": frozenset({"url_env"}),
+}
+CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
+_SECTIONS = set(SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -230,7 +246,8 @@ class Target:
                     limit=_positive_int(rl, "limit", where),
                     window_s=_positive_int(rl, "window_s", where),
                     endpoint=str(rl.get("endpoint", "/actions/execute")),
-                    max_wait_s=float(rl.get("max_wait_s", 15.0)),
+                    # default: one window, so a scenario that needs a fresh window can always wait for it
+                    max_wait_s=float(rl.get("max_wait_s", rl.get("window_s", 15.0))),
                 )
             except (TypeError, ValueError):
                 raise UsageError(f"{where}: rate_limit.max_wait_s must be a number") from None
@@ -279,6 +296,12 @@ class Target:
 
         db = _table(doc, "database", where)
         db_url = env.get(str(db["url_env"])) if "url_env" in db else None
+        # optional: with it, the keys-in-Redis scenario can look; without it, that scenario is not
+        # applicable to the target (its Redis is not the gate's to read)
+        rsec = _table(doc, "redis", where)
+        redis_url = env.get(str(rsec["url_env"])) if "url_env" in rsec else None
+        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss"):
+            raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
         return cls(
             name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
@@ -292,6 +315,7 @@ class Target:
             expected_headers={str(k): str(v) for k, v in expected.items()} if expected else None,
             fault_path=str(headers["error_path"]) if "error_path" in headers else None,
             database_url=db_url,
+            redis_url=redis_url,
             delivery_timeout_s=float(timeout),
         )
 
@@ -307,6 +331,22 @@ def _load_toml(path: Path) -> dict[str, Any]:
     unknown = set(doc) - _SECTIONS
     if unknown:
         raise UsageError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    for section, keys in SCHEMA.items():
+        table = doc.get(section)
+        if not isinstance(table, dict):
+            continue  # _table() says what is wrong with it
+        if keys is None:  # credentials: each entry a table of CREDENTIAL_KEYS
+            for name, spec in table.items():
+                extra = set(spec) - CREDENTIAL_KEYS if isinstance(spec, dict) else set()
+                if extra:
+                    raise UsageError(
+                        f"{path}: unknown key(s) {sorted(extra)} in credentials.{name}; "
+                        f"known: {sorted(CREDENTIAL_KEYS)}"
+                    )
+            continue
+        extra = set(table) - keys
+        if extra:
+            raise UsageError(f"{path}: unknown key(s) {sorted(extra)} in [{section}]; known: {sorted(keys)}")
     return doc
 
 

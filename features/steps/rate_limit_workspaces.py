@@ -216,7 +216,7 @@ def rl_redis_client(target: Target) -> Iterator[redis.Redis]:
     if not target.redis_url:
         skips.not_applicable(
             f"{target.name}: its Redis cannot be inspected "
-            "(only the reference stack exposes target.redis_url)"
+            "(its Redis is not the gate's to read: [redis].url_env in the target config lets it look)"
         )
     client = redis.Redis.from_url(
         target.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True

@@ -59,3 +59,45 @@ def test_a_stack_target_carries_the_stacks_token() -> None:
     target = Target.from_stack(stack)
     assert target.receiver_token == TOKEN and TOKEN in target.secret_values()
     assert stack.describe()["receiver_token"] == TOKEN and TOKEN in stack.secret_values()
+
+
+# -- the config's schema ------------------------------------------------------------------------------
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "staging.toml"
+    path.write_text('[target]\nbase_url = "https://relay.example.com"\n' + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[rate_limit]\nlimit = 60\nwindow_s = 60\nmax_wiat_s = 60\n", "max_wiat_s"),
+        ("[deliveries]\nreciever_url = 'https://rx.example.com'\n", "reciever_url"),
+        ("[credentials]\ndev = { env = 'K', workspce = 'default' }\n", "workspce"),
+        ("[redis]\nurl = 'redis://x'\n", "'url'"),
+        ("[rate_limits]\nlimit = 60\n", "rate_limits"),
+    ],
+)
+def test_an_unknown_key_is_refused_naming_it(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(UsageError, match="unknown") as err:
+        Target.from_config(None, _toml(tmp_path, text), environ={})
+    assert named in str(err.value) and "known" in str(err.value)
+
+
+def test_max_wait_defaults_to_one_window(tmp_path: Path) -> None:
+    target = Target.from_config(
+        None, _toml(tmp_path, "[rate_limit]\nlimit = 60\nwindow_s = 60\n"), environ={}
+    )
+    assert target.rate_limit is not None and target.rate_limit.max_wait_s == 60
+
+
+def test_redis_inspection_is_optional_and_its_password_secret(tmp_path: Path) -> None:
+    plain = Target.from_config(None, _toml(tmp_path, ""), environ={})
+    assert plain.redis_url is None
+    path = _toml(tmp_path, "[redis]\nurl_env = 'STG_REDIS'\n")
+    target = Target.from_config(None, path, environ={"STG_REDIS": "redis://:s3cr3t-pw@127.0.0.1:6390/0"})
+    assert target.redis_url == "redis://:s3cr3t-pw@127.0.0.1:6390/0" and "s3cr3t-pw" in target.secret_values()
+    with pytest.raises(UsageError, match="redis://"):
+        Target.from_config(None, path, environ={"STG_REDIS": "http://127.0.0.1:6390"})
