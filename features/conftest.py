@@ -9,6 +9,7 @@ to ``DIR/features/summary.json``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from features import redaction, skips
+from features import quota, redaction, skips
 from features.recording import Recorder, slug
 from gate.errors import UsageError
+from gate.quota import PlanError
 from gate.receiver import ReceiverClient
 from gate.results import Redactor, record_infrastructure_error, utc_now, write_json
 from gate.target import Target
@@ -200,6 +202,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Plan the session's quota before the first request (features/quota.py), reorder as planned."""
+    try:
+        plan = quota.plan_session(config, items, _will_run)
+    except PlanError as exc:
+        quota.refuse(config, exc)
+        return
+    except UsageError as exc:  # the target config itself is wrong: the target fixture says so too
+        pytest.exit(f"invalid target: {exc}", returncode=2)
+    if plan is not None:
+        quota.record(config, plan)
+
+
+def _will_run(item: pytest.Item, target: Target | None) -> bool:
+    """Whether the target meets the scenario's needs (the reference stack meets them all)."""
+    if target is None:
+        return True
+    tags = {m.name for m in item.iter_markers()}
+    return all(_has(target, NEEDS[t][0]) for t in tags if t in NEEDS)
+
+
+_SKIP_PREFIX = re.compile(r"^(?:[\w.]*\.)?(?:Skipped|CategorisedSkip): ")
+
+
 class _Summary:
     """Collects one outcome per scenario and writes features/summary.json at the end."""
 
@@ -228,7 +255,9 @@ class _Summary:
             entry["duration_s"] = round(report.duration, 3)
         if report.skipped:
             entry["outcome"] = "skipped"
-            entry["reason"] = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
+            raw = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
+            # pytest prefixes the exception's name ("Skipped: ", "features.skips.CategorisedSkip: ")
+            entry["reason"] = _SKIP_PREFIX.sub("", raw, count=1)
             # decided where the skip was raised (features/skips.py); a bare pytest.skip has none
             entry["category"] = dict(report.user_properties).get(skips.PROPERTY)
         elif report.failed:

@@ -14,29 +14,31 @@ Feature: Security headers on every response
     rightly answer 401 first) · 429 one workspace goes over its execute quota · 500 GET the
     target's fault path.
 
+  @quota-none
   Scenario: Responses that need nothing but the URL carry the configured security headers
     When a client without a key provokes 200, 401, 404, 405 and 413 responses
     Then every provoked response carries each configured security header exactly once with its configured value
     And no provoked response names the server implementation
 
-  @needs-dev-key
+  @needs-dev-key @quota-1
   Scenario: Refusals of a developer's requests carry the configured security headers
     When a developer provokes 403 and 422 responses
     Then every provoked response carries each configured security header exactly once with its configured value
     And no provoked response names the server implementation
 
-  @needs-dev-key @needs-rate-limit-policy
+  @needs-dev-key @needs-rate-limit-policy @quota-exhausts
   Scenario: A rate-limited execute carries the configured security headers
     When a workspace goes over its execute quota
     Then every provoked response carries each configured security header exactly once with its configured value
     And no provoked response names the server implementation
 
-  @needs-fault-route
+  @needs-fault-route @quota-none
   Scenario: An unhandled server error carries the configured security headers
     When a client requests the path that fails with an unhandled error
     Then every provoked response carries each configured security header exactly once with its configured value
     And no provoked response names the server implementation
 
+  @quota-none
   Scenario: The security header policy is sound and grades at least A
     When the security headers of a healthy response are analysed
     Then Strict-Transport-Security covers subdomains for at least 180 days

@@ -7,6 +7,7 @@ Feature: Restore drill
   to an ephemeral database on the target's own server when the gate runs it (the reference stack), or
   on a local throwaway PostgreSQL when the target is a deployment — so no scenario needs control.
 
+  @quota-none
   Scenario: The latest backup restores and matches its source table by table, within the RPO and RTO
     Given a backup of the target database taken now
     And recovery targets of RPO 1 hour and RTO 300 seconds
@@ -17,7 +18,7 @@ Feature: Restore drill
     And the restore finished within the RTO target
     And no ephemeral database is left behind
 
-  @needs-dev-key
+  @needs-dev-key @quota-3
   Scenario: Executes made through the API survive the restore
     Given executes made through the API are in the audit log
     And a backup of the target database taken now
@@ -26,6 +27,7 @@ Feature: Restore drill
     And the restored audit log holds at least the executes made through the API
 
   # One scenario per damage, not an outline: each writes its own scenario record for the evidence.
+  @quota-none
   Scenario: A corrupted backup fails the drill, saying why
     Given a backup of the target database taken now
     And the backup is then corrupted
@@ -34,6 +36,7 @@ Feature: Restore drill
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
+  @quota-none
   Scenario: A truncated backup fails the drill, saying why
     Given a backup of the target database taken now
     And the backup is then truncated
@@ -42,6 +45,7 @@ Feature: Restore drill
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
+  @quota-none
   Scenario: A missing backup fails the drill, saying why
     Given a backup of the target database taken now
     And the backup is then missing
@@ -50,6 +54,7 @@ Feature: Restore drill
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
+  @quota-none
   Scenario: No backup at all fails the drill, saying why
     Given a backup of the target database taken now
     And the backup is then removed with its manifest

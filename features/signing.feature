@@ -10,32 +10,32 @@ Feature: Signed webhook delivery
   standardwebhooks package; the negative cases are copies of a real captured delivery, each altered
   in exactly one way.
 
-  @needs-dev-key @needs-receiver
+  @needs-dev-key @needs-receiver @quota-1
   Scenario: Every delivery is signed and names the request that caused it
     When the developer executes a previewed action
     Then the delivery carries an X-Signature of the form sha256=<64 hex digits>
     And the delivery carries webhook-id, webhook-timestamp and v1 webhook-signature headers
     And the delivery carries an X-Request-ID
 
-  @needs-dev-key @needs-receiver @needs-signing-secret
+  @needs-dev-key @needs-receiver @needs-signing-secret @quota-1
   Scenario: X-Signature is the HMAC-SHA256 of the exact bytes received
     When the developer executes a previewed action
     Then the delivered body is byte for byte the body the preview announced
     And the X-Signature recomputed over the received bytes with the signing secret matches
 
-  @needs-dev-key @needs-receiver @needs-signing-secret
+  @needs-dev-key @needs-receiver @needs-signing-secret @quota-1
   Scenario: The Standard Webhooks signature covers id, timestamp and body and verifies independently
     When the developer executes a previewed action
     Then the webhook-signature recomputed over id, timestamp and the received bytes matches
     And the standardwebhooks package accepts the delivery
 
-  @needs-dev-key @needs-receiver
+  @needs-dev-key @needs-receiver @quota-3
   Scenario: Each delivery carries the request id of its own execute
     When the developer executes 3 actions across the replicas
     Then each delivery's X-Request-ID is the request id its execute answered with
     And no two deliveries share an X-Request-ID
 
-  @needs-dev-key @needs-receiver @needs-signing-secret
+  @needs-dev-key @needs-receiver @needs-signing-secret @quota-1
   Scenario: The reference verifier rejects a captured delivery once altered, stale or replayed
     Given a signed delivery captured at the receiver
     When the reference verifier checks these copies of the delivery
@@ -64,7 +64,7 @@ Feature: Signed webhook delivery
       | replayed after it was processed        | webhook-signature | replayed              |
     Then every copy gets the verdict in its row
 
-  @needs-dev-key @needs-receiver @needs-signing-secret
+  @needs-dev-key @needs-receiver @needs-signing-secret @quota-1
   Scenario: During a secret rotation the reference verifier accepts a delivery signed with either secret
     Given a signed delivery captured at the receiver
     When the reference verifier checks the delivery signed and held with these secrets
@@ -79,7 +79,7 @@ Feature: Signed webhook delivery
       | current and next           | unrelated          | webhook-signature | no_matching_signature |
     Then every copy gets the verdict in its row
 
-  @needs-control @needs-dev-key @needs-receiver @needs-signing-secret
+  @needs-control @needs-dev-key @needs-receiver @needs-signing-secret @quota-1
   Scenario: A relay in the middle of a rotation signs each delivery with both secrets
     Given a relay replica signing with a next secret and the current one as extra
     When the developer executes a previewed action on that replica

@@ -3,7 +3,7 @@ Feature: Post-deploy smoke
   The seed's production smoke: the set to run right after a deploy, against the reference stack or
   staging. Health, list, preview then execute, and the audit trail, in under ten seconds.
 
-  @needs-dev-key @needs-admin-key
+  @needs-dev-key @needs-admin-key @quota-1
   Scenario: The service is healthy, lists its actions, executes a previewed action and audits it
     Given the service reports healthy
     When a developer lists the actions

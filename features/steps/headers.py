@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+import pytest
 from pytest_bdd import parsers, then, when
 
-from features import skips
+from features import quota, skips
 from features.recording import Recorder
 from features.steps.common import NOTIFY
 from gate import headercheck
@@ -143,8 +144,11 @@ def quota_credential(target: Target) -> Credential | None:
 
 
 @when("a workspace goes over its execute quota", target_fixture="provoked")
-def _(http: httpx.Client, target: Target, recorder: Recorder) -> list[Provoked]:
-    policy, cred = target.rate_limit, quota_credential(target)
+def _(
+    http: httpx.Client, target: Target, recorder: Recorder, request: pytest.FixtureRequest
+) -> list[Provoked]:
+    planned = quota.assigned(request, target)
+    policy, cred = target.rate_limit, planned[0] if planned else quota_credential(target)
     if not target.rate_limit_enabled:
         skips.not_applicable(f"{target.name}: rate limiting is disabled, so there is no 429 to check")
     assert policy is not None and cred is not None  # the scenario's tags guarantee both

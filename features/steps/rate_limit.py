@@ -16,15 +16,13 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
+from features import quota, skips
 from features.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     Burst,
     Ledger,
     check_all,
     execute,
-    primary_workspace,
-    workspace_keys,
 )
 from features.rate_limit_windows import WindowStart, align, assert_one_window, once_more_after_fallback
 from features.recording import Recorder
@@ -50,17 +48,27 @@ def rl_policy(target: Target) -> RateLimitPolicy:
 
 @given("a workspace with time left in the current rate-limit window", target_fixture="rl_start")
 def _(
-    http: httpx.Client, target: Target, rl_policy: RateLimitPolicy, rl_ledger: Ledger, recorder: Recorder
+    http: httpx.Client,
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
 ) -> WindowStart:
-    creds = rl_ledger.pick(workspace_keys(target), 1, fresh=True, primary=primary_workspace(target))
+    creds = quota.choose(request, target, rl_ledger, fresh=False)
     return align(http, creds, rl_policy, rl_ledger, recorder, fresh=False, planned=rl_policy.limit + 5)[0]
 
 
 @given("a workspace with its full rate-limit quota at the start of a window", target_fixture="rl_start")
 def _(
-    http: httpx.Client, target: Target, rl_policy: RateLimitPolicy, rl_ledger: Ledger, recorder: Recorder
+    http: httpx.Client,
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
 ) -> WindowStart:
-    creds = rl_ledger.pick(workspace_keys(target), 1, fresh=True, primary=primary_workspace(target))
+    creds = quota.choose(request, target, rl_ledger, fresh=True)
 
     def start() -> WindowStart:
         return align(http, creds, rl_policy, rl_ledger, recorder, fresh=True, planned=3 * rl_policy.limit)[0]

@@ -16,7 +16,7 @@ import pytest
 import redis
 from pytest_bdd import given, then, when
 
-from features import skips
+from features import quota, skips
 from features.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     EPSILON_S,
@@ -26,8 +26,6 @@ from features.rate_limit_support import (
     answered,
     check_all,
     execute,
-    primary_workspace,
-    workspace_keys,
 )
 from features.rate_limit_windows import WindowStart, align, use_up
 from features.recording import Recorder
@@ -52,9 +50,14 @@ def _(rl_policy: RateLimitPolicy) -> None:
 
 @given("a workspace that has used its rate-limit quota in the current window", target_fixture="rl_exhausted")
 def _(
-    http: httpx.Client, target: Target, rl_policy: RateLimitPolicy, rl_ledger: Ledger, recorder: Recorder
+    http: httpx.Client,
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
 ) -> Burst:
-    creds = rl_ledger.pick(workspace_keys(target), 1, fresh=False, primary=primary_workspace(target))
+    creds = quota.choose(request, target, rl_ledger, fresh=False)
     start = align(http, creds, rl_policy, rl_ledger, recorder, fresh=False, planned=rl_policy.limit + 10)[0]
     return use_up(http, start, rl_policy, rl_ledger)
 
@@ -107,9 +110,14 @@ def _(
 
 @given("two workspaces with their full rate-limit quota at the start of a window", target_fixture="rl_pair")
 def _(
-    http: httpx.Client, target: Target, rl_policy: RateLimitPolicy, rl_ledger: Ledger, recorder: Recorder
+    http: httpx.Client,
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
 ) -> list[WindowStart]:
-    creds = rl_ledger.pick(workspace_keys(target), 2, fresh=True, primary=primary_workspace(target))
+    creds = quota.choose(request, target, rl_ledger, 2, fresh=True)
     assert len(creds) == 2, "the target has keys for one workspace only"
     return align(http, creds, rl_policy, rl_ledger, recorder, fresh=True, planned=rl_policy.limit + 5)
 
@@ -236,8 +244,14 @@ def _(rl_redis_client: redis.Redis) -> redis.Redis:
 @when(
     "a workspace sends executes naming other workspaces in X-Workspace-ID headers", target_fixture="rl_named"
 )
-def _(http: httpx.Client, target: Target, rl_policy: RateLimitPolicy, rl_ledger: Ledger) -> list[Hit]:
-    cred = rl_ledger.pick(workspace_keys(target), 1, fresh=False, primary=primary_workspace(target))[0]
+def _(
+    http: httpx.Client,
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    request: pytest.FixtureRequest,
+) -> list[Hit]:
+    cred = quota.choose(request, target, rl_ledger, fresh=False)[0]
     values = ["other-tenant", _other_workspace(target, cred.workspace), "a:b*", "*", "rl:x:1", "a" * 300]
     return [
         answered(execute(http, cred, rl_ledger, endpoint=rl_policy.endpoint, headers={"X-Workspace-ID": v}))

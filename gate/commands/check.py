@@ -26,7 +26,16 @@ import features
 from gate import redacted_output
 from gate.errors import InfrastructureError
 from gate.interrupts import as_interrupted
-from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
+from gate.results import (
+    INFRA_MARKER,
+    PLAN_REFUSED_MARKER,
+    Redactor,
+    new_run_id,
+    provenance,
+    read_json,
+    utc_now,
+    write_json,
+)
 from gate.target import Target
 from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
 
@@ -190,7 +199,10 @@ def judge(pytest_rc: int, results: Path, *, selection: bool) -> Verdict:
         print(f"relay-gate: {why}", file=sys.stderr)
         steps.append(Item("step pytest", outcome, why))
 
-    if infra.exists():
+    refused = results / "features" / PLAN_REFUSED_MARKER
+    if refused.exists():  # the quota plan could not fit: nothing was sent (features/quota.py)
+        say(Outcome.USAGE, refused.read_text().strip())
+    elif infra.exists():
         say(Outcome.ERROR, infra.read_text().strip())
     elif pytest_rc == 5:
         if selection:
