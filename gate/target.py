@@ -39,6 +39,9 @@ Target config (TOML), every section optional::
 
     [redis]
     url_env = "RELAY_REDIS_URL"  # optional: lets the keys-in-Redis scenario inspect the limiter's keys
+
+    [load]
+    credentials = ["dev", "dev-b"]   # the keys the load spends executes with (default: one per workspace)
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "headers": frozenset({"profile", "error_path", "expected"}),
     "database": frozenset({"url_env"}),
     "redis": frozenset({"url_env"}),
+    "load": frozenset({"credentials"}),
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
 _SECTIONS = set(SCHEMA)
@@ -113,6 +117,8 @@ class Target:
     stack: Stack | None = field(default=None, repr=False)
     request_timeout_s: float = 10.0
     backend: str = "external"
+    # names of [credentials] the load step spends its executes with (default: one key per workspace)
+    load_credentials: list[str] = field(default_factory=list)
     # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
     # must watch the receiver before it may say so
     delivery_timeout_s: float = 5.0
@@ -294,6 +300,15 @@ class Target:
                 f"{where}: headers.profile must be one of {sorted(PROFILES)} (or give headers.expected)"
             )
 
+        load_names = _table(doc, "load", where).get("credentials", [])
+        if not isinstance(load_names, list) or not all(isinstance(n, str) for n in load_names):
+            raise UsageError(f"{where}: load.credentials must be a list of [credentials] names")
+        unknown = [n for n in load_names if n not in _table(doc, "credentials", where)]
+        if unknown:
+            raise UsageError(
+                f"{where}: load.credentials names {unknown}, which [credentials] does not define"
+            )
+
         db = _table(doc, "database", where)
         db_url = env.get(str(db["url_env"])) if "url_env" in db else None
         # optional: with it, the keys-in-Redis scenario can look; without it, that scenario is not
@@ -317,6 +332,7 @@ class Target:
             database_url=db_url,
             redis_url=redis_url,
             delivery_timeout_s=float(timeout),
+            load_credentials=list(load_names),
         )
 
 

@@ -12,23 +12,22 @@ time lands in an HDR histogram per endpoint, and when Locust quits it prints the
 ``results/<run-id>/load/load.json`` and exits 0 (pass), 3 (SLO breached), 4 (not valid evidence) or
 5 (target unreachable, or the load generator failed). ``relay-gate load`` runs this same file.
 
-Journey mix: ``RELAY_LOAD_WEIGHTS`` (default ``list=4,preview=4,execute=2``). Keys: ``RELAY_API_KEY``
+Executes send the harmless action (load/actions.py: ``notify.send`` to the channel ``relay-gate-load``)
+unless ``RELAY_LOAD_ACTIONS=catalogue``. Journey mix: ``RELAY_LOAD_WEIGHTS`` (default
+``list=4,preview=4,execute=2``). Keys: ``RELAY_API_KEY``
 or ``RELAY_API_KEYS`` (comma-separated; users take them round-robin, so keys of several workspaces
 spread executes over several rate-limit buckets).
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import sys
-from typing import Any
 
 from locust import FastHttpUser, task
 from locust.contrib.fasthttp import ResponseContextManager
 
-from load import plugin
+from load import actions, plugin
 from load.settings import WEIGHTS_ENV, LoadSettingsError, parse_weights
 
 try:
@@ -36,24 +35,9 @@ try:
 except LoadSettingsError as exc:  # a usage error (exit 2), not a traceback from Locust's loader
     print(f"relay-gate load: {exc}", file=sys.stderr)
     sys.exit(2)
-_sequence = itertools.count(1)
 
 
-def action_request() -> dict[str, Any]:
-    """One of the catalogue's actions with valid, varying parameters (the server's default destination)."""
-    n = next(_sequence)
-    kind = random.choice(("notify.send", "ticket.create", "deploy.promote"))  # noqa: S311
-    if kind == "notify.send":
-        params: dict[str, Any] = {
-            "channel": "ops-alerts",
-            "message": f"load test message {n}",
-            "severity": "info",
-        }
-    elif kind == "ticket.create":
-        params = {"title": f"load test ticket {n}", "priority": "normal", "labels": ["load-test"]}
-    else:
-        params = {"service": "relay", "version": f"1.{n % 100}.{n}", "environment": "staging"}
-    return {"action": kind, "params": params}
+action_request = actions.chooser(os.environ)  # harmless unless RELAY_LOAD_ACTIONS=catalogue (load/actions.py)
 
 
 def expect(resp: ResponseContextManager, field: str) -> None:
@@ -115,7 +99,8 @@ class ActionsApiClient(FastHttpUser):
             "/actions/execute",
             name="/actions/execute",
             json=action_request(),
-            headers=self.auth,
+            # round-robin per request: every workspace's quota takes the same share of the executes
+            headers={"Authorization": f"Bearer {plugin.next_execute_key()}"},
             context=plugin.pace("execute"),
             catch_response=True,
         ) as resp:

@@ -45,6 +45,10 @@ def next_key() -> str:
     return STATE.next_key()
 
 
+def next_execute_key() -> str:
+    return STATE.next_execute_key()
+
+
 def pace(endpoint: str) -> dict[str, Any]:
     return STATE.pacer.pace(endpoint)
 

@@ -22,6 +22,7 @@ class RunState:
         self.run_id = ""
         self.think = (0.5, 1.5)
         self._key_cycle: Any = None
+        self._execute_cycle: Any = None
         self.monitor: Any = None  # the greenlet sampling CPU and writing progress
         self.request_log: RequestLog | None = None  # --request-log: one line per request
         self.reset()
@@ -63,6 +64,13 @@ class RunState:
         if self._key_cycle is None:
             self._key_cycle = itertools.cycle(self.keys)
         return str(next(self._key_cycle))
+
+    def next_execute_key(self) -> str:
+        """Executes take the keys round-robin request by request, whichever user sends them: each
+        workspace gets the same share of the quota-limited executes (gate/quota.py plans on that)."""
+        if self._execute_cycle is None:
+            self._execute_cycle = itertools.cycle(self.keys)
+        return str(next(self._execute_cycle))
 
     def freeze(self, users: int) -> None:
         """Stop recording: requests still in flight are charged the time since they were due."""

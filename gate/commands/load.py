@@ -30,13 +30,14 @@ from typing import Any
 
 import httpx
 
-from gate import durations
+from gate import durations, load_quota
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
 from load import report, settings, slos
+from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
 from load.render import render
@@ -122,15 +123,19 @@ def run(args: argparse.Namespace) -> int:
     # Ctrl-C and SIGTERM (gate/interrupts.py) unwind through the finally below: Locust and the stack stop
     stack: Stack | None = None
     try:
+        quota_plan, actions = None, "harmless"  # a deployment gets the harmless action only
         if args.target_url or args.target_config:
             target = Target.from_config(args.target_url, args.target_config)
-            keys = [c.key for c in target.credentials.values()] or settings.api_keys(os.environ)
+            creds = load_quota.load_credentials(target)
+            keys = [c.key for c in creds] or settings.api_keys(os.environ)
             if not keys:
                 raise UsageError(
                     "the load test needs an API key: add [credentials] to the target config "
                     '(dev = { env = "RELAY_DEV_KEY" }; one entry per workspace spreads the load), '
                     f"or set {settings.KEY_ENV} / {settings.KEYS_ENV}"
                 )
+            # before any request: a load whose executes cannot fit the quota stops here (exit 2)
+            quota_plan = load_quota.plan(target, len(keys), rate=rate, weights=weights)
             described = target.describe()
         else:
             print("relay-gate load: starting the reference stack ...", file=sys.stderr, flush=True)
@@ -142,7 +147,14 @@ def run(args: argparse.Namespace) -> int:
             target = Target.from_stack(stack)
             keys = [k.key for k in stack.keys if k.role == "dev"]
             described = target.describe()
+            actions = "catalogue"  # the gate's own receiver gets them: the whole catalogue is exercised
         _probe(target.base_url)
+        if quota_plan is not None:
+            print(f"relay-gate load: {quota_plan.render()}", flush=True)
+            started = load_quota.await_room(
+                target, creds, quota_plan, duration_s=duration, say=lambda m: print(m, flush=True)
+            )
+            load_quota.write(results, quota_plan, started)
         secrets = sorted({*keys, *target.secret_values()})
 
         plan = LocustPlan(
@@ -160,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 settings.KEYS_ENV: ",".join(keys),
                 settings.KEY_ENV: "",
                 settings.WEIGHTS_ENV: settings.format_weights(weights),
+                ACTIONS_ENV: actions,
             },
             secrets=secrets,
         )

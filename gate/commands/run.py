@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -33,7 +34,15 @@ from gate.commands.check import add_target_args, resolve_target
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
 from gate.interrupts import as_interrupted
 from gate.redaction import mask_url_passwords
-from gate.results import Redactor, check_writable, new_run_id, provenance, utc_now, write_json
+from gate.results import (
+    PLAN_REFUSED_MARKER,
+    Redactor,
+    check_writable,
+    new_run_id,
+    provenance,
+    utc_now,
+    write_json,
+)
 from gate.verdict import Item, Outcome, Verdict, decide, outcome_of_exit
 
 DEFAULT_LOAD_RATE = 120.0  # 30 s at 120 req/s gives list and preview > 1,000 samples each for p99
@@ -52,8 +61,18 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-m", dest="markexpr", default=None, help="only these scenarios (pytest marker expression)"
     )
-    p.add_argument("--load-duration", default="30s", help="length of the SLO load run (default 30s)")
-    p.add_argument("--load-rate", type=float, default=DEFAULT_LOAD_RATE, help="open-model requests/s (120)")
+    load = p.add_argument_group("the load step (passed to relay-gate load; see its --help)")
+    load.add_argument(
+        "--duration", "--load-duration", dest="load_duration", default="30s",
+        help="length of the SLO load run (default 30s)",
+    )  # fmt: skip
+    load.add_argument(
+        "--rate", "--load-rate", dest="load_rate", type=float, default=DEFAULT_LOAD_RATE,
+        help=f"open-model requests/s (default {DEFAULT_LOAD_RATE:g}); against a deployment it is planned "
+        "under the keys' rate-limit quota, or the run stops before it starts",
+    )  # fmt: skip
+    load.add_argument("--weights", default=None, help="journey mix, e.g. list=11,preview=11,execute=2")
+    load.add_argument("--slos", type=Path, default=None, help="SLO spec (default load/slos.toml)")
     p.add_argument(
         "--skip",
         action="append",
@@ -155,8 +174,21 @@ def _drill(
 STEPS = ("features", "drill", "load", "faults")
 
 
+def _preflight_load(args: argparse.Namespace, target: Any) -> None:
+    """A load that cannot fit the deployment's quota stops the run before its first request (exit 2),
+    not after the features and the drill ran."""
+    if target is None or "load" in args.skip:
+        return
+    from gate import load_quota
+    from load import settings
+
+    weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))
+    load_quota.plan(target, len(load_quota.load_credentials(target)), rate=args.load_rate, weights=weights)
+
+
 def run(args: argparse.Namespace) -> int:
     target = resolve_target(args)  # usage errors and an unreachable target stop here
+    _preflight_load(args, target)
     run_id = new_run_id()
     results = args.results or Path("results") / run_id
     out = args.out or Path("evidence") / "out" / results.resolve().name
@@ -201,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
 
     markexpr = ["-m", args.markexpr] if args.markexpr else []
     load_argv = ["load", "--rate", f"{args.load_rate:g}", "--duration", args.load_duration]
+    load_argv += ["--weights", args.weights] if args.weights else []
+    load_argv += ["--slos", str(args.slos)] if args.slos else []
 
     def faults() -> tuple[int, str, Outcome | None]:
         if target is not None:
@@ -219,7 +253,12 @@ def run(args: argparse.Namespace) -> int:
         for s in steps:
             current = s
             step(s, plan[s.name])
+            if s.name == "features" and (results / "features" / PLAN_REFUSED_MARKER).exists():
+                break  # the quota plan could not fit: nothing was sent, and nothing more will be
         current = None
+        for s in steps:
+            if s.code is None:
+                s.outcome, s.note = Outcome.NOT_RUN, "not run: the quota plan could not fit (see features)"
     except KeyboardInterrupt as exc:
         stopped = as_interrupted(exc)
         for s in steps:
