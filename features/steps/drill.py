@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import psycopg
@@ -79,11 +79,19 @@ def _takes_its_own_backups(target: Target) -> bool:
     return target.backups is None and target.stack is not None
 
 
-def _no_backups(target: Target) -> NoReturn:
-    skips.missing_config(
-        f"{target.name}: needs the deployment's backups ([backups].dir: the folder its scheduled "
-        "relay-gate backup writes)"
-    )
+def _their_backups(target: Target) -> Path:
+    """A deployment's backup folder, or a skip saying it is not configured."""
+    if target.backups is None:
+        skips.missing_config(
+            f"{target.name}: needs the deployment's backups ([backups].dir: the folder its scheduled "
+            "relay-gate backup writes)"
+        )
+    return target.backups.dir
+
+
+def _take_own_backup(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+    drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
+    _note_backup(recorder, drill_plan.backup, "taken now by the gate")
 
 
 def _note_backup(recorder: Recorder, backup: Backup, source: str) -> None:
@@ -99,12 +107,9 @@ def _note_backup(recorder: Recorder, backup: Backup, source: str) -> None:
 @given("the latest backup of the target's database")
 def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
     if _takes_its_own_backups(target):
-        drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
-        _note_backup(recorder, drill_plan.backup, "taken now by the gate (reference stack)")
+        _take_own_backup(target, drill_plan, recorder)
         return
-    if target.backups is None:
-        _no_backups(target)
-    drill_plan.backup_dir, drill_plan.theirs = target.backups.dir, True
+    drill_plan.backup_dir, drill_plan.theirs = _their_backups(target), True
     found = list_backups(drill_plan.backup_dir)
     assert found, f"no backup in {drill_plan.backup_dir} ([backups].dir): the deployment's backups stopped"
     drill_plan.backup = found[-1]
@@ -114,14 +119,12 @@ def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
 @given("a copy of the target's latest backup")
 def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
     if _takes_its_own_backups(target):  # the gate's own backup in a temp dir: nothing else to copy
-        drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
-        _note_backup(recorder, drill_plan.backup, "taken now by the gate (reference stack)")
+        _take_own_backup(target, drill_plan, recorder)
         return
-    if target.backups is None:
-        _no_backups(target)
     # damaged next: a copy in this scenario's temp dir, the deployment's folder stays as it is
-    drill_plan.backup = copy_latest(target.backups.dir, drill_plan.backup_dir)
-    _note_backup(recorder, drill_plan.backup, f"a copy of the deployment's latest, from {target.backups.dir}")
+    theirs = _their_backups(target)
+    drill_plan.backup = copy_latest(theirs, drill_plan.backup_dir)
+    _note_backup(recorder, drill_plan.backup, f"a copy of the deployment's latest, from {theirs}")
 
 
 @given("the gate can back up the target's database after the executes")
@@ -145,8 +148,7 @@ def _(http: httpx.Client, dev: Credential, target: Target, drill_plan: DrillPlan
 
 @given("a backup of the target database taken now")
 def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
-    drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
-    _note_backup(recorder, drill_plan.backup, "taken now by the gate")
+    _take_own_backup(target, drill_plan, recorder)
 
 
 @given(
