@@ -37,6 +37,9 @@ AREAS: dict[str, tuple[str, str]] = {
     "slo": ("Latency and error SLOs", "METRICS-SUMMARY"),
     "faults": ("Faults under load", "FAULTS"),
 }
+# a scenario that checks relay-gate's own drill tooling (it damages a copy of a backup), not the target:
+# RESTORE-DRILL-REPORT shows these apart
+TOOLING_TAG = "drill-tooling"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Criterion:
     reason: str | None
     doc: str
     slug: str | None = None
+    tooling: bool = False  # a check of relay-gate's drill tooling (TOOLING_TAG), not of the target
 
     @property
     def status(self) -> str:
@@ -62,6 +66,7 @@ class CatalogueEntry:
     area: str
     feature: str
     title: str
+    tags: frozenset[str] = frozenset()
 
 
 def catalogue(feature_dir: Path | None = None) -> list[CatalogueEntry]:
@@ -82,7 +87,7 @@ def catalogue(feature_dir: Path | None = None) -> list[CatalogueEntry]:
                 pending_tags = []
             elif s.startswith(("Scenario:", "Scenario Outline:")):
                 title = s.split(":", 1)[1].strip()
-                out.append(CatalogueEntry(area or "smoke", feature, title))
+                out.append(CatalogueEntry(area or "smoke", feature, title, frozenset(pending_tags)))
                 pending_tags = []
     return out
 
@@ -97,13 +102,13 @@ def feature_criteria(res: Results, entries: list[CatalogueEntry]) -> list[Criter
     for e in entries:
         sc = ran.get(e.title)
         doc = AREAS.get(e.area, ("", "INDEX"))[1]
+        tooling = TOOLING_TAG in e.tags
         if sc is None:
             why = "no feature results in this run" if res.features is None else "not selected in this run"
-            out.append(Criterion(e.area, e.title, Outcome.NOT_RUN, why, doc))
+            out.append(Criterion(e.area, e.title, Outcome.NOT_RUN, why, doc, tooling=tooling))
         else:
-            out.append(
-                Criterion(e.area, e.title, scenario_outcome(sc), sc.get("reason"), doc, sc.get("slug"))
-            )
+            outcome, reason = scenario_outcome(sc), sc.get("reason")
+            out.append(Criterion(e.area, e.title, outcome, reason, doc, sc.get("slug"), tooling=tooling))
     return out
 
 

@@ -1,62 +1,76 @@
-@drill @needs-database
+@drill
 Feature: Restore drill
   As an SRE I want the latest backup restored into an ephemeral database and compared, table by
   table, with the snapshot it was taken from, so that we know our backups restore before we need one.
 
-  The source database is only read: relay-gate backup dumps one read-only snapshot. The restore goes
-  to an ephemeral database on the target's own server when the gate runs it (the reference stack), or
-  on a local throwaway PostgreSQL when the target is a deployment — so no scenario needs control.
+  On the reference stack the gate takes the backups itself (relay-gate backup dumps one read-only
+  snapshot of the stack's database) and restores them on the stack's own server. On a deployment the
+  drill restores the deployment's own latest backup, from the folder its scheduled relay-gate backup
+  writes ([backups].dir of the target config), on a throwaway PostgreSQL of the gate's: the backup
+  folder and the deployment's database are only read, so no scenario needs control.
+
+  Executes made through the API survive the restore only where the gate can take a backup after the
+  executes: the reference stack. On a deployment it is not applicable. The gate cannot make the
+  deployment take a backup, so its latest backup predates the executes; a backup of the gate's own
+  (relay-gate backup of [database].url_env) would prove the gate's tooling again, which the reference
+  stack already proves, and would read the deployment's database, which the drill otherwise never
+  touches. That the executes reach the deployment's audit log is audit.feature's criterion.
+
+  The scenarios tagged @drill-tooling damage a backup — on a deployment, a copy of its latest backup
+  in a temp folder, never the original — and check that the drill fails saying why: they are checks
+  of relay-gate's drill tooling, not of the target, and the evidence shows them apart.
 
   @quota-none
   Scenario: The latest backup restores and matches its source table by table, within the RPO and RTO
-    Given a backup of the target database taken now
-    And recovery targets of RPO 1 hour and RTO 300 seconds
-    And the latest backup is younger than the RPO target
+    Given the latest backup of the target's database
+    And recovery targets of RPO 1 hour and RTO 300 seconds, or on a deployment those of its [backups]
     When the drill restores the latest backup into an ephemeral database
     Then the drill passes
     And every table's row count and digest in the restore match the manifest
     And the restore finished within the RTO target
+    And the latest backup is younger than the RPO target
     And no ephemeral database is left behind
 
-  @needs-dev-key @quota-3
+  @quota-3
   Scenario: Executes made through the API survive the restore
-    Given executes made through the API are in the audit log
+    Given the gate can back up the target's database after the executes
+    And executes made through the API are in the audit log
     And a backup of the target database taken now
     When the drill restores the latest backup into an ephemeral database
     Then the drill passes
     And the restored audit log holds at least the executes made through the API
 
   # One scenario per damage, not an outline: each writes its own scenario record for the evidence.
-  @quota-none
+  @drill-tooling @quota-none
   Scenario: A corrupted backup fails the drill, saying why
-    Given a backup of the target database taken now
+    Given a copy of the target's latest backup
     And the backup is then corrupted
     When the drill restores the latest backup into an ephemeral database
     Then the drill fails saying "checksum mismatch"
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
-  @quota-none
+  @drill-tooling @quota-none
   Scenario: A truncated backup fails the drill, saying why
-    Given a backup of the target database taken now
+    Given a copy of the target's latest backup
     And the backup is then truncated
     When the drill restores the latest backup into an ephemeral database
     Then the drill fails saying "truncated dump"
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
-  @quota-none
+  @drill-tooling @quota-none
   Scenario: A missing backup fails the drill, saying why
-    Given a backup of the target database taken now
+    Given a copy of the target's latest backup
     And the backup is then missing
     When the drill restores the latest backup into an ephemeral database
     Then the drill fails saying "backup missing"
     And the drill results say FAILED with that reason
     And no ephemeral database is left behind
 
-  @quota-none
+  @drill-tooling @quota-none
   Scenario: No backup at all fails the drill, saying why
-    Given a backup of the target database taken now
+    Given a copy of the target's latest backup
     And the backup is then removed with its manifest
     When the drill restores the latest backup into an ephemeral database
     Then the drill fails saying "no backup"

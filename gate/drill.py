@@ -31,7 +31,15 @@ from psycopg import sql
 from gate import interrupts
 from gate.backup import Backup, list_backups, sha256_of
 from gate.drill_compare import ExpectedRows, check_expected, compare_tables, fingerprint_restore
-from gate.errors import EXIT_CRITERION, EXIT_INFRA, EXIT_OK, GateError, InfrastructureError, StackError
+from gate.errors import (
+    EXIT_CRITERION,
+    EXIT_INFRA,
+    EXIT_OK,
+    GateError,
+    InfrastructureError,
+    StackError,
+    UsageError,
+)
 from gate.errors import CriterionFailed as Failed
 from gate.fingerprint import DEFAULT_JOBS, PgConn, connect, first_line
 from gate.pg_tools import error_line, find_tool, no_space
@@ -82,7 +90,9 @@ def human(seconds: float) -> str:
 
 @dataclass
 class DrillOptions:
-    database_url: str
+    # the database the backups are of: their manifests must name it. None: the drill restores the
+    # latest backup of the folder whatever it is of (a deployment whose backups are all the gate has)
+    database_url: str | None
     backup_dir: Path
     restore_to: str = "auto"  # auto | same | embedded | a postgresql:// URL of a server to restore on
     rto_s: float = DEFAULT_RTO_S
@@ -114,11 +124,13 @@ class DrillResult:
         return str(self.doc["reason"])
 
 
-def resolve_restore_to(restore_to: str, src: PgConn) -> str:
+def resolve_restore_to(restore_to: str, src: PgConn | None) -> str:
     """``auto``: ``same`` for a source on this machine (the reference stack's server), else
     ``embedded`` — a remote source is only read, never asked to hold a database of ours."""
     if restore_to == "auto":
-        return "same" if src.is_local else "embedded"
+        return "same" if src is not None and src.is_local else "embedded"
+    if restore_to == "same" and src is None:
+        raise UsageError("--restore-to same needs the source's --database-url (or use embedded or a URL)")
     if restore_to not in RESTORE_MODES:
         PgConn.parse(restore_to)  # UsageError (exit 2) when it is no database URL either
     return restore_to
@@ -127,9 +139,10 @@ def resolve_restore_to(restore_to: str, src: PgConn) -> str:
 class _Drill:
     def __init__(self, opts: DrillOptions) -> None:
         self.opts = opts
-        self.src = PgConn.parse(opts.database_url)  # a UsageError before anything happens
+        # a UsageError before anything happens
+        self.src = PgConn.parse(opts.database_url) if opts.database_url else None
         self.mode = resolve_restore_to(opts.restore_to, self.src)
-        self.secrets = [s for s in (self.src.password, _password(opts.restore_to)) if s]
+        self.secrets = [s for s in (self.src.password if self.src else None, _password(opts.restore_to)) if s]
         self.failures: list[tuple[int, int, str]] = []  # (rank, exit code, one-line reason)
         self.backup: Backup | None = None
         self.embedded: EmbeddedPostgres | None = None
@@ -137,7 +150,8 @@ class _Drill:
         target = {"mode": self.mode if self.mode in RESTORE_MODES else "url", "database": None}
         self.doc: dict[str, Any] = {
             "run_id": opts.run_id, "started_at": utc_now(), "finished_at": None, "verdict": None,
-            "reason": None, "exit_code": None, "failures": [], "source": self.src.describe(),
+            "reason": None, "exit_code": None, "failures": [],
+            "source": self.src.describe() if self.src is not None else None,
             "backup_dir": str(opts.backup_dir), "backup": None,
             "restore_target": {**target, "created": False, "dropped": None},
             "restore": None, "tables": [], "summary": None, "phases": {},
@@ -203,7 +217,9 @@ class _Drill:
             "tables": totals.get("tables"), "rows": totals.get("rows"),
             "previously_verified": backup.verified,
         }  # fmt: skip
-        if manifest.get("database") != self.src.dbname:
+        if self.src is None:  # no source named: the manifest says what the backup is of
+            self.doc["source"] = {**(manifest.get("source") or {}), "from": "the backup's manifest"}
+        elif manifest.get("database") != self.src.dbname:
             raise Failed(
                 f"wrong database: the latest backup is of {manifest.get('database')!r}, the source is "
                 f"{self.src.dbname!r} (keep one --dir per database)"
@@ -302,8 +318,12 @@ class _Drill:
     @contextlib.contextmanager
     def _server(self) -> Iterator[PgConn]:
         """The server to restore on, as an admin connection (one that may CREATE DATABASE)."""
+        if self.mode == "same":
+            assert self.src is not None  # resolve_restore_to refuses "same" without a source
+            yield self.src
+            return
         if self.mode != "embedded":
-            yield self.src if self.mode == "same" else PgConn.parse(self.mode)
+            yield PgConn.parse(self.mode)
             return
         from gate.pg_server import EmbeddedPostgres
 

@@ -27,7 +27,10 @@ def write_results(result: DrillResult, results: Path, *, mark: bool = True) -> P
             doc["verified_marker"] = str(marker)
         except (OSError, GateError) as exc:  # a read-only backup dir: the drill still passed
             doc["verified_marker_error"] = str(exc)
-    target = {"name": f"database {doc['source']['database']}", **doc["source"]}
+    # no source named and no manifest read (no backup at all): the backup folder is what was drilled
+    source = doc.get("source") or {"database": None}
+    name = f"database {source['database']}" if source.get("database") else f"backups in {doc['backup_dir']}"
+    target = {**source, "name": name}
     prov = provenance(
         run_id=doc["run_id"], target=target, started_at=doc["started_at"], extra={"command": "drill"}
     )

@@ -35,7 +35,12 @@ Target config (TOML), every section optional::
     error_path = "/_debug/fault"   # a path known to answer an unhandled 500, if the target has one
 
     [database]
-    url_env = "DATABASE_URL"   # for the restore drill
+    url_env = "DATABASE_URL"   # optional: names the database the backups must be of
+
+    [backups]                  # the restore drill on a deployment (gate/target_backups.py)
+    dir = "backups/relay"      # the --dir of its scheduled relay-gate backup; relative to this file
+    rpo = "26h"                # optional (default 26h)
+    rto = "15m"                # optional (default 15m)
 
     [redis]
     url_env = "RELAY_REDIS_URL"  # optional: lets the keys-in-Redis scenario inspect the limiter's keys
@@ -56,6 +61,8 @@ from urllib.parse import urlsplit
 
 from gate.errors import UsageError
 from gate.redaction import mask_url_passwords, url_password
+from gate.target_backups import KEYS as BACKUPS_KEYS
+from gate.target_backups import Backups, parse_backups
 from service.headers import PROFILES
 
 if TYPE_CHECKING:
@@ -74,6 +81,7 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "database": frozenset({"url_env"}),
     "redis": frozenset({"url_env"}),
     "load": frozenset({"credentials"}),
+    "backups": BACKUPS_KEYS,
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
 _SECTIONS = set(SCHEMA)
@@ -114,6 +122,7 @@ class Target:
     fault_path: str | None = None
     database_url: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
+    backups: Backups | None = None  # a deployment's own backups, for the restore drill
     stack: Stack | None = field(default=None, repr=False)
     request_timeout_s: float = 10.0
     backend: str = "external"
@@ -186,6 +195,7 @@ class Target:
             "header_profile": self.header_profile,
             "controllable": self.controllable,
             "database": self.database_url is not None,
+            "backups": self.backups.describe() if self.backups is not None else None,
             "versions": self.stack.versions() if self.stack is not None else {},
             # a deliberate defect switched on (selftest, proof tests): the evidence says so
             "defect": self.stack.config.defect if self.stack is not None else None,
@@ -318,6 +328,8 @@ class Target:
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss"):
             raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
+        backups = parse_backups(_table(doc, "backups", where), config_path=config_path, where=where)
+
         return cls(
             name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
             base_urls=[str(base_url).rstrip("/")],
@@ -331,6 +343,7 @@ class Target:
             fault_path=str(headers["error_path"]) if "error_path" in headers else None,
             database_url=db_url,
             redis_url=redis_url,
+            backups=backups,
             delivery_timeout_s=float(timeout),
             load_credentials=list(load_names),
         )

@@ -1,8 +1,11 @@
-"""Steps for features/restore_drill.feature: back up the target's database, damage it, drill it.
+"""Steps for features/restore_drill.feature: find the target's latest backup, damage a copy, drill it.
 
-The target's database (``target.database_url``) is only read: ``take_backup`` dumps one read-only
-snapshot into a temp dir. The drill restores on the target's own server when the gate controls it (the
-reference stack), else on a local embedded PostgreSQL, and always drops what it created.
+On the reference stack the gate backs up the stack's database itself (``take_backup`` dumps one
+read-only snapshot into a temp dir) and restores on the stack's own server. On a deployment the latest
+backup is the newest in ``[backups].dir`` (target.backups), read in place and never written (no
+verified marker either); the checks that damage a backup damage a copy in a temp dir
+(gate/drill_deployment.py ``copy_latest``), and the restore goes to a local embedded PostgreSQL (or the
+server ``RELAY_GATE_RESTORE_TO`` names). The drill always drops what it created.
 
 Notes for RESTORE-DRILL-REPORT.md: ``backup`` (file, SHA-256, size, tables and rows of the manifest)
 and ``drill`` (the relay-gate/drill@1 document: per-table counts and digests, source vs restored, the
@@ -23,18 +26,21 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from features import skips
 from features.recording import Recorder
 from features.steps.common import admitted_execute, notify
-from gate.backup import Backup, take_backup
+from gate.backup import Backup, list_backups, take_backup
 from gate.drill import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
     EPHEMERAL_PREFIX,
     DrillOptions,
     DrillResult,
+    human,
     run_drill,
 )
 from gate.drill_compare import ExpectedRows
+from gate.drill_deployment import copy_latest, restore_to
 from gate.drill_results import write_results
 from gate.durations import parse_duration
 from gate.fingerprint import PgConn
@@ -53,6 +59,8 @@ class DrillPlan:
     rpo_s: float = DEFAULT_RPO_S
     rto_s: float = DEFAULT_RTO_S
     executed: list[str] = field(default_factory=list)
+    # backup_dir is a deployment's own folder: read in place, never written (not even a verified marker)
+    theirs: bool = False
 
 
 @pytest.fixture
@@ -61,8 +69,71 @@ def drill_plan(tmp_path: Path) -> DrillPlan:
 
 
 def _database_url(target: Target) -> str:
-    assert target.database_url is not None  # @needs-database skipped the scenario otherwise
+    if target.database_url is None:
+        skips.missing_config(f"{target.name}: needs a database URL ([database].url_env)")
     return target.database_url
+
+
+def _takes_its_own_backups(target: Target) -> bool:
+    """The reference stack: the gate backs it up itself. A deployment is backed up by its own job."""
+    return target.backups is None and target.stack is not None
+
+
+def _their_backups(target: Target) -> Path:
+    """A deployment's backup folder, or a skip saying it is not configured."""
+    if target.backups is None:
+        skips.missing_config(
+            f"{target.name}: needs the deployment's backups ([backups].dir: the folder its scheduled "
+            "relay-gate backup writes)"
+        )
+    return target.backups.dir
+
+
+def _take_own_backup(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+    drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
+    _note_backup(recorder, drill_plan.backup, "taken now by the gate")
+
+
+def _note_backup(recorder: Recorder, backup: Backup, source: str) -> None:
+    m = backup.manifest()
+    tables = [{k: t[k] for k in ("schema", "table", "rows", "digest")} for t in m["tables"]]
+    recorder.note(
+        "backup",
+        {"file": backup.dump.name, **m["dump"], "taken_at": m["taken_at"], "versions": m["versions"],
+         "totals": m["totals"], "tables": tables, "source": source},
+    )  # fmt: skip
+
+
+@given("the latest backup of the target's database")
+def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+    if _takes_its_own_backups(target):
+        _take_own_backup(target, drill_plan, recorder)
+        return
+    drill_plan.backup_dir, drill_plan.theirs = _their_backups(target), True
+    found = list_backups(drill_plan.backup_dir)
+    assert found, f"no backup in {drill_plan.backup_dir} ([backups].dir): the deployment's backups stopped"
+    drill_plan.backup = found[-1]
+    _note_backup(recorder, drill_plan.backup, f"the deployment's latest, in {drill_plan.backup_dir}")
+
+
+@given("a copy of the target's latest backup")
+def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+    if _takes_its_own_backups(target):  # the gate's own backup in a temp dir: nothing else to copy
+        _take_own_backup(target, drill_plan, recorder)
+        return
+    # damaged next: a copy in this scenario's temp dir, the deployment's folder stays as it is
+    theirs = _their_backups(target)
+    drill_plan.backup = copy_latest(theirs, drill_plan.backup_dir)
+    _note_backup(recorder, drill_plan.backup, f"a copy of the deployment's latest, from {theirs}")
+
+
+@given("the gate can back up the target's database after the executes")
+def _(target: Target) -> None:
+    if not _takes_its_own_backups(target):
+        skips.not_applicable(
+            f"{target.name}: the gate cannot make a deployment take a backup after its executes, so its "
+            "latest backup predates them (that executes reach the audit log is audit.feature's criterion)"
+        )
 
 
 @given("executes made through the API are in the audit log")
@@ -77,31 +148,31 @@ def _(http: httpx.Client, dev: Credential, target: Target, drill_plan: DrillPlan
 
 @given("a backup of the target database taken now")
 def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
-    drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
-    m = drill_plan.backup.manifest()
-    tables = [{k: t[k] for k in ("schema", "table", "rows", "digest")} for t in m["tables"]]
-    recorder.note(
-        "backup",
-        {"file": drill_plan.backup.dump.name, **m["dump"], "taken_at": m["taken_at"],
-         "versions": m["versions"], "totals": m["totals"], "tables": tables},
-    )  # fmt: skip
+    _take_own_backup(target, drill_plan, recorder)
 
 
-@given(parsers.parse("recovery targets of RPO {rpo} and RTO {rto}"))
-def _(drill_plan: DrillPlan, rpo: str, rto: str) -> None:
+@given(
+    parsers.parse("recovery targets of RPO {rpo} and RTO {rto}, or on a deployment those of its [backups]")
+)
+def _(target: Target, drill_plan: DrillPlan, rpo: str, rto: str) -> None:
+    if target.backups is not None:  # the deployment's own objectives (default 26h and 15m)
+        drill_plan.rpo_s, drill_plan.rto_s = target.backups.rpo_s, target.backups.rto_s
+        return
     words = {" hours": "h", " hour": "h", " minutes": "m", " minute": "m", " seconds": "s", " second": "s"}
     for long, short in words.items():
         rpo, rto = rpo.replace(long, short), rto.replace(long, short)
     drill_plan.rpo_s, drill_plan.rto_s = parse_duration(rpo), parse_duration(rto)
 
 
-@given("the latest backup is younger than the RPO target")
+@then("the latest backup is younger than the RPO target")
 def _(drill_plan: DrillPlan) -> None:
+    # the backup's age by the scenario's own reading of its manifest, not the drill's account of it
     assert drill_plan.backup is not None
     taken = datetime.fromisoformat(drill_plan.backup.manifest()["taken_at"].replace("Z", "+00:00"))
     age = (datetime.now(UTC) - taken).total_seconds()
     assert age <= drill_plan.rpo_s, (
-        f"the latest backup is {age:.0f} s old; the RPO target is {drill_plan.rpo_s:g} s"
+        f"the latest backup is {human(age)} old (taken {taken.isoformat()}); the RPO target is "
+        f"{human(drill_plan.rpo_s)}"
     )
 
 
@@ -109,6 +180,7 @@ def _(drill_plan: DrillPlan) -> None:
 def _(drill_plan: DrillPlan, damage: str) -> None:
     backup = drill_plan.backup
     assert backup is not None
+    assert not drill_plan.theirs, "refusing to damage a deployment's own backup: damage a copy"
     if damage == "corrupted":  # same size, one byte changed in the middle: only the checksum can tell
         with open(backup.dump, "r+b") as f:
             f.seek(backup.dump.stat().st_size // 2)
@@ -130,9 +202,10 @@ def _(drill_plan: DrillPlan, damage: str) -> None:
 def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> DrillResult:
     result = run_drill(
         DrillOptions(
-            database_url=_database_url(target),
+            # on a deployment only names the database the backups must be of, when given
+            database_url=target.database_url,
             backup_dir=drill_plan.backup_dir,
-            restore_to="same" if target.controllable else "embedded",
+            restore_to="same" if target.controllable else restore_to(),
             rto_s=drill_plan.rto_s,
             rpo_s=drill_plan.rpo_s,
             run_id="feature",
@@ -141,7 +214,7 @@ def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> DrillResult:
             else [],
         )
     )
-    path = write_results(result, drill_plan.results)
+    path = write_results(result, drill_plan.results, mark=not drill_plan.theirs)
     recorder.note("drill", json.loads(path.read_text()))  # redacted, exactly as drill.json says it
     return result
 
@@ -159,6 +232,10 @@ def _(drill: DrillResult, drill_plan: DrillPlan) -> None:
     # held to the backup's own manifest, not to the drill's account of itself: a drill that leaves a
     # table out of its comparison must not pass
     assert drill_plan.backup is not None
+    restored = drill.backup.dump if drill.backup is not None else None
+    assert restored == drill_plan.backup.dump, (
+        f"the drill restored {restored}; the latest backup is {drill_plan.backup.dump}"
+    )
     promised = {f"{t['schema']}.{t['table']}" for t in drill_plan.backup.manifest()["tables"]}
     unchecked = promised - {t["table"] for t in tables}
     assert not unchecked, f"the drill did not compare {sorted(unchecked)}, which the backup holds"

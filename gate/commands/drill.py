@@ -9,7 +9,8 @@ are measured against --rto and --rpo (seconds, or 15m / 26h / 1d).
 Where the restore happens (--restore-to): ``same`` = a new database on the source's server; ``embedded``
 = a throwaway PostgreSQL started for the drill; a postgresql:// URL = a new database on that server.
 ``auto`` (default): ``same`` when the source is on this machine, else ``embedded`` — a remote source
-is only ever read.
+is only ever read. Without a source (no --database-url, no DATABASE_URL) the drill restores the latest
+backup of --dir whatever database it is of, and ``auto`` means ``embedded``: the backups are all it needs.
 
 Results: ``<results>/drill/drill.json`` (relay-gate/drill@1) and ``<results>/run.json`` when the folder
 is new. A passing drill marks the backup verified (retention keeps the newest verified backup).
@@ -58,7 +59,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
-        help="the database the backups are of (default $DATABASE_URL, which keeps the password out of ps)",
+        help="the database the backups are of (default $DATABASE_URL, which keeps the password out of ps); "
+        "without one, the latest backup of --dir is restored whatever it is of",
     )
     p.add_argument("--dir", type=Path, required=True, help="backup root written by relay-gate backup")
     p.add_argument("--rto", type=_duration, default=DEFAULT_RTO_S, help="restore time target (default 15m)")
@@ -86,14 +88,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.database_url:
-        raise UsageError("no source database: pass --database-url or set DATABASE_URL")
     if args.jobs < 1 or args.verify_jobs < 1:
         raise UsageError("--jobs and --verify-jobs must be at least 1")
     fresh = new_run_id()
     results = args.results or Path("results") / fresh
     opts = DrillOptions(
-        database_url=args.database_url,
+        database_url=args.database_url or None,
         backup_dir=args.dir,
         restore_to=args.restore_to,
         rto_s=args.rto,
@@ -104,9 +104,15 @@ def run(args: argparse.Namespace) -> int:
         run_id=existing_run_id(results) or fresh,
         rpo_scope="this_run" if args.backup_taken_by_this_run else "latest",
     )
-    print(f"relay-gate drill: run {opts.run_id}, backups in {args.dir}", flush=True)
+    return report(opts, results)
+
+
+def report(opts: DrillOptions, results: Path, *, mark: bool = True) -> int:
+    """Run the drill, write its results, say what it saw; the exit code. ``mark=False`` leaves the
+    backup folder untouched (no verified marker): a deployment's backups are only read."""
+    print(f"relay-gate drill: run {opts.run_id}, backups in {opts.backup_dir}", flush=True)
     result = run_drill(opts)
-    path = write_results(result, results)
+    path = write_results(result, results, mark=mark)
     print(summary(result.doc))
     print(f"verdict: {result.doc['verdict']} (exit {result.exit_code}): {result.reason}")
     print(f"results: {path}")

@@ -5,8 +5,8 @@ Every step writes into the same ``results/<run-id>/``; the evidence pack is rend
 end, so a step that could not run shows as NOT RUN there. On the reference stack (the default) each
 step gets a fresh stack — a scenario that kills Redis cannot touch the latency figures — and the
 drill backs up a database filled by real executes. With ``--target-url`` the same steps run against
-a deployment: the drill needs ``[database].url_env`` in the target config, and restores into a local
-embedded PostgreSQL.
+a deployment: the drill restores the deployment's own latest backup (``[backups].dir`` in the target
+config, gate/drill_deployment.py) into a local embedded PostgreSQL.
 
 Exit: the evidence pack's verdict — gate/verdict.py's one precedence over every criterion the results
 prove and every step run.json records (a false criterion 1 > a breached SLO 3 > an infrastructure
@@ -132,41 +132,24 @@ def _fill_audit(base_url: str, keys: list[str], n: int = 24) -> None:
 def _drill(
     args: argparse.Namespace, results: Path, target: Any
 ) -> tuple[int, str] | tuple[int, str, Outcome]:
+    if target is not None:  # a deployment: its own latest backup, restored on a server of ours
+        from gate.drill_deployment import drill_deployment
+
+        return drill_deployment(target, results)
+    # the reference stack: a backup of its own database, filled by real executes, taken and drilled
     backups = Path(tempfile.mkdtemp(prefix="relay-gate-backups-"))
     try:
-        if target is None:
-            from gate.stack import Stack, StackConfig
+        from gate.stack import Stack, StackConfig
 
-            with Stack(StackConfig(backend=args.backend, replicas=1, rate_limit=1000, window_s=60)) as stack:
-                keys = [k.key for k in stack.keys if k.role == "dev"]
-                _fill_audit(stack.base_url, keys)
-                url = str(stack.database_url)
-                code = _cli(["backup", "--database-url", url, "--dir", str(backups), "--no-prune"])
-                if code != EXIT_OK:
-                    return code, "the backup failed"
-                drill = ["drill", "--database-url", url, "--dir", str(backups), "--results", str(results)]
-                return _cli([*drill, "--backup-taken-by-this-run"]), ""
-        if not target.database_url:
-            why = "the target config names no database ([database].url_env): drill NOT RUN"
-            return EXIT_INVALID, why, Outcome.MISSING_CONFIG
-        url = target.database_url
-        code = _cli(["backup", "--database-url", url, "--dir", str(backups), "--no-prune"])
-        if code != EXIT_OK:
-            return code, "the backup failed"
-        return _cli(
-            [
-                "drill",
-                "--database-url",
-                url,
-                "--dir",
-                str(backups),
-                "--results",
-                str(results),
-                "--restore-to",
-                "embedded",
-                "--backup-taken-by-this-run",
-            ]
-        ), ""
+        with Stack(StackConfig(backend=args.backend, replicas=1, rate_limit=1000, window_s=60)) as stack:
+            keys = [k.key for k in stack.keys if k.role == "dev"]
+            _fill_audit(stack.base_url, keys)
+            url = str(stack.database_url)
+            code = _cli(["backup", "--database-url", url, "--dir", str(backups), "--no-prune"])
+            if code != EXIT_OK:
+                return code, "the backup failed"
+            drill = ["drill", "--database-url", url, "--dir", str(backups), "--results", str(results)]
+            return _cli([*drill, "--backup-taken-by-this-run"]), ""
     finally:
         shutil.rmtree(backups, ignore_errors=True)
 

@@ -21,7 +21,7 @@ from tests.load import factory
 
 SKIP = "skip"  # --skip: NOT RUN
 NA = "not_applicable"  # faults against a deployment
-MISSING = "missing_config"  # a drill against a deployment without [database]
+MISSING = "missing_config"  # a drill against a deployment without [backups]
 INTERRUPTS = (EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 # what each step's verb can end with

@@ -24,6 +24,7 @@ from gate.drill import (
 from gate.drill_compare import compare_tables
 from gate.drill_results import write_results
 from gate.durations import parse_duration
+from gate.errors import UsageError
 from gate.fingerprint import PgConn, TablePlan, TablePrint
 from gate.pg_server import EmbeddedPostgres
 from gate.pg_tools import find_tool
@@ -177,6 +178,25 @@ def test_an_unreachable_restore_target_is_exit_5_and_recorded(
     doc = json.loads(write_results(result, tmp_path / "results").read_text())
     assert (doc["verdict"], doc["exit_code"]) == ("FAILED", 5)
     assert "hidden-pw-42" not in json.dumps(doc) and not backup.verified
+
+
+def test_without_a_source_the_latest_backup_is_restored_on_a_server_of_its_own(
+    source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's backups may be all the gate has: no source URL, the manifest says what it is of."""
+    result = run_drill(DrillOptions(None, tmp_path / "backups", restore_to="auto"))
+    assert result.passed, result.reason
+    assert result.doc["restore_target"]["mode"] == "embedded"  # auto: nothing to restore beside
+    assert result.doc["source"] == {**backup.manifest()["source"], "from": "the backup's manifest"}
+    with pytest.raises(UsageError, match="--restore-to same needs the source's --database-url"):
+        run_drill(DrillOptions(None, tmp_path / "backups", restore_to="same"))
+    nothing = run_drill(DrillOptions(None, tmp_path / "nowhere", restore_to="embedded"))
+    assert nothing.exit_code == 1 and nothing.doc["source"] is None
+    write_results(nothing, tmp_path / "r0")
+    assert json.loads((tmp_path / "r0" / "run.json").read_text())["target"]["name"].startswith("backups in")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("RELAY_GATE_RESTORE_TO", raising=False)
+    assert main(["drill", "--dir", str(tmp_path / "backups"), "--results", str(tmp_path / "r1")]) == 0
 
 
 def test_rpo_and_rto_targets_fail_the_drill_after_a_complete_restore(

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from gate.backup import take_backup
 from gate.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.stack
@@ -57,7 +58,9 @@ def test_a_skipped_step_is_not_run_and_not_a_pass(tmp_path: Path) -> None:
 
 def _deployment(tmp_path: Path, staging: Stack, *, receiver_url: str) -> tuple[Path, dict[str, str]]:
     """A target config for ``staging`` as a deployment: credentials, signing secret and database URL
-    in environment variables (returned), as a real deployment's would be."""
+    in environment variables (returned), as a real deployment's would be, and the folder its scheduled
+    backup writes (one backup in it), which the drill restores."""
+    take_backup(str(staging.database_url), tmp_path / "staging-backups")
     env = {
         "STG_ADMIN": staging.key("admin").key,
         "STG_DEV": staging.key("dev").key,
@@ -87,6 +90,8 @@ receiver_url = "{receiver_url}"
 token_env = "STG_RECEIVER_TOKEN"
 [database]
 url_env = "STG_DB"
+[backups]
+dir = "staging-backups"
 """
     )
     return config, env
