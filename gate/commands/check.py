@@ -200,9 +200,10 @@ def judge(pytest_rc: int, results: Path, *, selection: bool) -> Verdict:
         steps.append(Item("step pytest", outcome, why))
 
     refused = results / "features" / PLAN_REFUSED_MARKER
-    if refused.exists():  # the quota plan could not fit: nothing was sent (features/quota.py)
+    if refused.exists():  # the quota plan could not fit: nothing was sent, so nothing else counts
         say(Outcome.USAGE, refused.read_text().strip())
-    elif infra.exists():
+        return decide([], steps=steps)
+    if infra.exists():
         say(Outcome.ERROR, infra.read_text().strip())
     elif pytest_rc == 5:
         if selection:

@@ -31,7 +31,7 @@ import httpx
 
 from evidence.criteria import step_items
 from gate.commands.check import add_target_args, resolve_target
-from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
+from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from gate.interrupts import as_interrupted
 from gate.redaction import mask_url_passwords
 from gate.results import (
@@ -232,12 +232,14 @@ def run(args: argparse.Namespace) -> int:
         "faults": faults,
     }
     current: Step | None = None
+    refused = False
     try:
         for s in steps:
             current = s
             step(s, plan[s.name])
             if s.name == "features" and (results / "features" / PLAN_REFUSED_MARKER).exists():
-                break  # the quota plan could not fit: nothing was sent, and nothing more will be
+                refused = True  # the quota plan could not fit: nothing was sent, and nothing more will be
+                break
         current = None
         for s in steps:
             if s.code is None:
@@ -257,6 +259,10 @@ def run(args: argparse.Namespace) -> int:
               f"results so far: {results}", flush=True)  # fmt: skip
         raise stopped from None
     write_run_doc()
+    if refused:  # a usage error, like a bad flag: nothing ran, so there is nothing to render
+        _print_table(steps, time.monotonic() - t_all)
+        print(f"verdict: USAGE ERROR: the quota plan could not fit (exit {EXIT_USAGE}); results: {results}")
+        return EXIT_USAGE
 
     render = Step("evidence")
     keys = ["--hmac-key-env", args.hmac_key_env] if args.hmac_key_env else []

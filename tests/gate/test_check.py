@@ -139,3 +139,18 @@ def test_check_exit_codes(tmp_path: Path, argv: list[str], code: int, needle: st
     proc = check(*argv, "--results", str(tmp_path / "run"))
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert needle in proc.stderr
+
+
+def test_a_quota_plan_that_cannot_fit_stops_before_any_scenario(tmp_path: Path, staging: Stack) -> None:
+    """A window of 60 s to wait for with max_wait_s = 5: exit 2 with the numbers, nothing sent."""
+    cfg, env = _config(tmp_path, staging)
+    cfg.write_text(
+        cfg.read_text().replace(f"window_s = {staging.config.window_s}", "window_s = 60\nmax_wait_s = 5")
+    )
+    results = tmp_path / "run"
+    proc = check(
+        "--target-url", staging.base_url, "--target-config", str(cfg), "--results", str(results), env=env
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "quota plan cannot fit" in proc.stderr and "raise it to 60" in proc.stderr
+    assert not (results / "features" / "scenarios").exists(), "a scenario ran although the plan was refused"

@@ -80,9 +80,8 @@ admin = {{ env = "STG_ADMIN", workspace = "default" }}
 dev = {{ env = "STG_DEV", workspace = "default" }}
 dev-b = {{ env = "STG_DEV_B", workspace = "ws-b" }}
 [rate_limit]
-limit = 1000
-window_s = 60
-max_wait_s = 1
+limit = {staging.config.rate_limit}
+window_s = {staging.config.window_s}
 [signing]
 secret_env = "STG_SIGNING"
 [deliveries]
@@ -113,12 +112,12 @@ def _secret_counts(secrets: list[str], folders: list[Path], output: str, root: P
 
 def test_the_whole_gate_leaves_no_secret_in_results_or_evidence(tmp_path: Path) -> None:
     """Every step against a deployment whose secrets we know: none may appear in any file written."""
-    with Stack(StackConfig(replicas=1, rate_limit=1000, window_s=60)) as staging:
+    with Stack(StackConfig(replicas=1, rate_limit=20, window_s=5)) as staging:
         secrets = staging.secret_values()
         config, env = _deployment(tmp_path, staging, receiver_url=str(staging.receiver_url))
         results, out = tmp_path / "results", tmp_path / "pack"
         proc = run("--target-url", staging.base_url, "--target-config", str(config), "--load-duration", "10s",
-                   "--load-rate", "40", "--results", str(results), "--out", str(out), env=env)  # fmt: skip
+                   "--load-rate", "20", "--results", str(results), "--out", str(out), env=env)  # fmt: skip
     output = proc.stdout + proc.stderr
     assert "== evidence: exit" in output, output[-4000:]
     assert (out / "index.html").is_file()
@@ -148,7 +147,7 @@ def test_a_failing_gate_leaves_no_secret_either(tmp_path: Path) -> None:
     deployment with a deliberate signing defect and a database URL whose password is 4 characters
     long, given in the config's environment. With the Redactor switched off, secrets show in the
     terminal, junit.xml, cucumber.json and the pack's copies of both."""
-    defect = StackConfig(replicas=1, rate_limit=1000, window_s=60, defect="signature-over-reserialised-json")
+    defect = StackConfig(replicas=1, rate_limit=1000, window_s=5, defect="signature-over-reserialised-json")
     with Stack(defect) as staging:
         secrets = [*staging.secret_values(), SHORT_PASSWORD]
         config, env = _deployment(tmp_path, staging, receiver_url=str(staging.receiver_url))
