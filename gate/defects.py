@@ -7,7 +7,8 @@ through a setting of the service: they exist only in this test-only factory, use
 ``python -m gate.harness --defect NAME``.
 
 For every acceptance area there are defects that some scenario must catch; ``caught_by`` names the
-scenario(s) written to catch each one (they must fail against it; others may fail too). The tests in
+scenario(s) written to catch each one: at least one must fail against it, and no other may (the
+selftest reports any other failure as unrelated and fails). The tests in
 tests/features/ and ``relay-gate selftest`` run the scenarios against each defect and require a failure.
 The defects of the backup and drill tooling are in gate/drill_defects.py.
 """
@@ -83,6 +84,13 @@ A_DEV_KEY = "A developer key cannot read the audit log"
 A_ADMIN_FINDS = "An admin finds the executes just made in the audit log, as the receiver saw them"
 A_REFUSED = "A delivery the receiver refuses is answered 502 and audited as an error"
 A_DB_DOWN = "With the audit database down, execute is refused and no webhook is sent"
+H_DEV_REFUSALS = "Refusals of a developer's requests carry the configured security headers"
+RL_ROLLOVER = "The quota comes back when the window rolls over"
+RL_ISOLATION = "One workspace using up its quota leaves another workspace's quota intact"
+S_VERIFIER = "The reference verifier rejects a captured delivery once altered, stale or replayed"
+S_ROTATION_VERIFIER = (
+    "During a secret rotation the reference verifier accepts a delivery signed with either secret"
+)
 
 # -- the catalogue ---------------------------------------------------------------------------------
 
@@ -100,15 +108,15 @@ _CATALOGUE = (
     Defect("hsts-without-includesubdomains", "headers",
            "HSTS without includeSubDomains",
            lambda: Variant(wrap=parts.replace_header(b"strict-transport-security", b"max-age=31536000")),
-           caught_by=(H_POLICY,)),
+           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
     Defect("server-header-leak", "headers",
            "Server and X-Powered-By advertise the implementation",
            lambda: Variant(wrap=parts.edit_response(lambda s, h: [*h, *parts.LEAKS])),
-           caught_by=(H_URL_ONLY,)),
+           caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
     Defect("csp-loosened-for-swagger-ui", "headers",
            "the CSP written to make /docs work ('unsafe-inline' scripts from a CDN) ships on every response",
            lambda: Variant(wrap=parts.replace_header(b"content-security-policy", parts.DOCS_CSP)),
-           caught_by=(H_POLICY,)),
+           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
     Defect("cache-control-sent-twice", "headers",
            "a layer appends its own Cache-Control instead of replacing it: 2xx responses carry two "
            "conflicting values",
@@ -131,7 +139,7 @@ _CATALOGUE = (
     Defect("remaining-negative", "rate_limit",
            "X-RateLimit-Remaining goes negative once over the limit",
            lambda: Variant(wrap=parts.replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429)),
-           caught_by=(RL_SMOKE, RL_EXACT)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_SPOOF)),
     Defect("fallback-fails-closed", "rate_limit",
            "with Redis down the limiter refuses everything with 503 instead of falling back",
            lambda: Variant(limiter=parts.fails_closed), needs_control=True,
@@ -148,12 +156,13 @@ _CATALOGUE = (
     Defect("limiter-not-shared-across-replicas", "rate_limit",
            "REDIS_URL missing from the deployment: each replica counts alone, N replicas admit N quotas",
            lambda: Variant(settings={"redis_url": None}),
-           caught_by=(RL_PARALLEL,)),
+           caught_by=(RL_PARALLEL, RL_KEYS, RL_EXACT, RL_HUNG, RL_KILLED, RL_SMOKE, RL_SPOOF, RL_ROLLOVER,
+                      RL_ISOLATION)),
     # signing
     Defect("signature-over-reserialised-json", "signing",
            "X-Signature is computed over json.dumps(json.loads(body)), not the bytes sent",
            lambda: Variant(delivery_hook=parts.reserialised_signature),
-           caught_by=(S_HMAC,)),
+           caught_by=(S_HMAC, S_VERIFIER, S_ROTATION_VERIFIER, S_ROTATING_RELAY)),
     Defect("request-id-reused", "signing",
            "every delivery carries the same X-Request-ID",
            lambda: Variant(delivery_hook=parts.request_id_reused),
@@ -161,16 +170,16 @@ _CATALOGUE = (
     Defect("webhook-timestamp-not-signed", "signing",
            "webhook-signature covers the body only, not id.timestamp.body (replays undetectable)",
            lambda: Variant(delivery_hook=parts.timestamp_not_signed),
-           caught_by=(S_STANDARD,)),
+           caught_by=(S_STANDARD, S_VERIFIER, S_ROTATION_VERIFIER, S_ROTATING_RELAY)),
     Defect("unsigned-deliveries", "signing",
            "ACTIONS_SIGNING_SECRET not configured: deliveries go out unsigned",
            lambda: Variant(settings={"actions_signing_secret": None, "actions_signing_secrets_extra": []}),
-           caught_by=(S_SIGNED,)),
+           caught_by=(S_SIGNED, S_HMAC, S_STANDARD, S_VERIFIER, S_ROTATION_VERIFIER, S_ROTATING_RELAY)),
     Defect("webhook-timestamp-in-milliseconds", "signing",
            "webhook-timestamp is sent (and signed) in milliseconds: every standard verifier rejects it as "
            "from the future",
            lambda: Variant(delivery_hook=parts.timestamp_in_milliseconds),
-           caught_by=(S_STANDARD,)),
+           caught_by=(S_STANDARD, S_VERIFIER, S_ROTATION_VERIFIER, S_ROTATING_RELAY)),
     Defect("rotation-signs-with-one-secret", "signing",
            "mid-rotation, webhook-signature carries only the new secret's signature: receivers still on "
            "the current one reject every delivery",
@@ -188,7 +197,7 @@ _CATALOGUE = (
     Defect("failed-deliveries-not-audited", "audit",
            "the audit row is written only after a successful delivery",
            lambda: Variant(audit=parts.audit_log(parts.AuditOnlySuccesses)),
-           caught_by=(A_REFUSED,)),
+           caught_by=(A_REFUSED, A_DB_DOWN)),
     Defect("webhook-sent-when-audit-failed", "audit",
            "execute carries on when the audit write fails: a webhook without its audit row",
            lambda: Variant(audit=parts.audit_log(parts.AuditSwallowsFailure)), needs_control=True,
@@ -201,7 +210,7 @@ _CATALOGUE = (
            "the audit row gets an id the audit layer makes up, not the request's X-Request-ID: no "
            "delivery can be traced to its record",
            lambda: Variant(audit=parts.audit_log(parts.AuditMintsItsOwnId)),
-           caught_by=(A_ADMIN_FINDS,)),
+           caught_by=(A_ADMIN_FINDS, A_REFUSED)),
 )  # fmt: skip
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _CATALOGUE}
