@@ -7,8 +7,9 @@ through a setting of the service: they exist only in this test-only factory, use
 ``python -m gate.harness --defect NAME``.
 
 For every acceptance area there are defects that some scenario must catch; ``caught_by`` names the
-scenario(s) written to catch each one (they must fail against it; others may fail too). The tests in
-tests/features/ and ``relay-gate selftest`` run the scenarios against each defect and require a failure.
+scenario(s) written to catch each one: they must fail against it, and no other scenario may (a failure
+nobody designed proves nothing). The tests in tests/features/ and ``relay-gate selftest`` run the
+scenarios against each defect and require those failures.
 The defects of the backup and drill tooling are in gate/drill_defects.py.
 """
 
@@ -63,6 +64,7 @@ H_POLICY = "The security header policy is sound and grades at least A"
 
 RL_SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (seed smoke)"
 RL_EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
+RL_IETF = "The IETF RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers"
 RL_SPOOF = "The client cannot choose the workspace an execute is counted against"
 RL_KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
 RL_PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
@@ -127,7 +129,7 @@ _CATALOGUE = (
     Defect("retry-after-zero", "rate_limit",
            "429 says Retry-After: 0",
            lambda: Variant(wrap=parts.replace_header(b"retry-after", b"0", lambda s: s == 429)),
-           caught_by=(RL_SMOKE, RL_EXACT)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_IETF)),
     Defect("remaining-negative", "rate_limit",
            "X-RateLimit-Remaining goes negative once over the limit",
            lambda: Variant(wrap=parts.replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429)),
