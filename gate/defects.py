@@ -65,6 +65,8 @@ H_POLICY = "The security header policy is sound and grades at least A"
 RL_SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (seed smoke)"
 RL_EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
 RL_IETF = "The IETF RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers"
+RL_ROLLOVER = "The quota comes back when the window rolls over"
+RL_ISOLATION = "One workspace using up its quota leaves another workspace's quota intact"
 RL_SPOOF = "The client cannot choose the workspace an execute is counted against"
 RL_KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
 RL_PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
@@ -157,10 +159,16 @@ _CATALOGUE = (
            "(the lost command modelled)",
            lambda: Variant(limiter=parts.incr_then_expire),
            caught_by=(RL_KEYS,)),
+    # Without Redis every replica limits alone on its in-process token bucket, so more than the parallel
+    # burst sees it: no fixed window to place a burst in (its reset is a refill time that moves with every
+    # request: the scenarios that align a burst fail, or pass when a first probe happens to land late in
+    # a second), no keys in Redis, no Redis to return to.
     Defect("limiter-not-shared-across-replicas", "rate_limit",
-           "REDIS_URL missing from the deployment: each replica counts alone, N replicas admit N quotas",
+           "REDIS_URL missing from the deployment: each replica counts alone on a token bucket, N replicas "
+           "admit N quotas, no window is shared",
            lambda: Variant(settings={"redis_url": None}),
-           caught_by=(RL_PARALLEL,)),
+           caught_by=(RL_PARALLEL, RL_SMOKE, RL_EXACT, RL_IETF, RL_ROLLOVER, RL_ISOLATION, RL_SPOOF, RL_KEYS,
+                      RL_HUNG, RL_KILLED)),
     # signing
     Defect("signature-over-reserialised-json", "signing",
            "X-Signature is computed over json.dumps(json.loads(body)), not the bytes sent",

@@ -199,7 +199,9 @@ def _(rl_exhausted: Burst, rl_retries: list[tuple[str, Hit]]) -> None:
     for label, h in rl_retries:
         if label.startswith("body") and h.status == 422:
             continue  # refused as an unknown field before it is counted: fine, nothing was admitted
-        if h.status != 429 or h.remaining != 0:
+        # a 429 with X-RateLimit-Remaining 0 was counted against the used-up quota; a Remaining that is
+        # missing or malformed is the burst scenarios' finding, so here the 429 and the window must do
+        if h.status != 429 or (h.rl.remaining.ok and h.remaining != 0):
             problems.append(
                 f"{label}: {h.status} with X-RateLimit-Remaining {h.header('X-RateLimit-Remaining')}"
                 f" — the request escaped workspace {rl_exhausted.cred.workspace}'s used-up quota"
