@@ -25,7 +25,12 @@ Feature: Per-workspace rate limiting
     And X-RateLimit-Remaining counts down to 0 and never goes below
     And Retry-After on every refusal is at least 1 second and agrees with X-RateLimit-Reset
     And every refusal is a problem document that must not be cached
-    And the RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers
+
+  @needs-dev-key @needs-rate-limit-policy @quota-exhausts
+  Scenario: The IETF RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers
+    Given a workspace with time left in the current rate-limit window
+    When the workspace sends a burst of quota + 5 executes
+    Then the RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers
 
   @needs-dev-key @needs-rate-limit-policy @quota-rollover
   Scenario: The quota comes back when the window rolls over

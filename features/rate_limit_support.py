@@ -2,7 +2,10 @@
 the windows each workspace was used in.
 
 Everything is observed over HTTP: an execute's status and its rate-limit headers, one at a time
-(:func:`execute`) or many at once over several replicas (:func:`parallel`).
+(:func:`execute`) or many at once over several replicas (:func:`parallel`). The headers are read by the
+gate's own oracle (:mod:`gate.oracles.ratelimit`): a header that is present but garbled is *malformed*
+(the steps say so, with the raw value), never mistaken for a missing one. X-RateLimit-Reset may be an
+epoch (the reference relay) or a delta (other limiters); :attr:`Hit.reset` is always the epoch.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
 
 from features.recording import Recorder
 from features.steps.common import NOTIFY
+from gate.oracles import ratelimit
 from gate.target import Credential, RateLimitPolicy, Target
 
 # Retry-After is ceil()ed to whole seconds (< 1 s) and the client reads the clock after the answer:
@@ -23,6 +28,9 @@ from gate.target import Credential, RateLimitPolicy, Target
 # clocks must agree (they are one clock on the reference stack; NTP elsewhere).
 CLOCK_TOLERANCE_S = 2.0
 EPSILON_S = 0.05  # start a little after a reset, so the first request lands in the new window
+# A reset sent as a delta is ceil()ed to whole seconds by most limiters and read at the client's receipt
+# time: two answers of one window can name ends up to ~1 s apart, and windows are longer than that.
+DELTA_RESET_JITTER_S = 1.5
 
 
 # -- what the client saw ---------------------------------------------------------------------------
@@ -47,43 +55,65 @@ class Hit:
     def header(self, name: str) -> str | None:
         return self.response.headers.get(name) if self.response is not None else None
 
-    def number(self, name: str) -> int | None:
-        value = self.header(name)
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
-            return None
+    @cached_property
+    def rl(self) -> ratelimit.RateLimitHeaders:
+        """The rate-limit headers as the gate's oracle reads them, on the client's clock at receipt."""
+        headers = self.response.headers if self.response is not None else ()
+        return ratelimit.parse(headers, now=self.received_at)
 
     @property
     def remaining(self) -> int | None:
-        return self.number("X-RateLimit-Remaining")
+        return self.rl.remaining.value
 
     @property
-    def reset(self) -> int | None:
-        return self.number("X-RateLimit-Reset")
+    def reset(self) -> float | None:
+        """X-RateLimit-Reset as an epoch on the client's clock (None when missing or malformed)."""
+        return self.rl.reset_at
 
     @property
-    def retry_after(self) -> int | None:
-        return self.number("Retry-After")
+    def retry_after(self) -> float | None:
+        """Seconds Retry-After asks to wait, from receipt (None when missing or malformed)."""
+        return self.rl.retry_in
 
     @property
     def elapsed_s(self) -> float:
         return self.received_at - self.sent_at
 
     def row(self) -> dict[str, Any]:
-        def raw(name: str) -> int | str | None:
-            n = self.number(name)
-            return n if n is not None else self.header(name)
-
         return {
             "t_ms": round(self.t_ms, 1),
             "elapsed_ms": round(self.elapsed_s * 1000, 1),
             "replica": self.replica,
             "status": self.status if self.error is None else f"no answer: {self.error}",
-            "remaining": raw("X-RateLimit-Remaining"),
-            "retry_after": raw("Retry-After"),
-            "reset": raw("X-RateLimit-Reset"),
+            "remaining": _as_sent(self.rl.remaining),
+            "retry_after": _as_sent(self.rl.retry_after),
+            "reset": _as_sent(self.rl.reset),
         }
+
+
+def _as_sent(f: ratelimit.Field[Any]) -> int | float | str | None:
+    """A header for the evidence: its number when it parsed (a date stays as written), else the raw text."""
+    if not f.ok:
+        return f.raw
+    value = f.value
+    if isinstance(value, ratelimit.Moment):
+        return value.sent if value.kind != "date" else f.raw
+    return value if isinstance(value, int) else f.raw
+
+
+def same_window(a: Hit, b: Hit) -> bool:
+    """Whether two answers name the end of the same window: exactly, when both resets are epochs (the
+    limiter computed both from one window); within :data:`DELTA_RESET_JITTER_S` when either is a delta."""
+    if a.reset is None or b.reset is None:
+        return False
+    if a.rl.reset_kind == b.rl.reset_kind == "epoch":
+        return a.reset == b.reset
+    return abs(a.reset - b.reset) < DELTA_RESET_JITTER_S
+
+
+def reset_kinds(hits: list[Hit]) -> list[str]:
+    """How X-RateLimit-Reset was sent over these answers: ``epoch`` and/or ``delta`` seconds."""
+    return sorted({h.rl.reset_kind for h in hits if h.rl.reset_kind is not None})
 
 
 @dataclass
@@ -116,6 +146,7 @@ class Burst:
             "admitted": len(self.admitted),
             "refused": len(self.refused),
             "started_at": self.hits[0].sent_at if self.hits else None,
+            "reset_kinds": reset_kinds(self.hits),
             **extra,
             "timeline": [h.row() for h in self.hits],
             "first_429_headers": dict(first_429.response.headers)
@@ -131,7 +162,7 @@ class Burst:
 class Ledger:
     """In which window (its X-RateLimit-Reset) these steps last used each workspace, this session."""
 
-    last_reset: dict[str, int] = field(default_factory=dict)
+    last_reset: dict[str, float] = field(default_factory=dict)
 
     def saw(self, hit: Hit) -> None:
         if hit.reset is not None:
@@ -200,7 +231,10 @@ def answered(hit: Hit) -> Hit:
         f"({hit.error or (hit.response.text[:200] if hit.response is not None else '')}): "
         "the rate-limit scenarios need executes that succeed or are refused with 429"
     )
-    assert hit.reset is not None, f"an execute answered {hit.status} without X-RateLimit-Reset"
+    assert hit.reset is not None, (
+        f"an execute answered {hit.status} with X-RateLimit-Reset {hit.rl.reset.describe()}: the "
+        "rate-limit scenarios place their bursts by it"
+    )
     return hit
 
 

@@ -23,7 +23,16 @@ import httpx
 import pytest
 
 from features import skips
-from features.rate_limit_support import EPSILON_S, Burst, Hit, Ledger, answered, execute
+from features.rate_limit_support import (
+    EPSILON_S,
+    Burst,
+    Hit,
+    Ledger,
+    answered,
+    execute,
+    reset_kinds,
+    same_window,
+)
 from features.recording import Recorder
 from gate.target import Credential, RateLimitPolicy
 
@@ -68,11 +77,11 @@ def align(
                     cred, answered(execute(client, cred, ledger, endpoint=policy.endpoint, t0=t0)), t0
                 )
             )
-        resets = {s.probe.reset for s in starts}
+        one_window = all(same_window(s.probe, starts[0].probe) for s in starts)
         left = min(s.probe.reset or 0 for s in starts) - time.time()
         need = _room(policy, max(s.probe.elapsed_s for s in starts), planned)
         unused = all(s.probe.status == 200 and s.probe.remaining == policy.limit - 1 for s in starts)
-        if len(resets) == 1 and left >= need and (unused or not fresh):
+        if one_window and left >= need and (unused or not fresh):
             recorder.note(
                 "alignment",
                 {
@@ -81,6 +90,7 @@ def align(
                     "window_left_s": round(left, 3),
                     "fresh": unused,
                     "workspaces": [c.workspace for c in creds],
+                    "reset_kinds": reset_kinds([s.probe for s in starts]),
                 },
             )
             return starts
@@ -114,8 +124,9 @@ def use_up(client: httpx.Client, start: WindowStart, policy: RateLimitPolicy, le
 def _off_window(burst: Burst) -> tuple[list[Hit], list[Hit]]:
     """Answers not counted in the window the probe opened: (decided before that window ended —
     by a replica's in-process fallback, whose reset is a token refill time —, answered after it)."""
-    window = burst.hits[0].reset or 0
-    off = [h for h in burst.hits if h.reset is not None and h.reset != window]
+    first = burst.hits[0]
+    window = first.reset or 0
+    off = [h for h in burst.hits if h.reset is not None and not same_window(h, first)]
     return [h for h in off if h.received_at < window], [h for h in off if h.received_at >= window]
 
 

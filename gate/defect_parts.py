@@ -90,6 +90,28 @@ def append_header(name: bytes, value: bytes, when: Callable[[int], bool]) -> Wra
 
 LEAKS = [(b"server", b"uvicorn"), (b"x-powered-by", b"FastAPI")]
 
+
+def retry_after_unrounded() -> Wrap:
+    """A 429's Retry-After written as the seconds left to X-RateLimit-Reset with one decimal ("1.4"):
+    the rounding up to whole seconds forgotten (RFC 9110's delay-seconds are whole seconds)."""
+
+    def edit(status: int, headers: Headers) -> Headers:
+        reset = next((v for k, v in headers if k == b"x-ratelimit-reset"), None)
+        if status != 429 or reset is None:
+            return headers
+        seconds = f"{max(0.1, int(reset) - time.time()):.1f}".encode()
+        return [(k, v) for k, v in headers if k != b"retry-after"] + [(b"retry-after", seconds)]
+
+    return edit_response(edit)
+
+
+def ratelimit_policy_unquoted() -> Wrap:
+    """RateLimit and RateLimit-Policy name their policy as a bare Token (``workspace;q=10;w=3``: the
+    quotes forgotten), not the structured-field String the current draft requires."""
+    fields = (b"ratelimit", b"ratelimit-policy")
+    return edit_response(lambda s, h: [(k, v.replace(b'"', b"") if k in fields else v) for k, v in h])
+
+
 # What Swagger UI needs (its bundle from jsDelivr, an inline bootstrap script): the CSP someone writes
 # to make /docs work, shipped on every response of the API.
 DOCS_CSP = (

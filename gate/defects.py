@@ -7,9 +7,9 @@ through a setting of the service: they exist only in this test-only factory, use
 ``python -m gate.harness --defect NAME``.
 
 For every acceptance area there are defects that some scenario must catch; ``caught_by`` names the
-scenario(s) written to catch each one: at least one must fail against it, and no other may (the
-selftest reports any other failure as unrelated and fails). The tests in
-tests/features/ and ``relay-gate selftest`` run the scenarios against each defect and require a failure.
+scenario(s) written to catch each one: they must fail against it, and no other scenario may (a failure
+nobody designed proves nothing). The tests in tests/features/ and ``relay-gate selftest`` run the
+scenarios against each defect and require those failures.
 The defects of the backup and drill tooling are in gate/drill_defects.py.
 """
 
@@ -64,6 +64,9 @@ H_POLICY = "The security header policy is sound and grades at least A"
 
 RL_SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (seed smoke)"
 RL_EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
+RL_IETF = "The IETF RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers"
+RL_ROLLOVER = "The quota comes back when the window rolls over"
+RL_ISOLATION = "One workspace using up its quota leaves another workspace's quota intact"
 RL_SPOOF = "The client cannot choose the workspace an execute is counted against"
 RL_KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
 RL_PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
@@ -135,11 +138,21 @@ _CATALOGUE = (
     Defect("retry-after-zero", "rate_limit",
            "429 says Retry-After: 0",
            lambda: Variant(wrap=parts.replace_header(b"retry-after", b"0", lambda s: s == 429)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_IETF)),
+    Defect("retry-after-fractional", "rate_limit",
+           "429 says Retry-After: 1.4, the seconds to the reset not rounded up: not RFC 9110's "
+           "delay-seconds, and clients such as urllib3 refuse the header",
+           lambda: Variant(wrap=parts.retry_after_unrounded()),
            caught_by=(RL_SMOKE, RL_EXACT)),
     Defect("remaining-negative", "rate_limit",
            "X-RateLimit-Remaining goes negative once over the limit",
            lambda: Variant(wrap=parts.replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429)),
-           caught_by=(RL_SMOKE, RL_EXACT, RL_SPOOF)),
+           caught_by=(RL_SMOKE, RL_EXACT)),
+    Defect("ratelimit-policy-unquoted", "rate_limit",
+           "RateLimit and RateLimit-Policy name the policy as a bare token (workspace;q=10;w=3), not the "
+           "String the current IETF draft requires: a conformant client discards both fields",
+           lambda: Variant(wrap=parts.ratelimit_policy_unquoted()),
+           caught_by=(RL_IETF,)),
     Defect("fallback-fails-closed", "rate_limit",
            "with Redis down the limiter refuses everything with 503 instead of falling back",
            lambda: Variant(limiter=parts.fails_closed), needs_control=True,
@@ -153,11 +166,16 @@ _CATALOGUE = (
            "(the lost command modelled)",
            lambda: Variant(limiter=parts.incr_then_expire),
            caught_by=(RL_KEYS,)),
+    # Without Redis every replica limits alone on its in-process token bucket, so more than the parallel
+    # burst sees it: no fixed window to place a burst in (its reset is a refill time that moves with every
+    # request: the scenarios that align a burst fail, or pass when a first probe happens to land late in
+    # a second), no keys in Redis, no Redis to return to.
     Defect("limiter-not-shared-across-replicas", "rate_limit",
-           "REDIS_URL missing from the deployment: each replica counts alone, N replicas admit N quotas",
+           "REDIS_URL missing from the deployment: each replica counts alone on a token bucket, N replicas "
+           "admit N quotas, no window is shared",
            lambda: Variant(settings={"redis_url": None}),
-           caught_by=(RL_PARALLEL, RL_KEYS, RL_EXACT, RL_HUNG, RL_KILLED, RL_SMOKE, RL_SPOOF, RL_ROLLOVER,
-                      RL_ISOLATION)),
+           caught_by=(RL_PARALLEL, RL_SMOKE, RL_EXACT, RL_IETF, RL_ROLLOVER, RL_ISOLATION, RL_SPOOF, RL_KEYS,
+                      RL_HUNG, RL_KILLED)),
     # signing
     Defect("signature-over-reserialised-json", "signing",
            "X-Signature is computed over json.dumps(json.loads(body)), not the bytes sent",

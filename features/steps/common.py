@@ -17,6 +17,7 @@ from pytest_bdd import given, parsers, then, when
 
 from features import skips
 from features.recording import Recorder
+from gate.oracles import ratelimit
 from gate.receiver import Capture, ReceiverClient
 from gate.target import Credential, Target
 
@@ -100,10 +101,9 @@ def admitted_execute(
         ex = execute(client, cred, body)
         if ex.response.status_code != 429:
             return ex
-        try:
-            wait = max(0.05, float(ex.response.headers.get("retry-after", "1")))
-        except ValueError:
-            wait = 1.0
+        # delay-seconds or an HTTP-date; 1 s when missing or malformed (the rate-limit scenarios judge that)
+        retry_in = ratelimit.parse(ex.response.headers, now=time.time()).retry_in
+        wait = max(0.05, retry_in if retry_in is not None else 1.0)
         if time.monotonic() + wait > deadline:
             return ex
         time.sleep(wait)

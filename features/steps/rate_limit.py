@@ -23,9 +23,11 @@ from features.rate_limit_support import (
     Ledger,
     check_all,
     execute,
+    reset_kinds,
 )
 from features.rate_limit_windows import WindowStart, align, assert_one_window, once_more_after_fallback
 from features.recording import Recorder
+from gate.oracles.ratelimit import Moment
 from gate.target import RateLimitPolicy, Target
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -106,24 +108,33 @@ def _(rl_burst: Burst) -> None:
 
 
 @then("every refused execute carries Retry-After and the X-RateLimit headers")
-def _(rl_burst: Burst, rl_policy: RateLimitPolicy) -> None:
+def _(rl_burst: Burst, rl_policy: RateLimitPolicy, recorder: Recorder) -> None:
     problems = []
     for h in rl_burst.refused:
-        where = f"429 at t={h.t_ms:.0f} ms"
-        for name in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
-            if h.number(name) is None:
-                problems.append(f"{where}: {name} is {h.header(name)!r}, not an integer")
-        if h.retry_after is not None and h.retry_after < 1:
-            problems.append(f"{where}: Retry-After {h.retry_after} tells the client to retry at once")
-        if h.number("X-RateLimit-Limit") not in (None, rl_policy.limit):
-            problems.append(
-                f"{where}: X-RateLimit-Limit {h.header('X-RateLimit-Limit')} != quota {rl_policy.limit}"
-            )
-        if h.remaining not in (None, 0):
-            problems.append(f"{where}: X-RateLimit-Remaining is {h.remaining} on a refusal (expected 0)")
+        where, rl = f"429 at t={h.t_ms:.0f} ms", h.rl
+        for f in (rl.retry_after, rl.limit, rl.remaining, rl.reset):
+            if not f.ok:  # "missing", or "malformed: '<raw>' (why)"
+                problems.append(f"{where}: {f.name} {f.describe()}")
+        if rl.retry_after.value is not None and not _asks_to_wait(rl.retry_after.value):
+            problems.append(f"{where}: Retry-After {rl.retry_after.raw} tells the client to retry at once")
+        if rl.limit.ok and rl.limit.value != rl_policy.limit:
+            problems.append(f"{where}: X-RateLimit-Limit {rl.limit.raw} != quota {rl_policy.limit}")
+        if rl.remaining.ok and rl.remaining.value != 0:
+            problems.append(f"{where}: X-RateLimit-Remaining is {rl.remaining.raw} on a refusal (expected 0)")
         if h.reset is not None and not h.received_at - 1 <= h.reset <= h.received_at + rl_policy.window_s + 1:
-            problems.append(f"{where}: X-RateLimit-Reset {h.reset} is not within the current window")
+            problems.append(
+                f"{where}: X-RateLimit-Reset {rl.reset.raw} ({rl.reset_kind}) is not in the current window"
+            )
+    recorder.note("x_ratelimit_reset", {"kinds": reset_kinds(rl_burst.hits)})
     check_all(problems, "refusals without usable rate-limit guidance")
+
+
+def _asks_to_wait(retry: Moment) -> bool:
+    """Retry-After of at least 1 s; a date may name the current second (dates have no fractions), and
+    client and server clocks may differ by up to CLOCK_TOLERANCE_S."""
+    if retry.kind == "date":
+        return retry.delta > -CLOCK_TOLERANCE_S
+    return retry.delta >= 1
 
 
 @then("exactly the quota of executes is admitted, all in one window")
@@ -151,18 +162,18 @@ def _(rl_burst: Burst, rl_policy: RateLimitPolicy) -> None:
     assert rl_burst.refused, "no refusal to check"
     problems = []
     for h in rl_burst.refused:
-        ra, reset = h.retry_after, h.reset
-        if ra is None or reset is None:
+        where, rl = f"429 at t={h.t_ms:.0f} ms", h.rl
+        if rl.retry_after.value is None or rl.reset_in is None:
             problems.append(
-                f"429 at t={h.t_ms:.0f} ms: Retry-After {h.header('Retry-After')!r}, reset {reset}"
+                f"{where}: Retry-After {rl.retry_after.describe()}, X-RateLimit-Reset {rl.reset.describe()}"
             )
             continue
-        until_reset = reset - h.received_at
-        if ra < 1:
-            problems.append(f"429 at t={h.t_ms:.0f} ms: Retry-After {ra} (< 1 s invites an immediate retry)")
+        ra, until_reset = rl.retry_after.value.delta, rl.reset_in
+        if not _asks_to_wait(rl.retry_after.value):
+            problems.append(f"{where}: Retry-After {rl.retry_after.raw} (< 1 s invites an immediate retry)")
         if abs(ra - until_reset) > CLOCK_TOLERANCE_S or ra > rl_policy.window_s + 1:
             problems.append(
-                f"429 at t={h.t_ms:.0f} ms: Retry-After {ra} s, "
+                f"{where}: Retry-After {rl.retry_after.raw} ({ra:.2f} s), "
                 f"but X-RateLimit-Reset is {until_reset:.2f} s away"
             )
     check_all(problems, f"Retry-After disagrees with the reset (tolerance {CLOCK_TOLERANCE_S} s)")
@@ -190,53 +201,55 @@ def _(rl_burst: Burst) -> None:
     check_all(problems, "refusals that are not uncacheable problem documents")
 
 
-def _sf_list(value: str | None) -> dict[str, dict[str, str]]:
-    """A structured-field list ``"name";k=v;k=v, ...`` by item name (enough for RateLimit/-Policy)."""
-    items: dict[str, dict[str, str]] = {}
-    for item in (value or "").split(","):
-        name, *params = (p.strip() for p in item.split(";"))
-        if name:
-            items[name.strip('"')] = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in params)}
-    return items
-
-
 @then("the RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers")
 def _(rl_burst: Burst, rl_policy: RateLimitPolicy) -> None:
+    """The IETF fields (draft-ietf-httpapi-ratelimit-headers) on every answer: well-formed, one service
+    limit naming a listed policy, q/w the target's policy, r and t the X-RateLimit values. An X-RateLimit
+    header that is itself missing or malformed is the X-RateLimit scenarios' finding: nothing to compare
+    here; likewise a Retry-After, which on a refusal must name the end of the effective window t."""
     problems = []
     for h in rl_burst.hits:
-        where = f"{h.status} at t={h.t_ms:.0f} ms"
-        policies, fields = _sf_list(h.header("RateLimit-Policy")), _sf_list(h.header("RateLimit"))
-        if len(fields) != 1 or not policies:
+        where, rl = f"{h.status} at t={h.t_ms:.0f} ms", h.rl
+        if rl.ratelimit.value is None or rl.policy.value is None:
             problems.append(
-                f"{where}: RateLimit {h.header('RateLimit')!r}, RateLimit-Policy "
-                f"{h.header('RateLimit-Policy')!r}"
+                f"{where}: RateLimit {rl.ratelimit.describe()}, RateLimit-Policy {rl.policy.describe()}"
             )
             continue
-        ((name, rl),) = fields.items()
-        pol = policies.get(name)
-        if pol is None:
+        limits, policies = rl.ratelimit.value, rl.policy.value
+        if len(limits) != 1:
             problems.append(
-                f"{where}: RateLimit names policy {name!r}, RateLimit-Policy lists {list(policies)}"
+                f"{where}: RateLimit {rl.ratelimit.raw!r} names {len(limits)} service limits, not one"
             )
             continue
-        try:
-            q, w, r, t = int(pol["q"]), int(pol["w"]), int(rl["r"]), int(rl["t"])
-        except (KeyError, ValueError):
-            problems.append(f"{where}: q/w/r/t missing or not integers: {pol} {rl}")
-            continue
-        if q != h.number("X-RateLimit-Limit") or q != rl_policy.limit:
+        (limit,) = limits
+        policy = next((p for p in policies if p.name == limit.policy), None)
+        if policy is None:
             problems.append(
-                f"{where}: q={q}, X-RateLimit-Limit {h.header('X-RateLimit-Limit')}, quota {rl_policy.limit}"
+                f"{where}: RateLimit names policy {limit.policy!r}, RateLimit-Policy lists "
+                f"{[p.name for p in policies]}"
             )
+            continue
+        q, w, r, t = policy.quota, policy.window, limit.remaining, limit.reset
+        if q != rl_policy.limit or (rl.limit.ok and q != rl.limit.value):
+            problems.append(f"{where}: q={q}, X-RateLimit-Limit {rl.limit.raw}, quota {rl_policy.limit}")
         if w != rl_policy.window_s:
             problems.append(f"{where}: w={w}, window {rl_policy.window_s} s")
-        if r != h.remaining:
-            problems.append(f"{where}: r={r}, X-RateLimit-Remaining {h.header('X-RateLimit-Remaining')}")
-        if h.status == 429 and t != h.retry_after:
-            problems.append(f"{where}: t={t}, Retry-After {h.header('Retry-After')}")
-        if h.reset is None or abs(t - (h.reset - h.received_at)) > CLOCK_TOLERANCE_S:
+        if rl.remaining.ok and r != rl.remaining.value:
+            problems.append(f"{where}: r={r}, X-RateLimit-Remaining {rl.remaining.raw}")
+        if t is None:
+            problems.append(f"{where}: RateLimit {rl.ratelimit.raw!r} has no t (the effective window)")
+            continue
+        retry = rl.retry_after.value
+        # a fixed window: a refusal's Retry-After and t both name the window's end, from one clock
+        # (exactly, as delay-seconds; a date has whole seconds and is read on the client's clock)
+        if (
+            h.status == 429
+            and retry is not None
+            and (retry.sent != t if retry.kind == "delta" else abs(retry.delta - t) > CLOCK_TOLERANCE_S)
+        ):
+            problems.append(f"{where}: t={t}, Retry-After {rl.retry_after.raw}")
+        if rl.reset_in is not None and abs(t - rl.reset_in) > CLOCK_TOLERANCE_S:
             problems.append(
-                f"{where}: t={t} s, but X-RateLimit-Reset {h.reset} is "
-                f"{(h.reset or 0) - h.received_at:.2f} s away"
+                f"{where}: t={t} s, but X-RateLimit-Reset {rl.reset.raw} is {rl.reset_in:.2f} s away"
             )
     check_all(problems, "RateLimit / RateLimit-Policy disagree with the X-RateLimit headers")
