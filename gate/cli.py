@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import gate.commands
-from gate import __version__, interrupts
+from gate import __version__, interrupts, paths
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
 from gate.redaction import mask_url_passwords
 from gate.results import check_writable
@@ -95,6 +95,7 @@ def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
     if run is None:
         parser.print_help()
         return EXIT_USAGE
+    paths.absolutise(args)  # children run elsewhere: every path is the caller's, made absolute here
     try:
         for attr, flag in _OUTPUTS.items():
             path = getattr(args, attr, None)

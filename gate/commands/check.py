@@ -26,12 +26,16 @@ import features
 from gate import redacted_output
 from gate.errors import InfrastructureError
 from gate.interrupts import as_interrupted
+from gate.paths import absolute, default_results
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
 from gate.target import Target
 from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
 
 FEATURES_DIR = Path(features.__file__).resolve().parent
-REPO_ROOT = FEATURES_DIR.parent
+# the folder holding the features package: a source checkout, or site-packages of an installed gate
+PACKAGE_ROOT = FEATURES_DIR.parent
+# the scenarios' own pytest configuration, shipped with them (an installed gate has no pyproject.toml)
+PYTEST_INI = FEATURES_DIR / "pytest-check.ini"
 # skip reasons that mean "this target cannot have it" rather than "the config forgot it"
 NOT_APPLICABLE = ("needs control of", "needs a path that answers an unhandled 500")
 
@@ -80,11 +84,14 @@ def resolve_target(args: argparse.Namespace) -> Target | None:
 
 
 def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | None = None) -> list[str]:
+    results = absolute(results)
     argv = [
-        sys.executable, "-m", "pytest", *(paths or [str(FEATURES_DIR)]),
+        # -P: the child runs in the caller's folder, whose own features/ or gate/ must not shadow ours
+        sys.executable, "-P", "-m", "pytest", *(paths or [str(FEATURES_DIR)]),
         # -c pins the config: pytest looks for it from the common ancestor of every path on the command
-        # line, plugin options' values included, so a results folder outside the repo would lose it
-        "-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        # line, plugin options' values included, so a results folder elsewhere would move the search.
+        # The features' own ini (markers, strict options, -p features.plugin) works without a checkout
+        "-c", str(PYTEST_INI), "--rootdir", str(PACKAGE_ROOT), "-p", "no:cacheprovider",
         "--results", str(results),
         f"--cucumberjson={results / 'features' / 'cucumber.json'}",
         f"--junitxml={results / 'features' / 'junit.xml'}",
@@ -94,7 +101,7 @@ def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | N
     if args.target_url:
         argv += ["--target-url", args.target_url]
     if args.target_config:
-        argv += ["--target-config", str(args.target_config)]
+        argv += ["--target-config", str(absolute(args.target_config))]
     if getattr(args, "markexpr", None):
         argv += ["-m", args.markexpr]
     if getattr(args, "keyword", None):
@@ -130,7 +137,7 @@ def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int]]:
 def run(args: argparse.Namespace) -> int:
     target = resolve_target(args)
     run_id = new_run_id()
-    results = args.results or Path("results") / run_id
+    results = args.results or default_results(run_id)
     (results / "features").mkdir(parents=True, exist_ok=True)
     redactor = Redactor(target.secret_values() if target else ())
     described = (
@@ -146,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         # the child's output reaches the terminal redacted, with the secrets it hands over (the
         # stack's); it writes to a pipe, so it is told when the terminal takes colours
         argv = [*pytest_argv(args, results), *(["--color=yes"] if sys.stdout.isatty() else [])]
-        rc = redacted_output.run(argv, redactor=redactor, cwd=REPO_ROOT)
+        rc = redacted_output.run(argv, redactor=redactor)  # in the caller's folder, like every path
     except KeyboardInterrupt as exc:
         stopped = as_interrupted(exc)
         run_doc.update(
