@@ -39,6 +39,14 @@ Target config (TOML), every section optional::
 
     [redis]
     url_env = "RELAY_REDIS_URL"  # optional: lets the keys-in-Redis scenario inspect the limiter's keys
+
+    [tls]                      # gate/transport.py: certificates are always verified
+    ca_bundle = "certs/staging-ca.pem"   # relative to this file; replaces the default trust store
+    client_cert = "certs/gate.pem"       # optional, mutual TLS (with client_key, or the key inside)
+    client_key = "certs/gate-key.pem"
+
+    [network]
+    proxies_from_env = false   # true: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY are honoured
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from urllib.parse import urlsplit
 
 from gate.errors import UsageError
 from gate.redaction import mask_url_passwords, url_password
+from gate.transport import NETWORK_KEYS, TLS_KEYS, Transport
 from service.headers import PROFILES
 
 if TYPE_CHECKING:
@@ -70,6 +79,8 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "headers": frozenset({"profile", "error_path", "expected"}),
     "database": frozenset({"url_env"}),
     "redis": frozenset({"url_env"}),
+    "tls": TLS_KEYS,
+    "network": NETWORK_KEYS,
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
 _SECTIONS = set(SCHEMA)
@@ -116,6 +127,8 @@ class Target:
     # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
     # must watch the receiver before it may say so
     delivery_timeout_s: float = 5.0
+    # how clients reach it: TLS verification (a CA bundle, a client certificate) and proxies
+    transport: Transport = field(default_factory=Transport)
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
@@ -180,6 +193,7 @@ class Target:
             "header_profile": self.header_profile,
             "controllable": self.controllable,
             "database": self.database_url is not None,
+            "transport": self.transport.describe(),
             "versions": self.stack.versions() if self.stack is not None else {},
             # a deliberate defect switched on (selftest, proof tests): the evidence says so
             "defect": self.stack.config.defect if self.stack is not None else None,
@@ -303,6 +317,13 @@ class Target:
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss"):
             raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
+        # every certificate file is read now: a bad one is exit 2 before any request is sent
+        transport = Transport.from_config(
+            _table(doc, "tls", where), _table(doc, "network", where),
+            base=config_path.parent if config_path is not None else None, where=where, environ=environ,
+        )  # fmt: skip
+        transport.check_proxy(str(base_url), where)
+
         return cls(
             name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
             base_urls=[str(base_url).rstrip("/")],
@@ -317,6 +338,7 @@ class Target:
             database_url=db_url,
             redis_url=redis_url,
             delivery_timeout_s=float(timeout),
+            transport=transport,
         )
 
 

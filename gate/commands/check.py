@@ -20,11 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import features
-from gate import redacted_output
-from gate.errors import InfrastructureError
+from gate import redacted_output, transport
 from gate.interrupts import as_interrupted
 from gate.paths import absolute, default_results
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
@@ -74,12 +71,8 @@ def resolve_target(args: argparse.Namespace) -> Target | None:
     if not args.target_url and not args.target_config:
         return None
     target = Target.from_config(args.target_url, args.target_config)  # UsageError -> exit 2
-    try:
-        httpx.get(f"{target.base_url}/", timeout=5.0, follow_redirects=False, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(
-            f"target {target.base_url} is unreachable ({type(exc).__name__}); check the URL, DNS and network"
-        ) from None
+    # as the scenarios will connect (TLS verified, proxies as configured); exit 5 naming TLS if that fails
+    transport.probe(target.base_url, target.transport)
     return target
 
 

@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from gate import durations
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
+from gate.transport import Transport, probe
 from load import report, settings, slos
 from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             target = Target.from_stack(stack)
             keys = [k.key for k in stack.keys if k.role == "dev"]
             described = target.describe()
-        _probe(target.base_url)
+        _probe(target.base_url, target.transport)
         secrets = sorted({*keys, *target.secret_values()})
 
         plan = LocustPlan(
@@ -160,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
                 settings.KEYS_ENV: ",".join(keys),
                 settings.KEY_ENV: "",
                 settings.WEIGHTS_ENV: settings.format_weights(weights),
+                # Locust verifies the target's certificate too, and uses the same proxy
+                **target.transport.locust_env(target.base_url),
             },
             secrets=secrets,
         )
@@ -201,14 +202,9 @@ def _forecast(spec: slos.SloSpec, weights: dict[str, int], rate: float | None, d
                 )
 
 
-def _probe(base_url: str) -> None:
-    try:
-        httpx.get(f"{base_url}/", timeout=PROBE_TIMEOUT_S, follow_redirects=False, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(
-            f"target {base_url} is unreachable ({type(exc).__name__} within {PROBE_TIMEOUT_S:g} s); "
-            "check the URL, that the service is up, and the network"
-        ) from None
+def _probe(base_url: str, how: Transport) -> None:
+    # TLS verified and proxies as configured (gate/transport.py); InfrastructureError (5) names TLS
+    probe(base_url, how, timeout_s=PROBE_TIMEOUT_S)
 
 
 def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str]) -> int:
