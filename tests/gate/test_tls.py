@@ -11,8 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -124,6 +127,36 @@ def test_proxies_only_when_the_config_says_so(tmp_path: Path) -> None:
         Target.from_config("https://x.example", cfg, environ={"ALL_PROXY": "socks5://proxy:1080"})
     with pytest.raises(UsageError, match="true or false"):
         Target.from_config("https://x.example", _config(tmp_path, '[network]\nproxies_from_env = "yes"\n'))
+
+
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """An HTTP proxy that answers every request itself, keeping the request lines it saw."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_clients_use_the_proxy_the_environment_names_when_configured() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"HTTP_PROXY": f"http://127.0.0.1:{server.server_address[1]}"}
+        rec = Recorder(Redactor(()), transport=Transport(proxies_from_env=True, environ=env))
+        with rec.client("http://relay.staging.invalid:8080", timeout=5) as client:
+            assert client.get("/actions").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _ForwardProxy.seen == ["GET http://relay.staging.invalid:8080/actions HTTP/1.1"]
 
 
 # -- the clients, against real TLS ----------------------------------------------------------------------
