@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import features
-from gate import redacted_output, transport
+from gate import redacted_output, step_summary, transport
 from gate.interrupts import as_interrupted
 from gate.paths import absolute, default_results
 from gate.results import INFRA_MARKER, Redactor, new_run_id, provenance, read_json, utc_now, write_json
@@ -161,13 +161,16 @@ def run(args: argparse.Namespace) -> int:
 
     run_doc.update(finished_at=utc_now(), exit_code=decided.exit_code, verdict=decided.line)
     summary_path = results / "features" / "summary.json"
-    if summary_path.exists():
-        table, totals = summarise(read_json(summary_path, "features"))
+    summary = read_json(summary_path, "features") if summary_path.exists() else None
+    if summary is not None:
+        table, totals = summarise(summary)
         run_doc["totals"] = totals
         print("\n" + table)
         print(f"\ntotal: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
-    print(f"verdict: {decided.line} (exit {decided.exit_code}); results: {results}")
+    verdict = f"verdict: {decided.line} (exit {decided.exit_code}); results: {results}"
+    print(verdict)
+    step_summary.for_check(summary, verdict=verdict, results=results, redactor=redactor)
     return decided.exit_code
 
 
