@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import pytest
 
+from features import skips
 from gate.errors import StackError
 from gate.results import record_infrastructure_error
 from gate.stack import Stack, StackConfig
@@ -146,7 +147,7 @@ def stack_backend(request: pytest.FixtureRequest) -> str:
 
         ok, why = docker_available()
         if not ok:
-            pytest.skip(f"--backend containers, but {why}")
+            skips.precondition(f"--backend containers, but {why}")
     return backend
 
 
