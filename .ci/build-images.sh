@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Build the two images the `containers` backend runs, from Debian bookworm packages, without any image
-# registry: debootstrap a minimal rootfs with the server package, add an entrypoint that mimics the
-# official image's interface, slim it, and `docker import` it.
+# Build the two images the `containers` backend runs, and the base of the gate's own image, from Debian
+# bookworm packages, without any image registry: debootstrap a minimal rootfs with the package, add an
+# entrypoint that mimics the official image's interface, slim it, and `docker import` it.
 #
 #   relay-gate-local/redis:7       redis-server 7.0 (bookworm)   ~ official `redis:7`
 #   relay-gate-local/postgres:15   PostgreSQL 15 (bookworm)      ~ official `postgres:16` (bookworm has no 16)
+#   relay-gate-local/python:3.11   python3 3.11 + venv + CA certificates (bookworm): the base the
+#                                  Dockerfile of the gate builds FROM (.ci/build-gate-image.sh)
 #
-# The tags say what is inside: bookworm ships Redis 7.0 and PostgreSQL 15. An image that already exists is
-# skipped unless FORCE=1. Needs root, a running Docker engine and debootstrap
+# The tags say what is inside: bookworm ships Redis 7.0, PostgreSQL 15 and Python 3.11. An image that
+# already exists is skipped unless FORCE=1. Needs root, a running Docker engine and debootstrap
 # (apt-get install -y docker.io debootstrap; .ci/start-docker.sh).
+#
+#   bash .ci/build-images.sh              all three
+#   bash .ci/build-images.sh python       only the ones named (redis, postgres, python)
 #
 # Environment:
 #   FORCE=1                 rebuild images that exist
-#   REDIS_TAG, PG_TAG       image names (defaults above)
+#   REDIS_TAG, PG_TAG, PYTHON_TAG   image names (defaults above)
 #   DEBIAN_MIRROR           default http://deb.debian.org/debian
 #   RELAY_GATE_DEB_CACHE    where downloaded .debs are kept between builds
 #                           (default /var/cache/relay-gate/debootstrap)
@@ -20,6 +25,7 @@ set -euo pipefail
 
 REDIS_TAG=${REDIS_TAG:-relay-gate-local/redis:7}
 PG_TAG=${PG_TAG:-relay-gate-local/postgres:15}
+PYTHON_TAG=${PYTHON_TAG:-relay-gate-local/python:3.11}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEB_CACHE=${RELAY_GATE_DEB_CACHE:-/var/cache/relay-gate/debootstrap}
@@ -188,10 +194,35 @@ EOF
     --change "LABEL org.opencontainers.image.title=relay-gate-local/postgres org.opencontainers.image.version=$version org.opencontainers.image.description=\"PostgreSQL $version from Debian $SUITE without JIT (built by .ci/build-images.sh)\""
 }
 
+build_python() {
+  local rootfs=$WORK/python
+  # python3-venv: `python3 -m venv` with pip (ensurepip's wheel); ca-certificates: the system trust store
+  bootstrap "$rootfs" python3,python3-venv,ca-certificates
+  slim "$rootfs"
+  local version
+  version=$(chroot "$rootfs" python3 -c 'import platform; print(platform.python_version())')
+  import_rootfs "$rootfs" "$PYTHON_TAG" \
+    --change 'CMD ["python3"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change "ENV PYTHON_VERSION=$version" \
+    --change "LABEL org.opencontainers.image.title=relay-gate-local/python org.opencontainers.image.version=$version org.opencontainers.image.description=\"Python $version with venv from Debian $SUITE (built by .ci/build-images.sh)\""
+}
+
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis postgres python)
+for name in "${wanted[@]}"; do
+  case $name in
+  redis | postgres | python) ;;
+  *) die "unknown image $name: choose among redis, postgres, python" ;;
+  esac
+done
+
 total_start=$SECONDS
-for spec in "redis:$REDIS_TAG" "postgres:$PG_TAG"; do
+for spec in "redis:$REDIS_TAG" "postgres:$PG_TAG" "python:$PYTHON_TAG"; do
   name=${spec%%:*}
   tag=${spec#*:}
+  [[ " ${wanted[*]} " == *" $name "* ]] || continue
   if image_exists "$tag" && [ "$FORCE" != 1 ]; then
     echo "== $tag exists ($(human_size "$tag")); skipped (FORCE=1 rebuilds)"
     continue

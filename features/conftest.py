@@ -20,7 +20,8 @@ import pytest
 
 from features import quota, redaction, skips
 from features.recording import Recorder, slug
-from gate.errors import UsageError
+from gate import transport
+from gate.errors import InfrastructureError, UsageError
 from gate.quota import PlanError
 from gate.receiver import ReceiverClient
 from gate.results import Redactor, record_infrastructure_error, utc_now, write_json
@@ -92,11 +93,10 @@ def target(request: pytest.FixtureRequest) -> Target:
         except UsageError as exc:
             pytest.exit(f"invalid target: {exc}", returncode=2)
         try:
-            httpx.get(f"{t.base_url}/", timeout=5.0, follow_redirects=False, trust_env=False)
-        except httpx.HTTPError as exc:
-            message = f"target {t.base_url} is unreachable ({type(exc).__name__}): check the URL"
-            record_infrastructure_error(request.config.getoption("--results"), message)
-            pytest.exit(message, returncode=5)
+            transport.probe(t.base_url, t.transport)  # TLS verified, proxies as configured
+        except InfrastructureError as exc:
+            record_infrastructure_error(request.config.getoption("--results"), str(exc))
+            pytest.exit(str(exc), returncode=5)
         return t
     return Target.from_stack(request.getfixturevalue("stack"))
 
@@ -120,8 +120,8 @@ def _requirements(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def recorder(request: pytest.FixtureRequest, redactor: Redactor) -> Iterator[Recorder]:
-    rec = Recorder(redactor)
+def recorder(request: pytest.FixtureRequest, redactor: Redactor, target: Target) -> Iterator[Recorder]:
+    rec = Recorder(redactor, transport=target.transport)
     started = utc_now()
     t0 = time.monotonic()
     yield rec
@@ -154,7 +154,7 @@ def receiver(target: Target) -> Iterator[ReceiverClient]:
         skips.missing_config(
             f"{target.name}: the receiver's token is unset (the variable [deliveries].token_env names)"
         )
-    client = ReceiverClient(target.receiver_url, token=target.receiver_token)
+    client = ReceiverClient(target.receiver_url, token=target.receiver_token, transport=target.transport)
     yield client
     client.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from gate.results import Redactor, write_json
+from gate.transport import Transport
 
 BODY_EXCERPT = 2048
 SCENARIO_SCHEMA = ("scenario", 1)
@@ -34,8 +35,9 @@ def _excerpt(data: bytes) -> dict[str, Any]:
 
 
 class Recorder:
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, *, transport: Transport | None = None) -> None:
         self.redactor = redactor
+        self.transport = transport or Transport()  # TLS verification and proxies (gate/transport.py)
         self.exchanges: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -96,8 +98,8 @@ class Recorder:
             base_url=base_url,
             timeout=timeout,
             follow_redirects=False,
-            trust_env=False,
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
+            **self.transport.httpx_options(base_url),
         )
 
     def async_client(self, base_url: str, *, timeout: float, max_connections: int = 64) -> httpx.AsyncClient:
@@ -105,9 +107,9 @@ class Recorder:
             base_url=base_url,
             timeout=timeout,
             follow_redirects=False,
-            trust_env=False,
             limits=httpx.Limits(max_connections=max_connections),
             event_hooks={"request": [self._on_request_async], "response": [self._on_response_async]},
+            **self.transport.httpx_options(base_url),
         )
 
     # -- observations --------------------------------------------------------------------------------

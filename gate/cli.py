@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import gate.commands
-from gate import __version__, interrupts
+from gate import __version__, interrupts, paths, step_summary
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
 from gate.redaction import mask_url_passwords
 from gate.results import check_writable
@@ -95,12 +95,14 @@ def _main(argv: Sequence[str] | None, *, outermost: bool) -> int:
     if run is None:
         parser.print_help()
         return EXIT_USAGE
+    paths.absolutise(args)  # children run elsewhere: every path is the caller's, made absolute here
     try:
         for attr, flag in _OUTPUTS.items():
             path = getattr(args, attr, None)
             if isinstance(path, Path) and (args.command, attr) not in _INPUTS:
                 check_writable(path, flag)  # exit 2 naming it, before any request is sent
-        return run(args)
+        with step_summary.owned_by(args.command, outermost=outermost):  # one verdict in a job summary
+            return run(args)
     except GateError as exc:
         # messages quote URLs (a bad target URL, an unreachable database): never their passwords
         print(f"relay-gate {args.command}: {mask_url_passwords(str(exc))}", file=sys.stderr)

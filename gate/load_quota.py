@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from gate.errors import UsageError
+from gate.oracles import ratelimit
 from gate.quota import LoadPlan, PlanError, plan_load
 from gate.results import Redactor, write_json
 from gate.target import Credential, Target
@@ -64,17 +65,14 @@ def await_room(
     assert policy is not None
     per_key_s = load.executes_per_s / load.workspaces
     probes, wait_until = [], 0.0
-    with httpx.Client(
-        base_url=target.base_url, timeout=timeout_s, follow_redirects=False, trust_env=False
-    ) as c:
+    options = target.transport.httpx_options(target.base_url)  # the target's TLS and proxy settings
+    with httpx.Client(base_url=target.base_url, timeout=timeout_s, follow_redirects=False, **options) as c:
         for cred in creds:
             r = c.post(policy.endpoint, headers=cred.authorization, json=harmless())
             now = time.time()
-            remaining, reset = (
-                _int(r.headers.get("X-RateLimit-Remaining")),
-                _int(r.headers.get("X-RateLimit-Reset")),
-            )
-            left_s = max(0.0, reset - now) if reset is not None and reset > 1e9 else float(reset or 0)
+            seen = ratelimit.parse(r.headers.multi_items(), now=now)  # epoch or delta resets alike
+            remaining = seen.remaining.value if seen.remaining.ok else None
+            left_s = max(0.0, seen.reset_in or 0.0)
             need = per_key_s * min(left_s, duration_s)
             short = r.status_code == 429 or (remaining is not None and remaining < need)
             probes.append({"key": cred.name, "workspace": cred.workspace, "status": r.status_code,
@@ -100,10 +98,3 @@ def await_room(
 def write(results: Path, load: LoadPlan, started: dict[str, Any]) -> None:
     write_json(results / "load" / "quota-plan.json", "load-quota-plan", 1, {**load.to_json(), **started},
                redactor=Redactor(()))  # fmt: skip
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

@@ -45,6 +45,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from gate.transport import Transport
+
 MAX_CAPTURES = 10_000
 MAX_BODY = 1 << 20
 CONTROL = "/_receiver/"
@@ -289,10 +291,19 @@ class Receiver:
 class ReceiverClient:
     """Reads and steers a receiver over HTTP, with short timeouts, using the receiver's ``token``."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        transport: Transport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        # TLS verified and proxies only when the target config asks (gate/transport.py)
+        options = (transport or Transport()).httpx_options(self.base_url)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers, **options)
 
     def close(self) -> None:
         self._http.close()

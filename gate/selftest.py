@@ -4,8 +4,8 @@ A gate that never fails proves nothing. The selftest runs the acceptance scenari
 reference stack, which must pass everything it runs, then once against each deliberate defect — of the
 service (gate/defects.py) or of the backup and drill tooling (gate/drill_defects.py) — which must make
 at least one scenario fail. Each run is a child pytest built exactly as ``relay-gate check`` builds it
-(gate/commands/check.py: ``-c pyproject.toml``, ``--results``), on a fresh stack, limited to the
-defect's area (``-m AREA``); every scenario that failed is recorded as having caught the defect, not
+(gate/commands/check.py: ``-c features/pytest-check.ini``, ``--results``), on a fresh stack, limited to
+the defect's area (``-m AREA``); every scenario that failed is recorded as having caught the defect, not
 only the ones written for it. A scenario counts only if it passed against the clean service.
 
 Results: ``<results>/selftest/selftest.json`` (``relay-gate/selftest@1``) and each run's own results
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from gate.commands.check import REPO_ROOT, pytest_argv
+from gate.commands.check import pytest_argv
 from gate.defects import DEFECTS
 from gate.drill_defects import DRILL_DEFECTS
 from gate.errors import UsageError
@@ -143,7 +143,7 @@ def run_features(
         log.write(redactor.text("$ " + " ".join(argv)) + "\n\n")
         log.flush()
         # Ctrl-C: forwarded once, and the child stops its stack before we go on unwinding
-        child = spawn(argv, redactor=redactor, stdout=log, secrets_from_child=True, cwd=REPO_ROOT, env=env,
+        child = spawn(argv, redactor=redactor, stdout=log, secrets_from_child=True, env=env,
                       start_new_session=True)  # fmt: skip
         try:
             rc, timed_out = wait_child(child.popen, timeout_s=timeout_s)

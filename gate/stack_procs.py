@@ -71,7 +71,8 @@ def relay_process(
     gate.harness is ``python -m service`` plus the /_gate/fault route (to see an unhandled 500), the
     instance route, and the way a deliberate defect is switched in.
     """
-    argv = [sys.executable, "-m", "gate.harness", "--host", HOST, "--port", str(port)]
+    # -P: it runs in the caller's folder, whose own gate/ or service/ must not shadow ours
+    argv = [sys.executable, "-P", "-m", "gate.harness", "--host", HOST, "--port", str(port)]
     if defect:
         argv += ["--defect", defect]
     safe = name.replace("[", "-").replace("]", "").replace(":", "-")
@@ -125,7 +126,7 @@ def start_receiver(
         nonce = new_instance()
         proc = ManagedProcess(
             "receiver",
-            [sys.executable, "-m", "gate.receiver", "--host", HOST, "--port", str(port)],
+            [sys.executable, "-P", "-m", "gate.receiver", "--host", HOST, "--port", str(port)],
             log_path=workdir / "receiver.log",
             env={**env, TOKEN_ENV: token, INSTANCE_ENV: nonce},
         ).start()

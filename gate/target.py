@@ -47,6 +47,13 @@ Target config (TOML), every section optional::
 
     [load]
     credentials = ["dev", "dev-b"]   # the keys the load spends executes with (default: one per workspace)
+    [tls]                      # gate/transport.py: certificates are always verified
+    ca_bundle = "certs/staging-ca.pem"   # relative to this file; replaces the default trust store
+    client_cert = "certs/gate.pem"       # optional, mutual TLS (with client_key, or the key inside)
+    client_key = "certs/gate-key.pem"
+
+    [network]
+    proxies_from_env = false   # true: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY are honoured
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from gate.errors import UsageError
 from gate.redaction import mask_url_passwords, url_password
 from gate.target_backups import KEYS as BACKUPS_KEYS
 from gate.target_backups import Backups, parse_backups
+from gate.transport import NETWORK_KEYS, TLS_KEYS, Transport
 from service.headers import PROFILES
 
 if TYPE_CHECKING:
@@ -82,6 +90,8 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "redis": frozenset({"url_env"}),
     "load": frozenset({"credentials"}),
     "backups": BACKUPS_KEYS,
+    "tls": TLS_KEYS,
+    "network": NETWORK_KEYS,
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
 _SECTIONS = set(SCHEMA)
@@ -131,6 +141,8 @@ class Target:
     # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
     # must watch the receiver before it may say so
     delivery_timeout_s: float = 5.0
+    # how clients reach it: TLS verification (a CA bundle, a client certificate) and proxies
+    transport: Transport = field(default_factory=Transport)
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
@@ -196,6 +208,7 @@ class Target:
             "controllable": self.controllable,
             "database": self.database_url is not None,
             "backups": self.backups.describe() if self.backups is not None else None,
+            "transport": self.transport.describe(),
             "versions": self.stack.versions() if self.stack is not None else {},
             # a deliberate defect switched on (selftest, proof tests): the evidence says so
             "defect": self.stack.config.defect if self.stack is not None else None,
@@ -329,6 +342,12 @@ class Target:
             raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
         backups = parse_backups(_table(doc, "backups", where), config_path=config_path, where=where)
+        # every certificate file is read now: a bad one is exit 2 before any request is sent
+        transport = Transport.from_config(
+            _table(doc, "tls", where), _table(doc, "network", where),
+            base=config_path.parent if config_path is not None else None, where=where, environ=environ,
+        )  # fmt: skip
+        transport.check_proxy(str(base_url), where)
 
         return cls(
             name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
@@ -346,6 +365,7 @@ class Target:
             backups=backups,
             delivery_timeout_s=float(timeout),
             load_credentials=list(load_names),
+            transport=transport,
         )
 
 

@@ -90,7 +90,8 @@ class LocustRun:
         self._progress_pos = 0
 
     def _common(self) -> list[str]:
-        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "INFO"]
+        # -P: Locust runs in the caller's folder, whose own load/ or gate/ must not shadow ours
+        return [sys.executable, "-P", "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "INFO"]
 
     def master_argv(self, port: int | None) -> list[str]:
         p = self.plan

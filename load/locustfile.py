@@ -17,6 +17,10 @@ unless ``RELAY_LOAD_ACTIONS=catalogue``. Journey mix: ``RELAY_LOAD_WEIGHTS`` (de
 ``list=4,preview=4,execute=2``). Keys: ``RELAY_API_KEY``
 or ``RELAY_API_KEYS`` (comma-separated; users take them round-robin, so keys of several workspaces
 spread executes over several rate-limit buckets).
+
+TLS: certificates are always verified; ``RELAY_LOAD_CA_BUNDLE`` names the CA bundle to trust,
+``RELAY_LOAD_CLIENT_CERT`` / ``RELAY_LOAD_CLIENT_KEY`` a client certificate and ``RELAY_LOAD_PROXY`` an
+HTTP proxy (``host:port``); ``relay-gate load`` sets them from the target config (load/transport.py).
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import sys
 from locust import FastHttpUser, task
 from locust.contrib.fasthttp import ResponseContextManager
 
-from load import actions, plugin
+from load import actions, plugin, transport
 from load.settings import WEIGHTS_ENV, LoadSettingsError, parse_weights
 
 try:
     WEIGHTS = parse_weights(os.environ.get(WEIGHTS_ENV))
+    SSL_CONTEXT_FACTORY = transport.ssl_context_factory(os.environ)
+    PROXY_HOST, PROXY_PORT = transport.proxy(os.environ)
 except LoadSettingsError as exc:  # a usage error (exit 2), not a traceback from Locust's loader
     print(f"relay-gate load: {exc}", file=sys.stderr)
     sys.exit(2)
@@ -67,6 +73,12 @@ class ActionsApiClient(FastHttpUser):
 
     connection_timeout = 5.0  # an unreachable host fails fast
     network_timeout = 30.0  # a stalled server is measured up to 30 s, then counted as an error
+    # certificates are verified (FastHttpUser's default is not to), with the target config's CA bundle
+    # and client certificate when it has them, through its proxy if any (load/transport.py)
+    insecure = False
+    ssl_context_factory = staticmethod(SSL_CONTEXT_FACTORY) if SSL_CONTEXT_FACTORY else None
+    proxy_host = PROXY_HOST
+    proxy_port = PROXY_PORT
 
     def wait_time(self) -> float:
         return plugin.wait_time()

@@ -20,12 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import features
-from gate import redacted_output
-from gate.errors import InfrastructureError
+from gate import redacted_output, step_summary, transport
 from gate.interrupts import as_interrupted
+from gate.paths import absolute, default_results
 from gate.results import (
     INFRA_MARKER,
     PLAN_REFUSED_MARKER,
@@ -40,7 +38,10 @@ from gate.target import Target
 from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
 
 FEATURES_DIR = Path(features.__file__).resolve().parent
-REPO_ROOT = FEATURES_DIR.parent
+# the folder holding the features package: a source checkout, or site-packages of an installed gate
+PACKAGE_ROOT = FEATURES_DIR.parent
+# the scenarios' own pytest configuration, shipped with them (an installed gate has no pyproject.toml)
+PYTEST_INI = FEATURES_DIR / "pytest-check.ini"
 # skip reasons that mean "this target cannot have it" rather than "the config forgot it"
 NOT_APPLICABLE = ("needs control of", "needs a path that answers an unhandled 500")
 
@@ -79,21 +80,20 @@ def resolve_target(args: argparse.Namespace) -> Target | None:
     if not args.target_url and not args.target_config:
         return None
     target = Target.from_config(args.target_url, args.target_config)  # UsageError -> exit 2
-    try:
-        httpx.get(f"{target.base_url}/", timeout=5.0, follow_redirects=False, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(
-            f"target {target.base_url} is unreachable ({type(exc).__name__}); check the URL, DNS and network"
-        ) from None
+    # as the scenarios will connect (TLS verified, proxies as configured); exit 5 naming TLS if that fails
+    transport.probe(target.base_url, target.transport)
     return target
 
 
 def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | None = None) -> list[str]:
+    results = absolute(results)
     argv = [
-        sys.executable, "-m", "pytest", *(paths or [str(FEATURES_DIR)]),
+        # -P: the child runs in the caller's folder, whose own features/ or gate/ must not shadow ours
+        sys.executable, "-P", "-m", "pytest", *(paths or [str(FEATURES_DIR)]),
         # -c pins the config: pytest looks for it from the common ancestor of every path on the command
-        # line, plugin options' values included, so a results folder outside the repo would lose it
-        "-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        # line, plugin options' values included, so a results folder elsewhere would move the search.
+        # The features' own ini (markers, strict options, -p features.plugin) works without a checkout
+        "-c", str(PYTEST_INI), "--rootdir", str(PACKAGE_ROOT), "-p", "no:cacheprovider",
         "--results", str(results),
         f"--cucumberjson={results / 'features' / 'cucumber.json'}",
         f"--junitxml={results / 'features' / 'junit.xml'}",
@@ -103,7 +103,7 @@ def pytest_argv(args: argparse.Namespace, results: Path, *, paths: list[str] | N
     if args.target_url:
         argv += ["--target-url", args.target_url]
     if args.target_config:
-        argv += ["--target-config", str(args.target_config)]
+        argv += ["--target-config", str(absolute(args.target_config))]
     if getattr(args, "markexpr", None):
         argv += ["-m", args.markexpr]
     if getattr(args, "keyword", None):
@@ -139,7 +139,7 @@ def summarise(summary: dict[str, Any]) -> tuple[str, dict[str, int]]:
 def run(args: argparse.Namespace) -> int:
     target = resolve_target(args)
     run_id = new_run_id()
-    results = args.results or Path("results") / run_id
+    results = args.results or default_results(run_id)
     (results / "features").mkdir(parents=True, exist_ok=True)
     redactor = Redactor(target.secret_values() if target else ())
     described = (
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         # the child's output reaches the terminal redacted, with the secrets it hands over (the
         # stack's); it writes to a pipe, so it is told when the terminal takes colours
         argv = [*pytest_argv(args, results), *(["--color=yes"] if sys.stdout.isatty() else [])]
-        rc = redacted_output.run(argv, redactor=redactor, cwd=REPO_ROOT)
+        rc = redacted_output.run(argv, redactor=redactor)  # in the caller's folder, like every path
     except KeyboardInterrupt as exc:
         stopped = as_interrupted(exc)
         run_doc.update(
@@ -170,13 +170,16 @@ def run(args: argparse.Namespace) -> int:
 
     run_doc.update(finished_at=utc_now(), exit_code=decided.exit_code, verdict=decided.line)
     summary_path = results / "features" / "summary.json"
-    if summary_path.exists():
-        table, totals = summarise(read_json(summary_path, "features"))
+    summary = read_json(summary_path, "features") if summary_path.exists() else None
+    if summary is not None:
+        table, totals = summarise(summary)
         run_doc["totals"] = totals
         print("\n" + table)
         print(f"\ntotal: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     write_json(results / "run.json", "run", 1, run_doc, redactor=redactor)
-    print(f"verdict: {decided.line} (exit {decided.exit_code}); results: {results}")
+    verdict = f"verdict: {decided.line} (exit {decided.exit_code}); results: {results}"
+    print(verdict)
+    step_summary.for_check(summary, verdict=verdict, results=results, redactor=redactor)
     return decided.exit_code
 
 

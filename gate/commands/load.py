@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from gate import durations, load_quota
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
+from gate.transport import Transport, probe
 from load import report, settings, slos
 from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             keys = [k.key for k in stack.keys if k.role == "dev"]
             described = target.describe()
             actions = "catalogue"  # the gate's own receiver gets them: the whole catalogue is exercised
-        _probe(target.base_url)
+        _probe(target.base_url, target.transport)
         if quota_plan is not None:
             print(f"relay-gate load: {quota_plan.render()}", flush=True)
             started = load_quota.await_room(
@@ -173,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
                 settings.KEY_ENV: "",
                 settings.WEIGHTS_ENV: settings.format_weights(weights),
                 ACTIONS_ENV: actions,
+                # Locust verifies the target's certificate too, and uses the same proxy
+                **target.transport.locust_env(target.base_url),
             },
             secrets=secrets,
         )
@@ -214,14 +215,9 @@ def _forecast(spec: slos.SloSpec, weights: dict[str, int], rate: float | None, d
                 )
 
 
-def _probe(base_url: str) -> None:
-    try:
-        httpx.get(f"{base_url}/", timeout=PROBE_TIMEOUT_S, follow_redirects=False, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(
-            f"target {base_url} is unreachable ({type(exc).__name__} within {PROBE_TIMEOUT_S:g} s); "
-            "check the URL, that the service is up, and the network"
-        ) from None
+def _probe(base_url: str, how: Transport) -> None:
+    # TLS verified and proxies as configured (gate/transport.py); InfrastructureError (5) names TLS
+    probe(base_url, how, timeout_s=PROBE_TIMEOUT_S)
 
 
 def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str]) -> int:

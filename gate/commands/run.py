@@ -30,9 +30,11 @@ from typing import Any
 import httpx
 
 from evidence.criteria import step_items
+from gate import step_summary
 from gate.commands.check import add_target_args, resolve_target
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from gate.interrupts import as_interrupted
+from gate.paths import default_pack, default_results
 from gate.redaction import mask_url_passwords
 from gate.results import (
     PLAN_REFUSED_MARKER,
@@ -173,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(args)  # usage errors and an unreachable target stop here
     _preflight_load(args, target)
     run_id = new_run_id()
-    results = args.results or Path("results") / run_id
-    out = args.out or Path("evidence") / "out" / results.resolve().name
+    results = args.results or default_results(run_id)  # both under the caller's folder
+    out = args.out or default_pack(results.name)
     check_writable(out, "--out")
     results.mkdir(parents=True, exist_ok=True)
     where = target.name if target else f"the reference stack ({args.backend})"
@@ -273,7 +275,9 @@ def run(args: argparse.Namespace) -> int:
     total = time.monotonic() - t_all
     _print_table([*steps, render], total)
     decided = _verdict(results, out, render)
-    print(f"total {total:.1f} s — verdict: {decided.line} (exit {decided.exit_code})")
+    verdict = f"verdict: {decided.line} (exit {decided.exit_code})"  # printed and in the job summary
+    print(f"total {total:.1f} s — {verdict}")
+    step_summary.for_run([*steps, render], verdict=verdict, results=results, out=out, redactor=redactor)
     index = out / "index.html"
     if index.exists():
         print(f"evidence: {index.resolve()}")

@@ -1,10 +1,12 @@
 """``relay-gate smoke``: the post-deploy smoke against a deployment, and a rollback when it fails.
 
 Runs the ``@smoke`` scenarios (health, list, preview -> execute, audit) exactly as
-``relay-gate check -m smoke`` does. When the verdict is anything but a pass — a failed scenario, an
-unreachable target, scenarios that could not run — and ``--on-fail`` is given, the rollback command
-runs: the platform's own CLI (``railway redeploy ...``, ``fly releases rollback ...``, a script).
-A smoke that cannot prove the release good rolls it back: the previous release is the one known good.
+``relay-gate check -m smoke`` does. When the smoke judges the release bad — a scenario failed (1) or an
+SLO was breached (3) — and ``--on-fail`` is given, the rollback command runs: the platform's own CLI
+(``railway redeploy ...``, ``fly releases rollback ...``, a script). When the gate itself could not
+judge — bad usage or config (2), scenarios that could not run (4), an unreachable target (5) — nothing
+is rolled back unless ``--on-fail-also`` names that code (e.g. ``--on-fail-also 4,5``): a CI hiccup must
+not undo a good release (gate/rollback_policy.py). The decision is recorded either way.
 
 The command is split like a POSIX shell would split it (shlex) and run **without a shell**, so a
 value substituted into it from CI cannot inject commands; when you need pipes, ``&&`` or expansions,
@@ -15,8 +17,8 @@ RELAY_GATE_RESULTS and RELAY_GATE_TARGET_URL, in its own process group, killed (
 go to ``<results>/smoke/rollback.json`` (relay-gate/rollback@1), which is written on every run.
 
 Exit: the smoke's verdict, whatever the rollback did — 0 passed; 1 a scenario failed; 2 bad usage
-(an --on-fail that cannot be parsed is refused before the smoke runs); 4 scenarios could not run
-for missing configuration; 5 target unreachable.
+(an --on-fail or --on-fail-also that cannot be parsed is refused before the smoke runs); 4 scenarios
+could not run for missing configuration; 5 target unreachable.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gate import rollback_policy
 from gate.commands import check
 from gate.errors import EXIT_OK, GateError, UsageError
+from gate.paths import default_results
 from gate.results import Redactor, new_run_id, utc_now, write_json
 from gate.target import Target
 
@@ -60,6 +64,14 @@ def register(sub: Any) -> None:
         metavar="CMD",
         default=None,
         help="rollback command to run when the smoke does not pass (no shell; see above)",
+    )
+    p.add_argument(
+        "--on-fail-also",
+        metavar="CODES",
+        action="append",
+        default=[],
+        help="also roll back when the smoke could not judge the release: exit codes among 2, 4, 5, "
+        "comma-separated (default: only 1 and 3 roll back)",
     )
     p.add_argument(
         "--on-fail-timeout",
@@ -150,9 +162,10 @@ def env_secrets(env: Mapping[str, str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     argv = parse_command(args.on_fail) if args.on_fail is not None else None
+    also = rollback_policy.parse_also(args.on_fail_also)
     if args.on_fail_timeout <= 0:
         raise UsageError("--on-fail-timeout must be greater than 0")
-    results: Path = args.results or Path("results") / new_run_id()
+    results: Path = args.results or default_results(new_run_id())
     check_args = argparse.Namespace(
         target_url=args.target_url, target_config=args.target_config, backend=args.backend,
         markexpr="smoke", keyword=None, results=results,
@@ -167,14 +180,21 @@ def run(args: argparse.Namespace) -> int:
         code = exc.exit_code
 
     redactor = Redactor([*target_secrets, *env_secrets(os.environ)])
-    doc: dict[str, Any] = {"smoke_exit_code": code, "target_url": args.target_url, "triggered": False}
+    decision = rollback_policy.decide(code, also)
+    doc: dict[str, Any] = {
+        "smoke_exit_code": code, "target_url": args.target_url, "triggered": False,
+        "rollback_on": rollback_policy.rolls_back_on(also), "rollback_wanted": decision.roll_back,
+        "reason": decision.reason,
+    }  # fmt: skip
     if code == EXIT_OK:
-        doc["reason"] = "the smoke passed"
+        pass
+    elif not decision.roll_back:
+        print(f"relay-gate smoke: NOT JUDGED: {decision.reason}", file=sys.stderr)
     elif argv is None:
-        doc["reason"] = "the smoke did not pass, and no --on-fail command was given"
+        doc["reason"] = f"{decision.reason}, and no --on-fail command was given"
         print("relay-gate smoke: FAILED; no --on-fail command given, nothing rolled back", file=sys.stderr)
     else:
-        doc.update(triggered=True, reason=f"the smoke did not pass (exit {code})")
+        doc["triggered"] = True
         print(f"relay-gate smoke: FAILED (exit {code}); rolling back: {redactor.text(shlex.join(argv))} "
               f"(timeout {args.on_fail_timeout:g} s)", file=sys.stderr)  # fmt: skip
         env = {**os.environ, "RELAY_GATE_SMOKE_EXIT": str(code), "RELAY_GATE_RESULTS": str(results),

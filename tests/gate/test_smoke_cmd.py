@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gate import rollback_policy
 from gate.cli import main
 from gate.commands.smoke import KEEP_BYTES, env_secrets, parse_command, run_rollback
 from gate.errors import UsageError
@@ -98,19 +99,48 @@ def test_on_fail_is_split_without_a_shell() -> None:
 # -- the command --------------------------------------------------------------------------------------------
 
 
-def test_unreachable_target_rolls_back_and_exits_non_zero(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("code", "also", "wanted"),
+    [(0, "", False), (1, "", True), (3, "", True), (2, "", False), (4, "", False), (5, "", False),
+     (5, "5", True), (4, "4,5", True), (2, "4,5", False), (130, "2,4,5", False), (143, "", False)],
+)  # fmt: skip
+def test_only_a_judged_failure_rolls_back_unless_asked(code: int, also: str, wanted: bool) -> None:
+    decision = rollback_policy.decide(code, rollback_policy.parse_also([also] if also else []))
+    assert decision.roll_back is wanted, decision.reason
+    if code in (2, 4, 5) and not wanted:
+        assert f"could not judge the release (exit {code}" in decision.reason
+        assert f"--on-fail-also {code} would" in decision.reason
+    assert rollback_policy.rolls_back_on(frozenset({5})) == [1, 3, 5]
+    for bad in ("1", "3", "130", "x", "4;5"):
+        with pytest.raises(UsageError, match="among 2, 4, 5"):
+            rollback_policy.parse_also([bad])
+
+
+def test_an_unreachable_target_is_not_rolled_back_by_default(tmp_path: Path) -> None:
+    marker, results = tmp_path / "rolled-back", tmp_path / "run"
+    proc = smoke("--target-url", f"http://127.0.0.1:{free_port()}", "--on-fail", f"touch {marker}",
+                 "--results", str(results))  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "NOT JUDGED" in proc.stderr and "rolling back" not in proc.stderr
+    assert not marker.exists(), "the gate's own failure rolled the release back"
+    doc = _record(results)
+    assert not doc["triggered"] and not doc["rollback_wanted"] and "rollback" not in doc
+    assert doc["rollback_on"] == [1, 3] and "could not judge the release (exit 5" in doc["reason"]
+
+
+def test_on_fail_also_rolls_back_an_unreachable_target(tmp_path: Path) -> None:
     results = tmp_path / "run"
     url = f"http://127.0.0.1:{free_port()}"
     code = (
         "import os; print('rolled back', os.environ['RELAY_GATE_SMOKE_EXIT'], "
         "os.environ['RELAY_GATE_TARGET_URL'], os.environ['RAILWAY_TOKEN'])"
     )
-    proc = smoke("--target-url", url, "--on-fail", f"{PY} -c \"{code}\"", "--results", str(results),
-                 env={"RAILWAY_TOKEN": "platform-token-abcdef"})  # fmt: skip
+    proc = smoke("--target-url", url, "--on-fail", f"{PY} -c \"{code}\"", "--on-fail-also", "4,5",
+                 "--results", str(results), env={"RAILWAY_TOKEN": "platform-token-abcdef"})  # fmt: skip
     assert proc.returncode == 5, proc.stdout + proc.stderr
     assert "unreachable" in proc.stderr and "rolling back" in proc.stderr
     doc = _record(results)
-    assert doc["triggered"] and doc["smoke_exit_code"] == 5
+    assert doc["triggered"] and doc["smoke_exit_code"] == 5 and doc["rollback_on"] == [1, 3, 4, 5]
     rb = doc["rollback"]
     assert rb["ok"] and rb["exit_status"] == 0
     assert rb["stdout"] == f"rolled back 5 {url} [REDACTED]\n", "the platform token must not be recorded"
@@ -120,7 +150,7 @@ def test_unreachable_target_rolls_back_and_exits_non_zero(tmp_path: Path) -> Non
 def test_a_failed_rollback_still_exits_with_the_smoke_verdict(tmp_path: Path) -> None:
     results = tmp_path / "run"
     proc = smoke("--target-url", f"http://127.0.0.1:{free_port()}", "--on-fail", f"{PY} -c 'exit(9)'",
-                 "--results", str(results))  # fmt: skip
+                 "--on-fail-also", "5", "--results", str(results))  # fmt: skip
     assert proc.returncode == 5
     assert "ROLLBACK FAILED: exit status 9" in proc.stderr
     assert _record(results)["rollback"]["exit_status"] == 9
@@ -131,6 +161,8 @@ def test_bad_usage_is_refused_before_the_smoke(tmp_path: Path, capsys: pytest.Ca
     assert main([*argv, "--on-fail", "railway 'unbalanced"]) == 2
     assert main([*argv, "--on-fail", "true", "--on-fail-timeout", "0"]) == 2
     assert "quoting" in capsys.readouterr().err
+    assert main([*argv, "--on-fail", "true", "--on-fail-also", "1"]) == 2
+    assert "--on-fail-also '1': give exit codes among 2, 4, 5" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "nothing ran"
 
 
@@ -176,4 +208,18 @@ def test_a_failing_scenario_rolls_back(tmp_path: Path, deployment: Stack) -> Non
     assert marker.exists(), "the rollback command did not run"
     doc = _record(results)
     assert doc["triggered"] and doc["smoke_exit_code"] == 1 and doc["rollback"]["ok"]
+    assert doc["reason"] == "the smoke did not pass (exit 1: a criterion is false)"
     assert "k" * 40 not in (results / "smoke" / "rollback.json").read_text()
+
+
+@pytest.mark.stack
+def test_scenarios_that_could_not_run_do_not_roll_back(tmp_path: Path, deployment: Stack) -> None:
+    """No admin key in the environment: the audit step is skipped (exit 4), the release not judged."""
+    marker, results = tmp_path / "rolled-back", tmp_path / "run"
+    env = {"PROD_DEV_KEY": deployment.key("dev").key}
+    proc = smoke("--target-url", deployment.base_url, "--target-config", str(_target(tmp_path, deployment)),
+                 "--on-fail", f"touch {marker}", "--results", str(results), env=env)  # fmt: skip
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert not marker.exists()
+    doc = _record(results)
+    assert not doc["triggered"] and "could not judge the release (exit 4" in doc["reason"]
