@@ -8,5 +8,6 @@ has them too; here they are loaded like the test suite's own fixture plugins.
 pytest_plugins = [
     "tests.plugins.redis_fixtures",
     "tests.plugins.pg_fixtures",
+    "tests.plugins.wheel_fixtures",
     "features.plugin",
 ]

@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import shlex
-import shutil
 import subprocess
-import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gate.stack import Stack, StackConfig
+from tests.plugins.wheel_fixtures import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 INI = ROOT / "features" / "pytest-check.ini"
-# what a copy of the tree for building leaves out: environments, caches, outputs
-_NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv*", ".tox", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-    "results", "out", "artifacts",
-)  # fmt: skip
 
 
 def test_the_scenarios_own_config_matches_the_checkout() -> None:
@@ -46,46 +38,15 @@ def test_the_scenarios_own_config_matches_the_checkout() -> None:
     assert "features.plugin" in (ROOT / "conftest.py").read_text()
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv with the gate installed from its wheel (pinned by constraints.txt); its bin/."""
-    base = tmp_path_factory.mktemp("wheel")
-    src, wheels, venv = base / "src", base / "wheels", base / "venv"
-    shutil.copytree(ROOT, src, ignore=_NOT_SOURCE)  # pip builds in the tree: not in ours
-    env = _clean_env()
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = wheels.glob("relay_gate-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [venv / "bin" / "python", "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt", wheel],
-        capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    yield venv / "bin"
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This environment without what points at the checkout or its venv."""
-    drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS", "RELAY_GATE_SECRETS_FD")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PATH"] = os.pathsep.join(
-        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))
-    )
-    return {**env, **extra}
-
-
 @pytest.mark.packaging
 @pytest.mark.stack
 def test_an_installed_gate_checks_a_deployment_from_the_callers_folder(
-    installed: Path, tmp_path: Path
+    installed_gate: Path, tmp_path: Path
 ) -> None:
+    installed = installed_gate
     where = subprocess.run(
         [installed / "python", "-c", "import features, gate; print(features.__file__, gate.__file__)"],
-        capture_output=True, text=True, cwd=tmp_path, env=_clean_env(), check=True,
+        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), check=True,
     ).stdout  # fmt: skip
     assert str(ROOT) not in where, f"the venv imports the checkout: {where}"
 
@@ -97,7 +58,7 @@ def test_an_installed_gate_checks_a_deployment_from_the_callers_folder(
         'admin = { env = "STG_ADMIN_KEY", workspace = "default" }\n'
     )
     with Stack(StackConfig(replicas=1)) as staging:
-        env = _clean_env(STG_DEV_KEY=staging.key("dev").key, STG_ADMIN_KEY=staging.key("admin").key)
+        env = clean_env(STG_DEV_KEY=staging.key("dev").key, STG_ADMIN_KEY=staging.key("admin").key)
         proc = subprocess.run(
             [installed / "relay-gate", "check", "-m", "smoke", "--target-url", staging.base_url,
              "--target-config", "conf/staging.toml"],
