@@ -50,7 +50,7 @@ def parse_backups(table: dict[str, Any], *, config_path: Path | None, where: str
         )
     path = Path(raw).expanduser()
     if not path.is_absolute() and config_path is not None:
-        path = config_path.resolve().parent / path
+        path = (config_path.resolve().parent / path).resolve()
     if not path.is_dir():
         raise UsageError(
             f"{where}: backups.dir {path} does not exist: point it at the --dir of the deployment's "

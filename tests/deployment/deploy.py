@@ -86,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         token = secrets.token_urlsafe(24)
         receiver_port = free_port()
         env_base = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_GATE_", "RATE_LIMIT"))}
-        receiver = subprocess.Popen(
-            [sys.executable, "-m", "gate.receiver", "--port", str(receiver_port)],
-            env={**env_base, "RELAY_GATE_RECEIVER_TOKEN": token},
-            stdout=open(work / "receiver.log", "wb"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-        )
+        with open(work / "receiver.log", "wb") as log:
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "gate.receiver", "--port", str(receiver_port)],
+                env={**env_base, "RELAY_GATE_RECEIVER_TOKEN": token},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         procs.append(receiver)
         receiver_url = f"http://127.0.0.1:{receiver_port}"
         _wait_ready(f"{receiver_url}/_receiver/health", receiver)
@@ -118,14 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         module = ["gate.harness", "--defect", args.defect] if args.defect else ["service"]
         ports = [free_port() for _ in range(args.replicas)]
         for i, port in enumerate(ports):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", *module, "--host", "127.0.0.1", "--port", str(port)],
-                    env=service_env,
-                    stdout=open(work / f"relay-{i}.log", "wb"),  # noqa: SIM115 - the child owns it
-                    stderr=subprocess.STDOUT,
+            with open(work / f"relay-{i}.log", "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", *module, "--host", "127.0.0.1", "--port", str(port)],
+                        env=service_env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
-            )
         for port, proc in zip(ports, procs[1:], strict=True):
             _wait_ready(f"http://127.0.0.1:{port}/_stcore/ready", proc)
 

@@ -65,13 +65,14 @@ class Deployment:
     def __init__(self, where: Path, defect: str | None = None) -> None:
         self.where = where
         argv = [sys.executable, "-m", "tests.deployment.deploy", str(where)]
-        self.proc = subprocess.Popen(
-            [*argv, *(["--defect", defect] if defect else [])],
-            cwd=ROOT,
-            stdout=open(where.parent / "deploy.log", "wb"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(where.parent / "deploy.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [*argv, *(["--defect", defect] if defect else [])],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + READY_S
         while not (where / "ready").exists():
             assert self.proc.poll() is None, (where.parent / "deploy.log").read_text()[-3000:]
@@ -105,7 +106,7 @@ def _pipeline(tmp_path: Path, d: Deployment) -> Path:
     """The pipeline's folder: a relative target config, as docs/gate.md shows it."""
     caller = tmp_path / "pipeline"
     (caller / "conf").mkdir(parents=True)
-    (caller / "conf" / "staging.toml").write_text(CONFIG.format(receiver_url=d.env["STG_RECEIVER_URL"]))
+    (caller / "conf" / "staging.toml").write_text(CONFIG.replace("{receiver_url}", d.env["STG_RECEIVER_URL"]))
     return caller
 
 
