@@ -33,6 +33,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "headers": ("Security headers", "SECURITY-HEADERS"),
     "audit": ("Authentication and audit", "SMOKE-AUDIT"),
     "smoke": ("Post-deploy smoke", "SMOKE-AUDIT"),
+    "api": ("The API contract: errors, bodies, previews, request ids", "SMOKE-AUDIT"),
     "drill": ("Backup and restore drill", "RESTORE-DRILL-REPORT"),
     "slo": ("Latency and error SLOs", "METRICS-SUMMARY"),
     "faults": ("Faults under load", "FAULTS"),

@@ -45,7 +45,7 @@ DOCUMENTS: dict[str, tuple[str, ...]] = {
     "RATELIMIT-SMOKE": ("rate_limit",),
     "SIGNING-E2E": ("signing",),
     "SECURITY-HEADERS": ("headers",),
-    "SMOKE-AUDIT": ("smoke", "audit"),
+    "SMOKE-AUDIT": ("smoke", "audit", "api"),
     "RESTORE-DRILL-REPORT": ("drill",),
     "METRICS-SUMMARY": ("slo",),
     "FAULTS": ("faults",),

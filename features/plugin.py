@@ -50,6 +50,7 @@ MARKERS = (
     "headers: security headers",
     "audit: authentication and the audit log",
     "drill: backup and restore drill",
+    "api: the API contract (errors, request bodies, previews, request ids)",
     "drill-tooling: a check of relay-gate's drill tooling (damages a copy of a backup), not of the target",
     # what a scenario needs of the target (skipped with the reason otherwise)
     "needs-control: control of the target's Redis/PostgreSQL (reference stack only)",

@@ -29,7 +29,7 @@ from service.audit import AuditLog
 from service.config import Settings
 from service.delivery import WebhookDeliverer
 
-Area = Literal["rate_limit", "signing", "headers", "audit"]
+Area = Literal["rate_limit", "signing", "headers", "audit", "api"]
 
 
 @dataclass
@@ -231,7 +231,25 @@ _CATALOGUE = (
            caught_by=(A_ADMIN_FINDS, A_REFUSED)),
 )  # fmt: skip
 
-DEFECTS: dict[str, Defect] = {d.name: d for d in _CATALOGUE}
+# more of the catalogue, one module per contract area, each a tuple ``DEFECTS`` of :class:`Defect`
+# (imported last: they build on this module's Defect, Variant and scenario names)
+EXTRA_MODULES: tuple[str, ...] = ()
+
+
+def _everything() -> dict[str, Defect]:
+    import importlib
+
+    found = list(_CATALOGUE)
+    for module in EXTRA_MODULES:
+        found += importlib.import_module(module).DEFECTS
+    names = [d.name for d in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RuntimeError(f"defect name(s) used twice in the catalogue: {twice}")
+    return {d.name: d for d in found}
+
+
+DEFECTS: dict[str, Defect] = _everything()
 
 
 def build_app(settings: Settings, defect: str | None = None, *, fault_path: str | None = None) -> ASGIApp:
