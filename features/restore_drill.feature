@@ -17,10 +17,10 @@ Feature: Restore drill
   touches. That the executes reach the deployment's audit log is audit.feature's criterion.
 
   The scenarios tagged @drill-tooling damage a backup — on a deployment, a copy of its latest backup
-  in a temp folder, never the original — and check that the drill fails saying why: they are checks
-  of relay-gate's drill tooling, not of the target, and the evidence shows them apart. A damaged
-  manifest stands for a dump that does not hold what its manifest says (the checksum covers the dump,
-  not the manifest), which is what a broken backup job produces.
+  in a temp folder, never the original — or set a decoy beside it, and check that the drill tells it
+  apart, failing saying why: they are checks of relay-gate's drill tooling, not of the target, and the
+  evidence shows them apart. A changed manifest stands for a dump that does not hold what its manifest
+  says (the checksum covers the dump, not the manifest): what a broken backup job produces.
 
   @quota-none
   Scenario: The latest backup restores and matches its source table by table, within the RPO and RTO

@@ -715,3 +715,117 @@ def test_retention_never_follows_a_day_folder_out_of_the_backup_root(tmp_path: P
         (TODAY - timedelta(days=61)).isoformat(), (TODAY - timedelta(days=60)).isoformat()
     ]  # fmt: skip
     assert [r.path.name for r in plan.remove] == [(TODAY - timedelta(days=62)).isoformat()]
+
+
+def test_a_failing_pg_dump_is_exit_5_with_its_error_line_and_leaves_nothing(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "pg_dump"
+    tool.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 16.2"; exit 0; fi\n'
+        'echo "pg_dump: warning: something harmless" >&2\n'
+        'echo "pg_dump: error: query failed: ERROR:  permission denied for table audit_log" >&2\n'
+        "exit 1\n"
+    )
+    tool.chmod(0o755)
+    code = main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--pg-bin", str(bin_dir)])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert "pg_dump failed (exit 1): pg_dump: error: query failed: ERROR:  permission denied" in err
+    assert [p for p in (tmp_path / "b").rglob("*") if p.is_file()] == []
+
+
+def test_no_row_reaches_python_only_a_count_and_a_digest_per_chunk(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server computes the digests: whatever the table's size, each chunk sends back one row."""
+    fetched: list[int] = []
+    real_connect = fingerprint_mod.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        conn = real_connect(*args, **kwargs)
+        execute = conn.execute
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            cur = execute(*a, **kw)
+            rows = cur.fetchall() if cur.description else []
+            fetched.append(len(rows))
+
+            class Rows:
+                description = cur.description
+
+                def fetchone(self) -> Any:
+                    return rows[0] if rows else None
+
+                def fetchall(self) -> list[Any]:
+                    return rows
+
+            return Rows()
+
+        conn.execute = counted  # type: ignore[method-assign]
+        return conn
+
+    monkeypatch.setattr(fingerprint_mod, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(fingerprint_mod, "connect", connect)
+    b = take_backup(source, tmp_path / "backups", jobs=2)
+    chunks = sum(len(t["chunks"]) for t in b.manifest()["tables"])
+    assert chunks == 5 and b.manifest()["totals"]["rows"] == 3006  # 3 chunks of bulk_events, 2 tables
+    assert max(fetched) == 1, fetched  # SET statements return nothing; each chunk query one row
+
+
+def test_text_keys_are_ordered_by_their_bytes_whatever_the_servers_locale() -> None:
+    """COLLATE "C" on every collatable key column, so a restore on a server with another locale orders
+    them the same. Shown on the query: the bundled PostgreSQL has no locale but C (no ICU), so no server
+    here could sort them otherwise."""
+    from gate.fingerprint import KeyCol, TablePlan, _chunk_query
+
+    plan = TablePlan("public", "t", (KeyCol("name", True, False), KeyCol("n", False, True)))
+    text = _chunk_query(plan, None, None).as_string(None)
+    assert 'ORDER BY r."name" COLLATE "C", r."n")' in text, text
+    loose = _chunk_query(TablePlan("public", "t"), None, None).as_string(None)
+    assert 'ORDER BY h COLLATE "C"' in loose and "md5('')" in loose, loose
+
+
+def test_only_a_one_column_integer_key_is_split_into_ranges(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fingerprint_mod, "CHUNK_ROWS", 10)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE by_int (id bigint PRIMARY KEY)")
+        conn.execute("CREATE TABLE by_text (k text PRIMARY KEY)")
+        conn.execute("CREATE TABLE by_pair (a int, b int, PRIMARY KEY (a, b))")
+        conn.execute("CREATE TABLE no_key (v int)")
+        for t, row in (("by_int", "g"), ("by_text", "g::text"), ("by_pair", "g, g"), ("no_key", "g")):
+            conn.execute(f"INSERT INTO {t} SELECT {row} FROM generate_series(1, 50) g")  # noqa: S608
+    chunks = {
+        t["table"]: len(t["chunks"]) for t in take_backup(pg_database, tmp_path / "b").manifest()["tables"]
+    }
+    assert chunks == {
+        "alembic_version": 1,
+        "audit_log": 1,
+        "by_int": 5,
+        "by_text": 1,
+        "by_pair": 1,
+        "no_key": 1,
+    }
+    assert run_drill(DrillOptions(pg_database, tmp_path / "b", restore_to="same")).passed
+
+
+def test_views_functions_sequences_and_indexes_are_restored_but_only_tables_compared(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """pg_restore fails on any error, so they must restore; the comparison is of tables only."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE tickets START 500")
+        conn.execute("SELECT nextval('tickets')")
+        conn.execute("CREATE VIEW recent AS SELECT id FROM audit_log ORDER BY id DESC LIMIT 10")
+        conn.execute("CREATE MATERIALIZED VIEW counted AS SELECT count(*) AS n FROM audit_log")
+        conn.execute("CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'")
+        conn.execute("CREATE INDEX audit_by_role ON audit_log (role)")
+    take_backup(pg_database, tmp_path / "b")
+    result = run_drill(DrillOptions(pg_database, tmp_path / "b", restore_to="same"))
+    assert result.passed, result.reason
+    assert sorted(t["table"] for t in result.doc["tables"]) == ["public.alembic_version", "public.audit_log"]

@@ -85,6 +85,14 @@ def test_a_good_backup_passes_and_the_results_say_what_was_seen(
     assert (
         "--exit-on-error" in doc["restore"]["command"] and "--single-transaction" in doc["restore"]["command"]
     )
+    # it proves the data, not the ACLs or the cluster's objects
+    assert {
+        "--no-owner",
+        "--no-privileges",
+        "--no-tablespaces",
+        "--no-publications",
+        "--no-subscriptions",
+    } <= set(doc["restore"]["command"])
     assert doc["restore_target"]["created"] and doc["restore_target"]["dropped"]
     assert doc["process"]["peak_rss_kib"] > 0 and doc["provenance"]["run_id"] == "r1"
     assert json.loads((tmp_path / "results" / "run.json").read_text())["schema"] == "relay-gate/run@1"
@@ -670,3 +678,9 @@ def test_a_passing_drill_marks_its_backup_verified_unless_told_not_to(
     backup.verified_path.unlink()
     doc = json.loads(write_results(result, tmp_path / "theirs", mark=False).read_text())
     assert doc["verified_marker"] is None and not backup.verified  # a deployment's folder: untouched
+
+
+def test_no_restore_drill_scenario_needs_control_of_the_target() -> None:
+    """Sources are only read: no scenario kills, pauses or writes the target's database."""
+    feature = (Path(__file__).resolve().parents[2] / "features" / "restore_drill.feature").read_text()
+    assert "@needs-control" not in feature
