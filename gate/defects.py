@@ -98,6 +98,7 @@ RL_DEFAULTS = (
     "A relay started without rate-limit settings allows 60 executes per 60 s per workspace "
     "on its in-process limiter"
 )
+RL_DISABLED = "With RATE_LIMIT_ENABLED=false no execute is refused at any rate"
 H_VARIED = (H_METHODS, H_SHAPES, H_DEV_ENCODINGS, H_SEED_PROFILE)
 
 S_SIGNED = "Every delivery is signed and names the request that caused it"

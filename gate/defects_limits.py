@@ -29,15 +29,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gate import defect_parts as parts
 from gate.defects import (
     H_DEV_ENCODINGS,
+    H_DEV_REFUSALS,
     H_METHODS,
+    H_RATE_LIMITED,
     H_SEED_PROFILE,
+    H_SERVER_ERROR,
     H_SHAPES,
+    H_URL_ONLY,
     RL_DEFAULTS,
+    RL_DISABLED,
     RL_EXACT,
     RL_FALLBACK_BOUND,
+    RL_HUNG,
     RL_IETF,
     RL_ISOLATION,
     RL_KEYS,
+    RL_KILLED,
     RL_LONG,
     RL_NO_TTL,
     RL_PARALLEL,
@@ -176,6 +183,27 @@ def seed_profile_xss_zero() -> parts.Wrap:
         if settings.security_headers_profile != "seed":
             return app
         return parts.replace_header(b"x-xss-protection", b"0")(app, settings)
+
+    return wrap
+
+
+STRICT_ONLY = (
+    b"cross-origin-opener-policy",
+    b"cross-origin-resource-policy",
+    b"cross-origin-embedder-policy",
+    b"permissions-policy",
+    b"x-permitted-cross-domain-policies",
+)
+
+
+def strict_profile_truncated() -> parts.Wrap:
+    """The strict profile written as the seed's plus a few lines, the last five lost in a merge: no
+    Cross-Origin-*-Policy, Permissions-Policy or X-Permitted-Cross-Domain-Policies."""
+
+    def wrap(app: ASGIApp, settings: Settings) -> ASGIApp:
+        if settings.security_headers_profile != "strict":
+            return app
+        return parts.edit_response(lambda s, h: [(k, v) for k, v in h if k not in STRICT_ONLY])(app, settings)
 
     return wrap
 
@@ -336,6 +364,29 @@ def default_limit_not_the_seeds(settings: Settings, on_change: Callable[[str], N
     return build_limiter(settings, on_backend_change=on_change)
 
 
+UNSEED_DEFAULT_WINDOW_S = 1
+
+
+def default_window_not_a_minute(settings: Settings, on_change: Callable[[str], None]) -> Any:
+    """``rate_limit_window_s: int = Field(1, ...)``: left unset, the window is a second (the seed's
+    "per minute" limit applied per second: 60 times the documented rate)."""
+    if not os.environ.get("RATE_LIMIT_WINDOW_S"):
+        settings = settings.model_copy(update={"rate_limit_window_s": UNSEED_DEFAULT_WINDOW_S})
+    return build_limiter(settings, on_backend_change=on_change)
+
+
+def backend_gauge_not_wired(settings: Settings, on_change: Callable[[str], None]) -> Any:
+    """The limiter built without the metrics hook: rate_limiter_backend keeps saying what it said at
+    start-up, whichever limiter decides."""
+    return build_limiter(settings)
+
+
+def rate_limit_enabled_ignored(app: FastAPI) -> None:
+    """RATE_LIMIT_ENABLED is read into the settings but never consulted: executes are limited anyway."""
+    relay = app.state.relay
+    relay.settings = relay.settings.model_copy(update={"rate_limit_enabled": True})
+
+
 def no_limit_without_redis(app: FastAPI) -> None:
     """ "Rate limiting needs Redis": without REDIS_URL the relay switches it off, instead of limiting on
     its in-process bucket."""
@@ -373,6 +424,18 @@ DEFECTS: tuple[Defect, ...] = (
            "the seed's values)",
            lambda: Variant(wrap=seed_profile_xss_zero()),
            caught_by=(H_SEED_PROFILE,)),
+    Defect("strict-profile-without-cross-origin-headers", "headers",
+           "the strict profile lost its last five lines: no Cross-Origin-*-Policy, Permissions-Policy or "
+           "X-Permitted-Cross-Domain-Policies",
+           lambda: Variant(wrap=strict_profile_truncated()),
+           caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, H_METHODS, H_SHAPES,
+                      H_DEV_ENCODINGS)),
+    Defect("referrer-policy-browser-default", "headers",
+           "Referrer-Policy is strict-origin-when-cross-origin (the browsers' default written in), not "
+           "no-referrer",
+           lambda: Variant(wrap=parts.replace_header(b"referrer-policy", b"strict-origin-when-cross-origin")),
+           caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, H_METHODS, H_SHAPES,
+                      H_DEV_ENCODINGS, H_SEED_PROFILE)),
     # rate limiting
     Defect("retry-after-one-window", "rate_limit",
            "a 429's Retry-After (and RateLimit t) is the window length, not the seconds left in the window",
@@ -417,6 +480,18 @@ DEFECTS: tuple[Defect, ...] = (
            "left unset, RATE_LIMIT_EXEC_PER_MIN defaults to 100, not the seed's 60",
            lambda: Variant(limiter=default_limit_not_the_seeds),
            caught_by=(RL_DEFAULTS,)),
+    Defect("default-window-not-a-minute", "rate_limit",
+           "left unset, RATE_LIMIT_WINDOW_S defaults to 1 s: the seed's per-minute limit applied per second",
+           lambda: Variant(limiter=default_window_not_a_minute),
+           caught_by=(RL_DEFAULTS,)),
+    Defect("backend-gauge-not-wired", "rate_limit",
+           "the limiter is built without the metrics hook: rate_limiter_backend never shows the fallback",
+           lambda: Variant(limiter=backend_gauge_not_wired),
+           caught_by=(RL_KILLED, RL_HUNG, RL_FALLBACK_BOUND, RL_REPROBE)),
+    Defect("rate-limit-enabled-ignored", "rate_limit",
+           "RATE_LIMIT_ENABLED=false is read but never consulted: executes are limited anyway",
+           lambda: Variant(patch=rate_limit_enabled_ignored),
+           caught_by=(RL_DISABLED,)),
     Defect("no-rate-limit-without-redis-url", "rate_limit",
            "without REDIS_URL rate limiting is switched off instead of running on the in-process limiter",
            lambda: Variant(patch=no_limit_without_redis),
