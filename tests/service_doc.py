@@ -64,3 +64,22 @@ def header_profiles(markdown: str | None = None) -> dict[str, dict[str, str]]:
                 )
             out[profile].update(zip(names, values, strict=True))
     return out
+
+
+def configuration(markdown: str | None = None) -> dict[str, str]:
+    """Variable -> its default as the Configuration table of docs/service.md writes it (code marks
+    removed; a row naming several variables gives each the same default)."""
+    text = _section(
+        markdown if markdown is not None else SERVICE_MD.read_text(encoding="utf-8"), "Configuration"
+    )
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.lstrip().startswith("|"):
+            continue
+        variables, default, *_ = _cells(line)
+        names = _CODE.findall(variables)
+        if not names or set(default) <= set("-: "):
+            continue  # the header row and the separator
+        value = default.replace("`", "")
+        out.update(dict.fromkeys(names, value))
+    return out
