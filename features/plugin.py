@@ -35,9 +35,12 @@ pytest_plugins = [
     "features.steps.rate_limit_workspaces",
     "features.steps.rate_limit_replicas",
     "features.steps.rate_limit_outage",
+    "features.steps.rate_limit_arithmetic",
+    "features.steps.rate_limit_fallback",
     "features.steps.signing",
     "features.steps.audit",
     "features.steps.headers",
+    "features.steps.headers_matrix",
     "features.steps.drill",
 ]
 

@@ -75,6 +75,32 @@ RL_KILLED = (
     "With Redis killed executes keep succeeding on the in-process fallback, and Redis takes over again"
 )
 
+# scenarios that vary methods, request shapes and settings (their defects are in gate/defects_limits.py)
+H_METHODS = (
+    "Every method on every documented path and on an unknown one carries the configured security headers"
+)
+H_SHAPES = "CORS preflights, compressed responses and chunked uploads carry the configured security headers"
+H_DEV_ENCODINGS = (
+    "A developer's requests carry the configured security headers whatever the method and the body's encoding"
+)
+H_SEED_PROFILE = "A relay running the seed profile sends the seed's documented header values"
+RL_LONG = "Over a long window the rate-limit headers state the exact window end, quota and wait"
+RL_NO_TTL = "A rate-limit counter found without a TTL gets its expiry back from the next execute"
+RL_FALLBACK_BOUND = (
+    "On the in-process fallback each replica limits on its own, "
+    "N replicas admit at most N x quota, never a 5xx"
+)
+RL_REPROBE = (
+    "After a Redis failure a replica re-probes with its backoff capped at REDIS_REPROBE_MAX_S "
+    "and returns to Redis"
+)
+RL_DEFAULTS = (
+    "A relay started without rate-limit settings allows 60 executes per 60 s per workspace "
+    "on its in-process limiter"
+)
+RL_DISABLED = "With RATE_LIMIT_ENABLED=false no execute is refused at any rate"
+H_VARIED = (H_METHODS, H_SHAPES, H_DEV_ENCODINGS, H_SEED_PROFILE)
+
 S_SIGNED = "Every delivery is signed and names the request that caused it"
 S_HMAC = "X-Signature is the HMAC-SHA256 of the exact bytes received"
 S_STANDARD = "The Standard Webhooks signature covers id, timestamp and body and verifies independently"
@@ -111,21 +137,21 @@ _CATALOGUE = (
     Defect("hsts-without-includesubdomains", "headers",
            "HSTS without includeSubDomains",
            lambda: Variant(wrap=parts.replace_header(b"strict-transport-security", b"max-age=31536000")),
-           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
+           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, *H_VARIED)),
     Defect("server-header-leak", "headers",
            "Server and X-Powered-By advertise the implementation",
            lambda: Variant(wrap=parts.edit_response(lambda s, h: [*h, *parts.LEAKS])),
-           caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
+           caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, *H_VARIED)),
     Defect("csp-loosened-for-swagger-ui", "headers",
            "the CSP written to make /docs work ('unsafe-inline' scripts from a CDN) ships on every response",
            lambda: Variant(wrap=parts.replace_header(b"content-security-policy", parts.DOCS_CSP)),
-           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED)),
+           caught_by=(H_POLICY, H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, *H_VARIED)),
     Defect("cache-control-sent-twice", "headers",
            "a layer appends its own Cache-Control instead of replacing it: 2xx responses carry two "
            "conflicting values",
            lambda: Variant(wrap=parts.append_header(b"cache-control", b"public, max-age=60",
                                                     lambda s: 200 <= s < 300)),
-           caught_by=(H_URL_ONLY,)),
+           caught_by=(H_URL_ONLY, *H_VARIED)),
     # rate limiting
     Defect("limiter-keyed-by-client-header", "rate_limit",
            "the rate-limit workspace is taken from the client's X-Workspace-ID header",
@@ -134,29 +160,29 @@ _CATALOGUE = (
     Defect("off-by-one-admission", "rate_limit",
            "admits limit + 1 executes per window",
            lambda: Variant(limiter=parts.off_by_one),
-           caught_by=(RL_EXACT, RL_PARALLEL)),
+           caught_by=(RL_EXACT, RL_PARALLEL, RL_LONG, RL_FALLBACK_BOUND)),
     Defect("retry-after-zero", "rate_limit",
            "429 says Retry-After: 0",
            lambda: Variant(wrap=parts.replace_header(b"retry-after", b"0", lambda s: s == 429)),
-           caught_by=(RL_SMOKE, RL_EXACT, RL_IETF)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_IETF, RL_LONG)),
     Defect("retry-after-fractional", "rate_limit",
            "429 says Retry-After: 1.4, the seconds to the reset not rounded up: not RFC 9110's "
            "delay-seconds, and clients such as urllib3 refuse the header",
            lambda: Variant(wrap=parts.retry_after_unrounded()),
-           caught_by=(RL_SMOKE, RL_EXACT)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_LONG)),
     Defect("remaining-negative", "rate_limit",
            "X-RateLimit-Remaining goes negative once over the limit",
            lambda: Variant(wrap=parts.replace_header(b"x-ratelimit-remaining", b"-1", lambda s: s == 429)),
-           caught_by=(RL_SMOKE, RL_EXACT)),
+           caught_by=(RL_SMOKE, RL_EXACT, RL_LONG)),
     Defect("ratelimit-policy-unquoted", "rate_limit",
            "RateLimit and RateLimit-Policy name the policy as a bare token (workspace;q=10;w=3), not the "
            "String the current IETF draft requires: a conformant client discards both fields",
            lambda: Variant(wrap=parts.ratelimit_policy_unquoted()),
-           caught_by=(RL_IETF,)),
+           caught_by=(RL_IETF, RL_LONG, RL_DEFAULTS)),
     Defect("fallback-fails-closed", "rate_limit",
            "with Redis down the limiter refuses everything with 503 instead of falling back",
            lambda: Variant(limiter=parts.fails_closed), needs_control=True,
-           caught_by=(RL_KILLED, RL_HUNG)),
+           caught_by=(RL_KILLED, RL_HUNG, RL_FALLBACK_BOUND, RL_REPROBE)),
     Defect("no-redis-timeout", "rate_limit",
            "Redis calls wait up to 10 s: a hung Redis stalls every execute",
            lambda: Variant(settings={"redis_connect_timeout_ms": 10_000, "redis_socket_timeout_ms": 10_000}),
@@ -165,7 +191,7 @@ _CATALOGUE = (
            "INCR and EXPIRE are two commands and nothing re-arms a lost EXPIRE: counters without a TTL "
            "(the lost command modelled)",
            lambda: Variant(limiter=parts.incr_then_expire),
-           caught_by=(RL_KEYS,)),
+           caught_by=(RL_KEYS, RL_NO_TTL)),
     # Without Redis every replica limits alone on its in-process token bucket, so more than the parallel
     # burst sees it: no fixed window to place a burst in (its reset is a refill time that moves with every
     # request: the scenarios that align a burst fail, or pass when a first probe happens to land late in
@@ -175,7 +201,7 @@ _CATALOGUE = (
            "admit N quotas, no window is shared",
            lambda: Variant(settings={"redis_url": None}),
            caught_by=(RL_PARALLEL, RL_SMOKE, RL_EXACT, RL_IETF, RL_ROLLOVER, RL_ISOLATION, RL_SPOOF, RL_KEYS,
-                      RL_HUNG, RL_KILLED)),
+                      RL_HUNG, RL_KILLED, RL_LONG, RL_NO_TTL, RL_REPROBE)),
     # signing
     Defect("signature-over-reserialised-json", "signing",
            "X-Signature is computed over json.dumps(json.loads(body)), not the bytes sent",
@@ -233,7 +259,7 @@ _CATALOGUE = (
 
 # more of the catalogue, one module per contract area, each a tuple ``DEFECTS`` of :class:`Defect`
 # (imported last: they build on this module's Defect, Variant and scenario names)
-EXTRA_MODULES: tuple[str, ...] = ()
+EXTRA_MODULES: tuple[str, ...] = ("gate.defects_limits",)
 
 
 def _everything() -> dict[str, Defect]:

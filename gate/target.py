@@ -67,11 +67,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from gate.errors import UsageError
+from gate.oracles.headers import PROFILES
 from gate.redaction import mask_url_passwords, url_password
 from gate.target_backups import KEYS as BACKUPS_KEYS
 from gate.target_backups import Backups, parse_backups
 from gate.transport import NETWORK_KEYS, TLS_KEYS, Transport
-from service.headers import PROFILES
 
 if TYPE_CHECKING:
     from gate.stack import Stack
@@ -182,7 +182,8 @@ class Target:
     def expected(self) -> dict[str, str] | None:
         if self.expected_headers is not None:
             return dict(self.expected_headers)
-        if self.header_profile in PROFILES:
+        # the gate's own oracle, written from docs/service.md: never the service's profile
+        if self.header_profile is not None and self.header_profile in PROFILES:
             return dict(PROFILES[self.header_profile])
         return None
 

@@ -339,7 +339,7 @@ def test_selftest_on_a_service_and_a_tooling_defect_passes_and_says_what_caught_
                         "--results", str(results))  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "[ 0/2] clean service (headers or drill) ... passed: 19 passed, 0 failed, 0 skipped" in out
+    assert "[ 0/2] clean service (headers or drill) ... passed: 23 passed, 0 failed, 0 skipped" in out
     assert re.search(
         r"\[ 1/2\] headers-missing-on-500 \(headers\) \.\.\. caught by 1 scenario\(s\) in \d", out
     )
@@ -355,7 +355,7 @@ def test_selftest_on_a_service_and_a_tooling_defect_passes_and_says_what_caught_
     assert "caught 2 of 2 defect(s) (100 %)" in out
     doc = json.loads((results / "selftest" / "selftest.json").read_text())
     assert (doc["schema"], doc["verdict"], doc["exit_code"]) == ("relay-gate/selftest@1", "PASSED", 0)
-    assert doc["clean"]["markexpr"] == "headers or drill" and doc["clean"]["scenarios"]["passed"] == 19
+    assert doc["clean"]["markexpr"] == "headers or drill" and doc["clean"]["scenarios"]["passed"] == 23
     by_name = {d["name"]: d for d in doc["defects"]}
     drill = by_name["backup-dump-skips-a-table"]
     assert drill["kind"] == "tooling" and drill["outcome"] == "caught" and not drill["expected_missing"]
