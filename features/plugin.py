@@ -36,6 +36,7 @@ pytest_plugins = [
     "features.steps.rate_limit_replicas",
     "features.steps.rate_limit_outage",
     "features.steps.signing",
+    "features.steps.delivery",
     "features.steps.audit",
     "features.steps.headers",
     "features.steps.drill",
