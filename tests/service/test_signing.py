@@ -683,3 +683,22 @@ def test_the_delivery_settings_default_as_documented(monkeypatch: pytest.MonkeyP
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (s.webhook_timeout_s, s.webhook_max_attempts, s.webhook_backoff_base_s) == (5.0, 3, 0.2)
     assert s.actions_signing_secret is None and s.signing_keys == []  # unsigned (and warned at start-up)
+
+
+def test_a_webhook_url_off_the_allowlist_keeps_the_relay_from_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    for name in ("WEBHOOK_URL", "WEBHOOK_ALLOWED_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError, match="is not in WEBHOOK_ALLOWED_HOSTS"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            webhook_url="https://hooks.example.com/relay",
+            webhook_allowed_hosts=["other.example.com"],
+        )
+    ok = Settings(_env_file=None, webhook_url="https://hooks.example.com/relay")  # type: ignore[call-arg]
+    assert ok.allowed_hosts == frozenset({"hooks.example.com:443"})  # WEBHOOK_URL's own host and port
