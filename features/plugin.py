@@ -37,6 +37,7 @@ pytest_plugins = [
     "features.steps.rate_limit_outage",
     "features.steps.signing",
     "features.steps.delivery",
+    "features.steps.delivery_backoff",
     "features.steps.audit",
     "features.steps.headers",
     "features.steps.drill",

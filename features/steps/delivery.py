@@ -1,44 +1,41 @@
 """Steps for features/delivery.feature: how the relay answers the receiver's answers.
 
 The gate's receiver is scripted (gate/receiver.py: a status, headers, a delay, a trickled answer, a
-dropped connection) and answers 200 again when the scenario ends, whatever happened. Each execute's
-attempts are the captures after it that carry its webhook-id or its X-Request-ID (or that arrived at
-the path a scripted redirect pointed to); their arrival times on the receiver's clock show how long
-the relay waited between them. Signatures are judged by the gate's own oracle
-(:mod:`gate.oracles.webhooks`). WEBHOOK_TIMEOUT_S, WEBHOOK_MAX_ATTEMPTS and WEBHOOK_BACKOFF_BASE_S
-are the target's (``[deliveries]`` of the target config; the reference stack's own settings).
-Notes for the evidence go to ``recorder.note("delivery", ...)``.
+dropped connection) and answers 200 again when the scenario ends, whatever happened. What one execute
+made the relay do is :class:`features.delivery_attempts.Attempts`; signatures are judged by the gate's
+own oracle (:mod:`gate.oracles.webhooks`). The backoff scenario's replica steps are in
+:mod:`features.steps.delivery_backoff`. Notes for the evidence go to ``recorder.note("delivery", ...)``.
 """
 
 from __future__ import annotations
 
-import email.utils
-import itertools
-import math
 import re
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
+from features.delivery_attempts import (
+    REDIRECTED,
+    SLACK_S,
+    Attempts,
+    backoff_bound,
+    collect,
+    execute_budget_s,
+    execute_through,
+    need_attempts,
+    reply_for,
+    rows,
+)
 from features.recording import Recorder
 from features.signing_recompute import keys_of
-from features.steps.common import Execution, admitted_execute, message, notify
+from features.steps.common import message, notify
 from gate.oracles import webhooks as wh
-from gate.receiver import Capture, ReceiverClient
+from gate.receiver import ReceiverClient
 from gate.target import Credential, Target
-
-MAX_RETRY_AFTER_S = 30.0  # docs/webhooks.md: Retry-After is honoured up to 30 s
-MAX_BACKOFF_S = 30.0  # docs/webhooks.md: the backoff bound is capped at 30 s
-REDIRECTED = "/_gate-redirected/"  # where a scripted redirect points (the receiver captures it)
-# what scheduling on a busy machine may add to a wait the relay makes (both ends on loopback)
-SLACK_S = 1.0
 
 
 @pytest.fixture
@@ -57,164 +54,6 @@ def scripted(receiver: ReceiverClient) -> Iterator[ReceiverClient]:
         receiver.script()
 
 
-def backoff_bound(target: Target, n: int) -> float:
-    """The most the relay may wait before attempt n+1 (docs/webhooks.md, WEBHOOK_BACKOFF_BASE_S)."""
-    return min(MAX_BACKOFF_S, target.delivery_backoff_base_s * 2 ** (n - 1))
-
-
-def execute_budget_s(target: Target) -> float:
-    """How long an execute may take before the gate stops waiting: every attempt timing out, every
-    backoff at its bound, and one Retry-After at its 30 s limit, plus slack."""
-    n = target.delivery_max_attempts
-    backoffs = sum(backoff_bound(target, k) for k in range(1, n))
-    return n * (target.delivery_timeout_s + SLACK_S) + backoffs + MAX_RETRY_AFTER_S + 5.0
-
-
-# -- the receiver's answers, in words ---------------------------------------------------------------
-
-_ANSWERS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(\d{3})"), "status"),
-    (re.compile(r"(\d{3}) with Retry-After: (\d+)"), "retry-after"),
-    (re.compile(r"(\d{3}) with Retry-After: an HTTP-date (\d+) s ahead"), "retry-after-date"),
-    (re.compile(r"(\d{3}) to another path of the receiver"), "redirect"),
-    (re.compile(r"the connection closed without an answer"), "drop"),
-    (re.compile(r"200 after WEBHOOK_TIMEOUT_S \+ ([\d.]+) s"), "late"),
-    (re.compile(r"200 trickled over WEBHOOK_TIMEOUT_S \+ ([\d.]+) s"), "trickle"),
-]
-
-
-def reply_for(answer: str, *, target: Target) -> dict[str, Any]:
-    """The receiver reply (gate/receiver.py's script) a table's words ask for."""
-    for pattern, kind in _ANSWERS:
-        m = pattern.fullmatch(answer.strip())
-        if m is None:
-            continue
-        if kind == "status":
-            return {"status": int(m[1])}
-        if kind == "retry-after":
-            return {"status": int(m[1]), "headers": {"Retry-After": m[2]}}
-        if kind == "retry-after-date":
-            # whole seconds from the next one on: the date never asks for less than it says
-            when_ = email.utils.formatdate(math.ceil(time.time()) + int(m[2]), usegmt=True)
-            return {"status": int(m[1]), "headers": {"Retry-After": when_}}
-        if kind == "redirect":
-            assert target.receiver_url is not None
-            location = f"{target.receiver_url}{REDIRECTED}{uuid.uuid4().hex}"
-            return {"status": int(m[1]), "headers": {"Location": location}}
-        if kind == "drop":
-            return {"drop": True}
-        if kind == "late":
-            return {"status": 200, "delay_s": target.delivery_timeout_s + float(m[1])}
-        return {"status": 200, "trickle_s": target.delivery_timeout_s + float(m[1])}
-    raise AssertionError(
-        f"unknown receiver answer {answer!r}; known forms: {[p.pattern for p, _ in _ANSWERS]}"
-    )
-
-
-def _rows(datatable: list[list[str]]) -> list[dict[str, str]]:
-    head, *rows = datatable
-    return [dict(zip([h.strip() for h in head], (c.strip() for c in r), strict=True)) for r in rows]
-
-
-# -- what one execute made the relay do -------------------------------------------------------------
-
-
-@dataclass
-class Attempts:
-    """One execute and the attempts the receiver captured for it, oldest first."""
-
-    execution: Execution
-    captures: list[Capture]
-    answered_at: float  # when the execute's answer arrived (Unix seconds, the gate's clock)
-    reply: dict[str, Any] = field(default_factory=dict)  # the first scripted answer, for tables
-
-    @property
-    def doc(self) -> dict[str, Any]:
-        """The execute's result: its JSON, or the ``execution`` a 502 problem carries."""
-        body = self.execution.json
-        inner = body.get("execution")
-        return inner if isinstance(inner, dict) else body
-
-    @property
-    def reported_attempts(self) -> int | None:
-        value = (self.doc.get("delivery") or {}).get("attempts")
-        return int(value) if isinstance(value, int) else None
-
-    @property
-    def status(self) -> int:
-        return self.execution.response.status_code
-
-    def gaps(self) -> list[float]:
-        """Seconds between the arrivals of consecutive attempts."""
-        t = [c.received_at for c in self.captures]
-        return [round(b - a, 3) for a, b in itertools.pairwise(t)]
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "execute_status": self.status,
-            "execute": {k: self.doc.get(k) for k in ("request_id", "webhook_id", "delivery")},
-            "detail": self.execution.json.get("detail"),
-            "attempts": [
-                {
-                    "seq": c.seq,
-                    "path": c.path,
-                    "method": c.method,
-                    "received_at": c.received_at,
-                    "webhook_id": c.header("webhook-id"),
-                    "x_request_id": c.header("X-Request-ID"),
-                    "webhook_timestamp": c.header("webhook-timestamp"),
-                    "body_bytes": len(c.body),
-                }
-                for c in self.captures
-            ],
-            "gaps_s": self.gaps(),
-        }
-
-
-def _belongs(c: Capture, doc: dict[str, Any]) -> bool:
-    return (
-        c.header("webhook-id") == doc.get("webhook_id")
-        or c.header("X-Request-ID") == doc.get("request_id")
-        or c.path.startswith(REDIRECTED)
-    )
-
-
-def collect(receiver: ReceiverClient, execution: Execution, *, after: int, answered_at: float) -> Attempts:
-    a = Attempts(execution, [], answered_at)
-    a.captures = sorted((c for c in receiver.captures(after) if _belongs(c, a.doc)), key=lambda c: c.seq)
-    return a
-
-
-def execute_through(
-    recorder: Recorder,
-    base_url: str,
-    dev: Credential,
-    receiver: ReceiverClient,
-    target: Target,
-    body: dict[str, Any],
-) -> Attempts:
-    """Execute ``body`` on ``base_url`` and collect the attempts the receiver saw for it."""
-    after = receiver.last_seq()
-    with recorder.client(base_url, timeout=execute_budget_s(target)) as client:
-        try:
-            ex = admitted_execute(client, dev, body, target=target)
-        except httpx.TimeoutException:
-            raise AssertionError(
-                f"the execute did not answer within {execute_budget_s(target):.0f} s: every attempt "
-                f"bounded by WEBHOOK_TIMEOUT_S ({target.delivery_timeout_s:g} s), every Retry-After by "
-                f"{MAX_RETRY_AFTER_S:g} s, at most {target.delivery_max_attempts} attempts"
-            ) from None
-    return collect(receiver, ex, after=after, answered_at=time.time())
-
-
-def _need_attempts(target: Target, n: int) -> None:
-    if target.delivery_max_attempts < n:
-        skips.not_applicable(
-            f"{target.name}: the scenario needs {n} attempts of one delivery and the target makes "
-            f"{target.delivery_max_attempts} at most ([deliveries].max_attempts)"
-        )
-
-
 # -- arranging the receiver's answers --------------------------------------------------------------
 
 
@@ -222,12 +61,12 @@ def _need_attempts(target: Target, n: int) -> None:
 def _(
     scripted: ReceiverClient, target: Target, datatable: list[list[str]], delivery_note: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    rows = _rows(datatable)
-    _need_attempts(target, len(rows) + 1)
-    replies = [reply_for(r["answer"], target=target) for r in rows]
+    answers = rows(datatable)
+    need_attempts(target, len(answers) + 1)
+    replies = [reply_for(r["answer"], target=target) for r in answers]
     scripted.script(replies)
     delivery_note["script"] = [
-        {"answer": r["answer"], "reply": rep} for r, rep in zip(rows, replies, strict=True)
+        {"answer": r["answer"], "reply": rep} for r, rep in zip(answers, replies, strict=True)
     ]
     return replies
 
@@ -289,7 +128,7 @@ def _(
     delivery_note: dict[str, Any],
 ) -> list[tuple[dict[str, str], Attempts]]:
     out = []
-    for row in _rows(datatable):
+    for row in rows(datatable):
         reply = reply_for(row["first answer"], target=target)
         scripted.script([reply])
         a = execute_through(
@@ -486,87 +325,3 @@ def _(table: list[tuple[dict[str, str], Attempts]], target: Target, delivery_not
         if a.answered_at - a.captures[0].received_at > execute_budget_s(target):
             wrong.append(f"{row['first answer']}: the execute answered only after the Retry-After")
     assert not wrong, "\n".join(wrong)
-
-
-# -- backoff and jitter, on a replica of the gate's ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Replica:
-    base_url: str
-    max_attempts: int
-    backoff_base_s: float
-
-
-@given(
-    parsers.parse(
-        "a relay replica with WEBHOOK_MAX_ATTEMPTS={attempts:d} and WEBHOOK_BACKOFF_BASE_S={base:f}"
-    ),
-    target_fixture="replica",
-)
-def _(target: Target, attempts: int, base: float, request: pytest.FixtureRequest) -> Replica:
-    assert target.stack is not None, "needs the reference stack (@needs-control)"
-    settings = {"WEBHOOK_MAX_ATTEMPTS": str(attempts), "WEBHOOK_BACKOFF_BASE_S": f"{base:g}"}
-    cm = target.stack.extra_replica(settings)
-    url = cm.__enter__()
-    request.addfinalizer(lambda: cm.__exit__(None, None, None))
-    return Replica(url, attempts, base)
-
-
-@when(parsers.parse("the developer executes {count:d} actions on that replica"), target_fixture="series")
-def _(
-    replica: Replica,
-    recorder: Recorder,
-    dev: Credential,
-    scripted: ReceiverClient,
-    target: Target,
-    count: int,
-    delivery_note: dict[str, Any],
-) -> list[Attempts]:
-    out = [
-        execute_through(
-            recorder, replica.base_url, dev, scripted, target, notify(message(f"backoff #{i + 1}"))
-        )
-        for i in range(count)
-    ]
-    delivery_note["replica"] = {
-        "WEBHOOK_MAX_ATTEMPTS": replica.max_attempts,
-        "WEBHOOK_BACKOFF_BASE_S": replica.backoff_base_s,
-    }
-    delivery_note["deliveries"] = [a.evidence() for a in out]
-    return out
-
-
-@then(parsers.parse("each delivery made exactly {n:d} attempts"))
-def _(series: list[Attempts], n: int) -> None:
-    got = [len(a.captures) for a in series]
-    assert got == [n] * len(series), f"attempts per delivery: {got}, expected {n} each (WEBHOOK_MAX_ATTEMPTS)"
-
-
-def _ratios(series: list[Attempts], replica: Replica) -> list[tuple[int, float, float]]:
-    """(n, wait before attempt n+1, its bound) for every retry of every delivery."""
-    out = []
-    for a in series:
-        for n, gap in enumerate(a.gaps(), start=1):
-            out.append((n, gap, min(MAX_BACKOFF_S, replica.backoff_base_s * 2 ** (n - 1))))
-    return out
-
-
-@then("every wait before attempt n+1 was within its bound base · 2^(n-1), give or take 0.3 s of overhead")
-def _(series: list[Attempts], replica: Replica, delivery_note: dict[str, Any]) -> None:
-    waits = _ratios(series, replica)
-    delivery_note["backoff"] = [
-        {"n": n, "wait_s": g, "bound_s": b, "fraction": round(g / b, 3)} for n, g, b in waits
-    ]
-    over = [(n, g, b) for n, g, b in waits if g > b + 0.3]
-    assert waits and not over, f"waits longer than their backoff bound (n, wait, bound): {over}"
-
-
-@then("the waits were spread across their bounds, neither all at the bound nor all near zero")
-def _(series: list[Attempts], replica: Replica) -> None:
-    fractions = [round(g / b, 3) for _, g, b in _ratios(series, replica)]
-    # full jitter draws each wait uniformly from [0, bound]: six draws all at >= 97 % of their bounds
-    # (no jitter: a wait is the bound plus overhead, always >= 1) or all below 20 % (no backoff at all)
-    # happen by chance with odds below 1e-6 and 1e-4
-    assert min(fractions) < 0.97, f"every wait sat at its bound: no jitter ({fractions} of the bound)"
-    assert max(fractions) > 0.2, f"every wait was near zero: no backoff ({fractions} of the bound)"
