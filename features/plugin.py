@@ -38,6 +38,8 @@ pytest_plugins = [
     "features.steps.rate_limit_arithmetic",
     "features.steps.rate_limit_fallback",
     "features.steps.signing",
+    "features.steps.delivery",
+    "features.steps.delivery_backoff",
     "features.steps.audit",
     "features.steps.headers",
     "features.steps.headers_matrix",

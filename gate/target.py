@@ -28,6 +28,8 @@ Target config (TOML), every section optional::
     [deliveries]
     receiver_url = "https://receiver.staging.example.com"   # speaks gate.receiver's /_receiver/ API
     timeout_s = 5              # the service's WEBHOOK_TIMEOUT_S: how long "no webhook" watches
+    max_attempts = 3           # the service's WEBHOOK_MAX_ATTEMPTS (default 3)
+    backoff_base_s = 0.2       # the service's WEBHOOK_BACKOFF_BASE_S (default 0.2)
     token_env = "RELAY_RECEIVER_TOKEN"   # holds the token it was started with (RELAY_GATE_RECEIVER_TOKEN)
 
     [headers]
@@ -84,7 +86,7 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "credentials": None,
     "rate_limit": frozenset({"endpoint", "limit", "window_s", "max_wait_s"}),
     "signing": frozenset({"secret_env"}),
-    "deliveries": frozenset({"receiver_url", "token_env", "timeout_s"}),
+    "deliveries": frozenset({"receiver_url", "token_env", "timeout_s", "max_attempts", "backoff_base_s"}),
     "headers": frozenset({"profile", "error_path", "expected"}),
     "database": frozenset({"url_env"}),
     "redis": frozenset({"url_env"}),
@@ -141,6 +143,10 @@ class Target:
     # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
     # must watch the receiver before it may say so
     delivery_timeout_s: float = 5.0
+    # the service's WEBHOOK_MAX_ATTEMPTS and WEBHOOK_BACKOFF_BASE_S: what the delivery scenarios hold
+    # its retries to (docs/webhooks.md's defaults unless the target config says otherwise)
+    delivery_max_attempts: int = 3
+    delivery_backoff_base_s: float = 0.2
     # how clients reach it: TLS verification (a CA bundle, a client certificate) and proxies
     transport: Transport = field(default_factory=Transport)
 
@@ -235,6 +241,8 @@ class Target:
             stack=stack,
             backend=cfg.backend,
             delivery_timeout_s=stack.webhook_timeout_s,
+            delivery_max_attempts=stack.webhook_max_attempts,
+            delivery_backoff_base_s=stack.webhook_backoff_base_s,
         )
 
     @classmethod
@@ -313,6 +321,17 @@ class Target:
             raise UsageError(
                 f"{where}: deliveries.timeout_s must be the service's WEBHOOK_TIMEOUT_S in seconds (0-60]"
             )
+        max_attempts = deliveries.get("max_attempts", 3)
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or not 1 <= max_attempts <= 10:
+            raise UsageError(
+                f"{where}: deliveries.max_attempts must be the service's WEBHOOK_MAX_ATTEMPTS, 1 to 10"
+            )
+        backoff = deliveries.get("backoff_base_s", 0.2)
+        if not isinstance(backoff, int | float) or isinstance(backoff, bool) or not 0 <= backoff <= 10:
+            raise UsageError(
+                f"{where}: deliveries.backoff_base_s must be the service's WEBHOOK_BACKOFF_BASE_S in "
+                "seconds, 0 to 10"
+            )
 
         headers = _table(doc, "headers", where)
         profile = headers.get("profile", "strict")
@@ -365,6 +384,8 @@ class Target:
             redis_url=redis_url,
             backups=backups,
             delivery_timeout_s=float(timeout),
+            delivery_max_attempts=max_attempts,
+            delivery_backoff_base_s=float(backoff),
             load_credentials=list(load_names),
             transport=transport,
         )
