@@ -37,8 +37,11 @@ pytest_plugins = [
     "features.steps.rate_limit_outage",
     "features.steps.signing",
     "features.steps.audit",
+    "features.steps.audit_log",
     "features.steps.headers",
     "features.steps.drill",
+    "features.steps.api_endpoints",
+    "features.steps.api_actions",
 ]
 
 # every Gherkin tag is a marker (pytest-bdd turns each into one); --strict-markers refuses any other

@@ -29,6 +29,15 @@ def slug(text: str) -> str:
     return s[:120] or "scenario"
 
 
+def _sent(request: httpx.Request) -> bytes:
+    """The request's body as sent; empty for a streamed one (chunked transfer coding), which httpx
+    does not keep."""
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return b""
+
+
 def _excerpt(data: bytes) -> dict[str, Any]:
     text = data[:BODY_EXCERPT].decode("utf-8", "replace")
     return {"size": len(data), "excerpt": text, "truncated": len(data) > BODY_EXCERPT}
@@ -70,7 +79,7 @@ class Recorder:
             "method": request.method,
             "url": self.redactor.text(str(request.url)),
             "request_headers": self.redactor.headers(request.headers.multi_items()),
-            "request_body": self._body(request.content if request.stream is not None else b""),
+            "request_body": self._body(_sent(request)),
             "status": response.status_code,
             "response_headers": self.redactor.headers(response.headers.multi_items()),
             "response_body": self._body(response.content),
