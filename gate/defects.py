@@ -115,6 +115,8 @@ A_DEV_KEY = "A developer key cannot read the audit log"
 A_ADMIN_FINDS = "An admin finds the executes just made in the audit log, as the receiver saw them"
 A_REFUSED = "A delivery the receiver refuses is answered 502 and audited as an error"
 A_DB_DOWN = "With the audit database down, execute is refused and no webhook is sent"
+A_EXACT_KEY = "Only the exact API key authenticates, whatever the case of the Bearer scheme"
+A_PENDING = "An execute's audit record is on file, pending, before its webhook leaves"
 H_DEV_REFUSALS = "Refusals of a developer's requests carry the configured security headers"
 RL_ROLLOVER = "The quota comes back when the window rolls over"
 RL_ISOLATION = "One workspace using up its quota leaves another workspace's quota intact"
@@ -235,11 +237,11 @@ _CATALOGUE = (
     Defect("unknown-key-accepted", "audit",
            "any bearer token is accepted as a dev key of workspace default",
            lambda: Variant(patch=parts.any_key_is_dev),
-           caught_by=(A_UNKNOWN_KEY,)),
+           caught_by=(A_UNKNOWN_KEY, A_EXACT_KEY)),
     Defect("failed-deliveries-not-audited", "audit",
            "the audit row is written only after a successful delivery",
            lambda: Variant(audit=parts.audit_log(parts.AuditOnlySuccesses)),
-           caught_by=(A_REFUSED, A_DB_DOWN)),
+           caught_by=(A_REFUSED, A_DB_DOWN, A_PENDING)),
     Defect("webhook-sent-when-audit-failed", "audit",
            "execute carries on when the audit write fails: a webhook without its audit row",
            lambda: Variant(audit=parts.audit_log(parts.AuditSwallowsFailure)), needs_control=True,
@@ -257,7 +259,7 @@ _CATALOGUE = (
 
 # more of the catalogue, one module per contract area, each a tuple ``DEFECTS`` of :class:`Defect`
 # (imported last: they build on this module's Defect, Variant and scenario names)
-EXTRA_MODULES: tuple[str, ...] = ("gate.defects_limits", "gate.defects_webhooks")
+EXTRA_MODULES: tuple[str, ...] = ("gate.defects_limits", "gate.defects_webhooks", "gate.defects_api")
 
 
 def _everything() -> dict[str, Defect]:

@@ -56,6 +56,9 @@ Target config (TOML), every section optional::
 
     [network]
     proxies_from_env = false   # true: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY are honoured
+
+    [api]
+    max_body_bytes = 65536     # the service's MAX_BODY_BYTES (default: the documented 65536)
 """
 
 from __future__ import annotations
@@ -94,8 +97,10 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "backups": BACKUPS_KEYS,
     "tls": TLS_KEYS,
     "network": NETWORK_KEYS,
+    "api": frozenset({"max_body_bytes"}),
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
+DEFAULT_MAX_BODY_BYTES = 65_536  # docs/service.md, Configuration: MAX_BODY_BYTES
 _SECTIONS = set(SCHEMA)
 
 
@@ -149,6 +154,8 @@ class Target:
     delivery_backoff_base_s: float = 0.2
     # how clients reach it: TLS verification (a CA bundle, a client certificate) and proxies
     transport: Transport = field(default_factory=Transport)
+    # the service's MAX_BODY_BYTES: the body-limit scenarios send exactly this many bytes, and one more
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
@@ -243,6 +250,7 @@ class Target:
             delivery_timeout_s=stack.webhook_timeout_s,
             delivery_max_attempts=stack.webhook_max_attempts,
             delivery_backoff_base_s=stack.webhook_backoff_base_s,
+            max_body_bytes=int(cfg.service_env.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         )
 
     @classmethod
@@ -361,6 +369,12 @@ class Target:
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss"):
             raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
+        max_body = _table(doc, "api", where).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        if not isinstance(max_body, int) or isinstance(max_body, bool) or max_body < 1:
+            raise UsageError(
+                f"{where}: api.max_body_bytes must be the service's MAX_BODY_BYTES, a positive integer"
+            )
+
         backups = parse_backups(_table(doc, "backups", where), config_path=config_path, where=where)
         # every certificate file is read now: a bad one is exit 2 before any request is sent
         transport = Transport.from_config(
@@ -388,6 +402,7 @@ class Target:
             delivery_backoff_base_s=float(backoff),
             load_credentials=list(load_names),
             transport=transport,
+            max_body_bytes=max_body,
         )
 
 
