@@ -275,12 +275,28 @@ def _everything() -> dict[str, Defect]:
     return {d.name: d for d in found}
 
 
-DEFECTS: dict[str, Defect] = _everything()
+# Built on first use (PEP 562), not at import: an area module imported first (``from gate import
+# defects_api``) imports this one before its own DEFECTS exists, and an eager catalogue would find it
+# half-initialised.
+DEFECTS: dict[str, Defect]
+
+
+def _catalogue() -> dict[str, Defect]:
+    found: dict[str, Defect] | None = globals().get("DEFECTS")
+    if found is None:
+        found = globals()["DEFECTS"] = _everything()
+    return found
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFECTS":
+        return _catalogue()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_app(settings: Settings, defect: str | None = None, *, fault_path: str | None = None) -> ASGIApp:
     """The relay app, with ``defect`` applied when given, and a route raising at ``fault_path``."""
-    variant = DEFECTS[defect].variant() if defect else Variant()
+    variant = _catalogue()[defect].variant() if defect else Variant()
     if variant.settings:
         settings = settings.model_copy(update=variant.settings)
     kwargs: dict[str, Any] = {}
