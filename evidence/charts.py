@@ -6,11 +6,13 @@ Presentation attributes only (fill, stroke, font-size), so the pages' strict CSP
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096")
 FONT = 'font-family="sans-serif" font-size="11" fill="#2d3748"'
+SMALL = 'font-family="sans-serif" font-size="9" fill="#2d3748"'
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
@@ -57,58 +59,6 @@ def _legend(
         )
         body.append(f'<text x="{x + 14}" y="{height - 5}" {FONT}>{escape(name)}</text>')
     return body
-
-
-def grouped_bars(
-    title: str,
-    groups: Sequence[tuple[str, Sequence[float]]],
-    series: Sequence[str],
-    *,
-    unit: str = "",
-    threshold: dict[str, float] | None = None,
-    width: int = 640,
-    height: int = 260,
-) -> str:
-    """Bars per group (e.g. endpoint) and series (e.g. p50/p95/p99); optional per-group threshold line."""
-    left, right, top, bottom = 56, 16, 28, 44
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [v for _, vs in groups for v in vs] + list((threshold or {}).values())
-    vmax = _nice_max(max(values, default=0.0))
-    body = _frame(title, vmax, left=left, right=right, top=top, plot_h=plot_h, width=width, unit=unit)
-    n = max(1, len(groups))
-    gw = plot_w / n
-    bw = max(4.0, min(28.0, (gw - 16) / max(1, len(series))))
-    for gi, (label, vs) in enumerate(groups):
-        x0 = left + gi * gw + (gw - bw * len(vs)) / 2
-        for si, v in enumerate(vs):
-            h = plot_h * (v / vmax) if vmax else 0
-            x = x0 + si * bw
-            y = top + plot_h - h
-            color = PALETTE[si % len(PALETTE)]
-            body.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{color}">'
-                f"<title>{escape(label)} {escape(series[si])}: {v:g}{escape(unit)}</title></rect>"
-            )
-        if threshold and label in threshold:
-            ty = top + plot_h - plot_h * (threshold[label] / vmax)
-            body.append(
-                f'<line x1="{left + gi * gw + 4:.1f}" y1="{ty:.1f}" x2="{left + (gi + 1) * gw - 4:.1f}" '
-                f'y2="{ty:.1f}" stroke="#e53e3e" stroke-width="2" stroke-dasharray="5,3">'
-                f"<title>SLO {threshold[label]:g}{escape(unit)}</title></line>"
-            )
-        body.append(
-            f'<text x="{left + gi * gw + gw / 2:.1f}" y="{height - bottom + 16}" {FONT} '
-            f'text-anchor="middle">{escape(label)}</text>'
-        )
-    body += _legend(series, PALETTE, spacing=90, height=height, left=left)
-    if threshold:
-        x = left + len(series) * 90
-        body.append(
-            f'<line x1="{x}" y1="{height - 9}" x2="{x + 16}" y2="{height - 9}" stroke="#e53e3e" '
-            f'stroke-width="2" stroke-dasharray="5,3"/>'
-        )
-        body.append(f'<text x="{x + 20}" y="{height - 5}" {FONT}>SLO threshold</text>')
-    return _svg(width, height, title, body)
 
 
 def stacked_bins(
@@ -166,4 +116,129 @@ def horizontal_bars(
             f'<rect {bar} fill="{PALETTE[0]}"><title>{escape(label)}: {v:g} {escape(unit)}</title></rect>'
         )
         body.append(f'<text x="{left + w + 6:.1f}" y="{y + 14}" {FONT}>{v:.3g} {escape(unit)}</text>')
+    return _svg(width, height, title, body)
+
+
+# -- latency as reviewers read it: a percentile spectrum and a time series ---------------------------
+
+# the percentiles a spectrum is drawn through: dense enough for a smooth line on the "nines" axis
+SPECTRUM_PERCENTILES: tuple[float, ...] = tuple(
+    round(100 * (1 - 10 ** (-(0.30103 + i * (4 - 0.30103) / 48))), 4) for i in range(49)
+)
+NINES_TICKS = ((50.0, "50 %"), (90.0, "90 %"), (99.0, "99 %"), (99.9, "99.9 %"), (99.99, "99.99 %"))
+
+
+def nines(percentile: float) -> float:
+    """The log "nines" coordinate of a percentile: 50 % -> 0.30, 90 % -> 1, 99 % -> 2, 99.99 % -> 4."""
+    return -math.log10(max(1e-9, 1 - percentile / 100))
+
+
+def _line(points: Sequence[tuple[float, float]], color: str, *, dash: str = "", tip: str = "") -> str:
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    dashed = f' stroke-dasharray="{dash}"' if dash else ""
+    title = f"<title>{escape(tip)}</title>" if tip else ""
+    return (
+        f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dashed}>{title}</polyline>'
+    )
+
+
+def percentile_spectrum(
+    title: str,
+    series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    *,
+    threshold: tuple[float, float] | None = None,
+    width: int = 640,
+    height: int = 260,
+) -> str:
+    """Latency (ms, linear) against percentile on a log "nines" axis from 50 % to 99.99 %, one line per
+    series of (percentile, ms) points -- this run, and a baseline when given (dashed). ``threshold``
+    (percentile, ms) draws the SLO: a dashed red line at its ms and a mark at its percentile."""
+    left, right, top, bottom = 56, 16, 28, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    lo, hi = nines(50.0), nines(99.99)
+    values = [ms for _, pts in series for _, ms in pts] + ([threshold[1]] if threshold else [])
+    vmax = _nice_max(max(values, default=0.0))
+    body = _frame(title, vmax, left=left, right=right, top=top, plot_h=plot_h, width=width, unit=" ms")
+
+    def x_of(p: float) -> float:
+        return left + plot_w * (min(hi, max(lo, nines(p))) - lo) / (hi - lo)
+
+    def y_of(ms: float) -> float:
+        return top + plot_h - plot_h * (ms / vmax)
+
+    for p, label in NINES_TICKS:
+        x = x_of(p)
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#e2e8f0"/>')
+        body.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" {FONT} text-anchor="middle">{label}</text>')
+    if threshold:
+        p, ms = threshold
+        y = y_of(ms)
+        body.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e53e3e" '
+            f'stroke-width="2" stroke-dasharray="5,3"><title>SLO: p{p:g} &lt;= {ms:g} ms</title></line>'
+        )
+        body.append(f'<circle cx="{x_of(p):.1f}" cy="{y:.1f}" r="4" fill="#e53e3e"/>')
+    colors = []
+    for si, (name, pts) in enumerate(series):
+        color = PALETTE[si % len(PALETTE)]
+        colors.append(color)
+        if pts:
+            xy = [(x_of(p), y_of(ms)) for p, ms in pts]
+            tip = ", ".join(f"p{p:g} {ms:g} ms" for p, ms in pts if p in (50.0, 90.0, 99.0, 99.9, 99.99))
+            body.append(_line(xy, color, dash="6,3" if si else "", tip=f"{name}: {tip}"))
+    body += _legend([n for n, _ in series], colors, spacing=150, height=height, left=left)
+    return _svg(width, height, title, body)
+
+
+def time_series(
+    title: str,
+    t: Sequence[float],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    shaded: Sequence[tuple[float, float, str]] = (),
+    unit: str = " ms",
+    width: int = 640,
+    height: int = 240,
+) -> str:
+    """Lines over the run's seconds (e.g. p50 and p99 per second; a second without a value breaks the
+    line), with ``shaded`` spans (start, end, label) -- the fault windows."""
+    left, right, top, bottom = 56, 16, 28, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [float(v) for _, vs in series for v in vs if v is not None]
+    vmax = _nice_max(max(values, default=0.0))
+    body = _frame(title, vmax, left=left, right=right, top=top, plot_h=plot_h, width=width, unit=unit)
+    t0, t1 = (min(t), max(t)) if t else (0.0, 1.0)
+    span = max(1.0, t1 - t0)
+
+    def x_of(sec: float) -> float:
+        return left + plot_w * (min(t1, max(t0, sec)) - t0) / span
+
+    for start, end, label in shaded:
+        x0, x1 = x_of(start), x_of(end)
+        body.append(
+            f'<rect x="{x0:.1f}" y="{top}" width="{max(1.0, x1 - x0):.1f}" height="{plot_h}" fill="#fed7d7">'
+            f"<title>{escape(label)}: {start:g} s .. {end:g} s</title></rect>"
+        )
+        body.append(f'<text x="{x0 + 2:.1f}" y="{top + 11}" {SMALL}>{escape(label)}</text>')
+    label_every = max(1, len(t) // 10)
+    for i, sec in enumerate(t):
+        if i % label_every == 0:
+            x, y = x_of(sec), top + plot_h + 16
+            body.append(f'<text x="{x:.1f}" y="{y}" {FONT} text-anchor="middle">{sec:g} s</text>')
+    colors = []
+    for si, (name, vs) in enumerate(series):
+        color = PALETTE[si % len(PALETTE)]
+        colors.append(color)
+        run: list[tuple[float, float]] = []
+        points: list[tuple[float, float | None]] = [*zip(t, vs, strict=False), (t1, None)]
+        for at, v in points:
+            if v is None:  # a gap (or the end): draw what was collected
+                if len(run) == 1:
+                    body.append(f'<circle cx="{run[0][0]:.1f}" cy="{run[0][1]:.1f}" r="2" fill="{color}"/>')
+                elif run:
+                    body.append(_line(run, color, tip=name))
+                run = []
+                continue
+            run.append((x_of(float(at)), top + plot_h - plot_h * (float(v) / vmax)))
+    body += _legend([n for n, _ in series], colors, spacing=110, height=height, left=left)
     return _svg(width, height, title, body)

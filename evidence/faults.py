@@ -83,7 +83,6 @@ def _charts(doc: dict[str, Any], chart_dir: Path) -> list[tuple[str, str]]:
         )
     ]
     bound = (doc.get("hang_latency") or {}).get("bound_ms")
-    p99 = [(f"{sec} s", [float(v or 0)]) for sec, v in zip(t, s.get("p99_ms") or [], strict=False)]
     out = []
     for name, svg, alt in (
         (
@@ -97,16 +96,39 @@ def _charts(doc: dict[str, Any], chart_dir: Path) -> list[tuple[str, str]]:
             f"requests per second and how they were answered ({events})",
         ),
         (
-            "faults-p99.svg",
-            charts.stacked_bins(
-                f"p99 latency per second, ms (corrected; hang bound {bound} ms)",
-                p99,
-                ["p99 ms"],
-                colors=("#2b6cb0",),
+            "faults-latency.svg",
+            charts.time_series(
+                f"p50 and p99 latency per second, ms (corrected; hang bound {bound} ms)",
+                t,
+                [("p50", s.get("p50_ms") or []), ("p99", s.get("p99_ms") or [])],
+                shaded=fault_windows((doc.get("timeline") or {}).get("events") or []),
             ),
-            "p99 latency per second",
+            "p50 and p99 latency per second, fault windows shaded",
         ),
     ):
         (chart_dir / name).write_text(svg, encoding="utf-8")
         out.append((name, alt))
     return out
+
+
+# a fault event opens a window that the event naming the same part closes: kill_redis .. restart_redis
+_OPENS = {"kill": "killed", "pause": "hung", "stop": "down"}
+_CLOSES = ("restart", "resume", "start")
+
+
+def fault_windows(events: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+    """(start, end, label) of each fault, from faults.json's timeline events (seconds of the run); a
+    fault never closed runs to its last event."""
+    open_at: dict[str, tuple[float, str]] = {}
+    out = []
+    last = max((float(e.get("done_s") or e.get("at_s") or 0) for e in events), default=0.0)
+    for e in events:
+        verb, _, part = str(e.get("event") or "").partition("_")
+        at = float(e.get("at_s") or 0)
+        if verb in _OPENS:
+            open_at[part] = (at, f"{part} {_OPENS[verb]}")
+        elif verb in _CLOSES and part in open_at:
+            start, label = open_at.pop(part)
+            out.append((start, at, label))
+    out += [(start, last, label) for start, label in open_at.values()]
+    return sorted(out)

@@ -232,27 +232,25 @@ def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
     for name, ep in (load.get("endpoints") or {}).items():
         pct = (ep.get("latency_ms") or {}).get("corrected") or {}
         groups.append((name, [float(pct.get(p) or 0) for p in ("p50", "p95", "p99")]))
-    thresholds = {
-        str(v.get("endpoint")): float(v["threshold_ms"])
+    slo_marks = {
+        str(v.get("endpoint")): (float(v.get("percentile") or 99), float(v["threshold_ms"]))
         for v in load.get("slos") or []
         if v.get("kind") == "latency" and v.get("threshold_ms") is not None
     }
     charts_out = []
-    # one chart per endpoint: a 1.2 s threshold would flatten 5 ms bars on a shared scale
-    for name, values in groups:
-        threshold = {name: thresholds[name]} if name in thresholds else None
-        svg = charts.grouped_bars(
-            f"{name}: latency, coordinated-omission corrected",
-            [(name, values)],
-            ["p50", "p95", "p99"],
-            unit=" ms",
-            threshold=threshold,
-            width=420,
-            height=220,
+    # one chart per endpoint: a 1.2 s threshold would flatten a 5 ms spectrum on a shared scale
+    for name, ep in (load.get("endpoints") or {}).items():
+        lines = [("this run", spectrum_points((ep.get("hdr") or {}).get("corrected")))]
+        svg = charts.percentile_spectrum(
+            f"{name}: latency by percentile, coordinated-omission corrected",
+            [(label, pts) for label, pts in lines if pts],
+            threshold=slo_marks.get(name),
+            width=520,
+            height=240,
         )
         chart = f"latency-{name}.svg"
         (chart_dir / chart).write_text(svg, encoding="utf-8")
-        charts_out.append((chart, f"{name} latency percentiles"))
+        charts_out.append((chart, f"{name}: latency against percentile (50 % .. 99.99 %), SLO marked"))
     for name, series in (load.get("series") or {}).items():
         t = series.get("t") or []
         if not t:
@@ -280,7 +278,30 @@ def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
             encoding="utf-8",
         )
         charts_out.append((chart, f"{name} per second"))
+        if series.get("p99_ms"):
+            chart = f"latency-per-second-{name}.svg"
+            per_second = [("p50", series.get("p50_ms") or []), ("p99", series.get("p99_ms") or [])]
+            (chart_dir / chart).write_text(
+                charts.time_series(f"{name}: p50 and p99 latency per second, ms", t, per_second),
+                encoding="utf-8",
+            )
+            charts_out.append((chart, f"{name}: p50 and p99 latency per second"))
     return {"present": True, "doc": load, "charts": charts_out, "budgets": _budgets(load)}
+
+
+def spectrum_points(blob: object) -> list[tuple[float, float]]:
+    """(percentile, ms) along :data:`evidence.charts.SPECTRUM_PERCENTILES` from an encoded HDR
+    histogram of load.json; empty when there is none, it does not decode, or it holds no sample."""
+    from load import hdr
+
+    if not isinstance(blob, str):
+        return []
+    try:
+        histogram = hdr.decode(blob)
+    except hdr.HistogramError:
+        return []
+    points = [(p, hdr.value_ms(histogram, p)) for p in charts.SPECTRUM_PERCENTILES]
+    return [(p, ms) for p, ms in points if ms is not None]
 
 
 def _budgets(load: dict[str, Any]) -> list[dict[str, Any]]:

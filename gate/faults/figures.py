@@ -146,12 +146,15 @@ def cross_check(
 
 
 def series(samples: Sequence[Sample], origin: float) -> dict[str, list[Any]]:
-    """Per second of the run (by due time): how requests were answered, and their corrected p99."""
+    """Per second of the run (by due time): how requests were answered, and their corrected p50 and
+    p99 (429s left out: a refusal's latency says nothing about the service under fault)."""
     buckets: dict[int, list[Sample]] = {}
     for s in samples:
         buckets.setdefault(math.floor(s.due - origin), []).append(s)
     seconds = list(range(min(buckets), max(buckets) + 1)) if buckets else []
-    out: dict[str, list[Any]] = {"t": seconds, "2xx": [], "429": [], "503": [], "errors": [], "p99_ms": []}
+    out: dict[str, list[Any]] = {
+        "t": seconds, "2xx": [], "429": [], "503": [], "errors": [], "p50_ms": [], "p99_ms": [],
+    }  # fmt: skip
     for t in seconds:
         rows = buckets.get(t, [])
         cols = [column(s) for s in rows]
@@ -159,5 +162,7 @@ def series(samples: Sequence[Sample], origin: float) -> dict[str, list[Any]]:
         out["429"].append(cols.count("429"))
         out["503"].append(cols.count("503"))
         out["errors"].append(sum(cols.count(c) for c in ("other_5xx", "other", "no_response")))
-        out["p99_ms"].append(_ms(nearest_rank((s.corrected_ms for s in rows if s.status != 429), 99)))
+        served = [s.corrected_ms for s in rows if s.status != 429]
+        out["p50_ms"].append(_ms(nearest_rank(served, 50)))
+        out["p99_ms"].append(_ms(nearest_rank(served, 99)))
     return out
