@@ -103,35 +103,55 @@ def signing(res: Results) -> dict[str, Any]:
         "delivery_headers": "",
         "recomputations": [],
         "standardwebhooks": None,
+        "gate_verifier": None,
         "request_ids": [],
-        "negative_cases": [],
-        "rotation_cases": [],
-        "verifier": None,
+        "rotation_entries": [],
+        "rotation_verdicts": {},
+        "retries": [],
     }
-    for _, notes in _notes(res, "signing"):
+    for scenario, notes in _notes(res, "signing"):
         s = notes.get("signing")
-        if not isinstance(s, dict):
-            continue
-        d = s.get("delivery")
-        if isinstance(d, dict) and out["delivery"] is None:
-            out["delivery"] = d
-            out["delivery_headers"] = _headers_block(
-                d.get("headers"), f"{d.get('method')} {d.get('path')} HTTP/1.1"
-            )
-        rec = s.get("recomputation") or {}
-        for name in ("x_signature", "webhook_signature"):
-            if isinstance(rec.get(name), dict) and all(n != name for n, _ in out["recomputations"]):
-                out["recomputations"].append((name, rec[name]))
-        if isinstance(rec.get("standardwebhooks"), dict):
-            out["standardwebhooks"] = rec["standardwebhooks"]
-        if isinstance(s.get("deliveries"), list):
-            out["request_ids"] = s["deliveries"]
-        if isinstance(s.get("negative_cases"), list):
-            out["negative_cases"] = s["negative_cases"]
-            out["verifier"] = s.get("verifier")
-        if isinstance(s.get("rotation_cases"), list):
-            out["rotation_cases"] = s["rotation_cases"]
+        if isinstance(s, dict):
+            d = s.get("delivery")
+            if isinstance(d, dict) and out["delivery"] is None:
+                out["delivery"] = d
+                out["delivery_headers"] = _headers_block(
+                    d.get("headers"), f"{d.get('method')} {d.get('path')} HTTP/1.1"
+                )
+            rec = s.get("recomputation") or {}
+            for name in ("x_signature", "webhook_signature"):
+                if isinstance(rec.get(name), dict) and all(n != name for n, _ in out["recomputations"]):
+                    out["recomputations"].append((name, rec[name]))
+            if isinstance(rec.get("standardwebhooks"), dict):
+                out["standardwebhooks"] = rec["standardwebhooks"]
+            if isinstance(rec.get("gate_verifier"), dict):
+                out["gate_verifier"] = rec["gate_verifier"]
+            if isinstance(s.get("deliveries"), list):
+                out["request_ids"] = s["deliveries"]
+            if isinstance(s.get("rotation_entries"), list):
+                out["rotation_entries"] = s["rotation_entries"]
+            if isinstance(s.get("rotation_verdicts"), dict):
+                out["rotation_verdicts"] = s["rotation_verdicts"]
+        d = notes.get("delivery")
+        if isinstance(d, dict):
+            for row in d.get("deliveries") or []:
+                if isinstance(row, dict):
+                    out["retries"].append(
+                        {
+                            "scenario": scenario,
+                            "answer": row.get("first answer") or _script_words(d.get("script")),
+                            "execute_status": row.get("execute_status"),
+                            "attempts": len(row.get("attempts") or []),
+                            "gaps_s": row.get("gaps_s") or [],
+                        }
+                    )
     return out
+
+
+def _script_words(script: Any) -> str:
+    if isinstance(script, list):
+        return ", then ".join(str(r.get("answer")) for r in script if isinstance(r, dict)) + ", then 200"
+    return str(script or "200")
 
 
 # -- headers ----------------------------------------------------------------------------------------

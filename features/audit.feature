@@ -57,3 +57,64 @@ Feature: Authentication and the audit log
     Then the execute is answered 503 with Retry-After
     And the receiver got no delivery from it
     And every replica still lists and previews actions
+
+  @needs-dev-key @quota-none
+  Scenario: Only the exact API key authenticates, whatever the case of the Bearer scheme
+    When the developer's key is sent in these forms to GET /actions and POST /actions/preview
+      | Authorization                               | status |
+      | Bearer {key}                                | 200    |
+      | bearer {key}                                | 200    |
+      | BEARER {key}                                | 200    |
+      | Bearer  {key}                               | 200    |
+      | Bearer {key, its last character changed}    | 401    |
+      | Bearer {key, without its last character}    | 401    |
+      | Bearer {key, one character longer}          | 401    |
+      | Bearer {key, its letters in the other case} | 401    |
+      | Bearer {key} {key}                          | 401    |
+      | Basic {key}                                 | 401    |
+      | {key}                                       | 401    |
+      | Bearer                                      | 401    |
+    Then each form is answered with the status listed
+
+  @needs-dev-key @needs-admin-key @needs-receiver @quota-3
+  Scenario: The audit log lists newest first, and its cursor pages through every record once
+    Given the developer has executed 3 actions that reached the receiver
+    When an admin pages through the workspace's audit records one at a time
+    Then the 3 executes come first, newest first, one per page
+    And no record is listed twice, and each page's record is older than the one before
+
+  @needs-admin-key @quota-none
+  Scenario: The audit log takes a limit from 1 to 500, and refuses 0 and 501
+    When an admin reads the audit log with these limits
+      | limit | status |
+      | 0     | 422    |
+      | 1     | 200    |
+      | 500   | 200    |
+      | 501   | 422    |
+    Then each read is answered with the status listed, and none lists more records than its limit
+
+  @needs-dev-key @needs-admin-key @quota-3
+  Scenario: Each audit filter narrows the records, and a date-time without an offset is read as UTC
+    Given the developer has executed two notify.send actions and one ticket.create
+    When an admin filters the workspace's audit records by action, by status and by another workspace
+    Then each filter lists only records that match it, the executes among them exactly where they match
+    When an admin reads the workspace's ticket.create records with these time filters around its created_at
+      | filter | time                         | finds it |
+      | since  | 1 s before, in UTC with Z    | yes      |
+      | since  | 1 s after, in UTC with Z     | no       |
+      | since  | 1 s before, without offset   | yes      |
+      | since  | 1 s after, without offset    | no       |
+      | since  | 1 s before, at +05:30        | yes      |
+      | since  | 1 s after, at +05:30         | no       |
+      | until  | 1 s after, at -04:00         | yes      |
+      | until  | 1 s before, at -04:00        | no       |
+      | until  | 1 s after, without offset    | yes      |
+      | until  | 1 s before, without offset   | no       |
+    Then each time filter finds the record or not, as listed
+
+  @needs-dev-key @needs-admin-key @needs-receiver @quota-1
+  Scenario: An execute's audit record is on file, pending, before its webhook leaves
+    Given the receiver holds each delivery for a moment before answering
+    When the developer executes an action while the receiver holds its delivery
+    Then while the delivery was held, the audit log already listed the execute as pending
+    And once the delivery was answered, the execute's record is complete

@@ -35,10 +35,18 @@ pytest_plugins = [
     "features.steps.rate_limit_workspaces",
     "features.steps.rate_limit_replicas",
     "features.steps.rate_limit_outage",
+    "features.steps.rate_limit_arithmetic",
+    "features.steps.rate_limit_fallback",
     "features.steps.signing",
+    "features.steps.delivery",
+    "features.steps.delivery_backoff",
     "features.steps.audit",
+    "features.steps.audit_log",
     "features.steps.headers",
+    "features.steps.headers_matrix",
     "features.steps.drill",
+    "features.steps.api_endpoints",
+    "features.steps.api_actions",
 ]
 
 # every Gherkin tag is a marker (pytest-bdd turns each into one); --strict-markers refuses any other

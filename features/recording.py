@@ -70,7 +70,7 @@ class Recorder:
             "method": request.method,
             "url": self.redactor.text(str(request.url)),
             "request_headers": self.redactor.headers(request.headers.multi_items()),
-            "request_body": self._body(request.content if request.stream is not None else b""),
+            "request_body": self._request_body(request),
             "status": response.status_code,
             "response_headers": self.redactor.headers(response.headers.multi_items()),
             "response_body": self._body(response.content),
@@ -78,6 +78,12 @@ class Recorder:
         with self._lock:
             entry["seq"] = len(self.exchanges) + 1
             self.exchanges.append(entry)
+
+    def _request_body(self, request: httpx.Request) -> dict[str, Any]:
+        try:
+            return self._body(request.content if request.stream is not None else b"")
+        except httpx.RequestNotRead:  # streamed (a generator, sent chunked): gone once sent
+            return {"size": None, "excerpt": "(streamed, chunked: not kept)", "truncated": True}
 
     def _body(self, data: bytes) -> dict[str, Any]:
         ex = _excerpt(data)

@@ -55,6 +55,9 @@ DEFAULT_RPO_S = 26 * 3600.0  # a nightly backup, plus two hours of slack for the
 EPHEMERAL_PREFIX = "relay_gate_drill_"
 BULK_TABLE = "bulk_events"
 RESTORE_MODES = ("auto", "same", "embedded")
+# RTO: from "restore it" to a restored database. Starting a throwaway server and verifying the restore
+# are the drill's own work, not part of a real recovery.
+RTO_PHASES = ("checksum", "create_db", "restore")
 _INFRA, _INTEGRITY, _TARGET = 0, 1, 2  # failure ranks: the reason shown is the gravest failure
 
 
@@ -147,9 +150,10 @@ class _Drill:
         self.backup: Backup | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.t0 = time.monotonic()
+        self.started = datetime.now(UTC)  # the RPO is the backup's age at this moment
         target = {"mode": self.mode if self.mode in RESTORE_MODES else "url", "database": None}
         self.doc: dict[str, Any] = {
-            "run_id": opts.run_id, "started_at": utc_now(), "finished_at": None, "verdict": None,
+            "run_id": opts.run_id, "started_at": _iso_ms(self.started), "finished_at": None, "verdict": None,
             "reason": None, "exit_code": None, "failures": [],
             "source": self.src.describe() if self.src is not None else None,
             "backup_dir": str(opts.backup_dir), "backup": None,
@@ -217,13 +221,7 @@ class _Drill:
             "tables": totals.get("tables"), "rows": totals.get("rows"),
             "previously_verified": backup.verified,
         }  # fmt: skip
-        if self.src is None:  # no source named: the manifest says what the backup is of
-            self.doc["source"] = {**(manifest.get("source") or {}), "from": "the backup's manifest"}
-        elif manifest.get("database") != self.src.dbname:
-            raise Failed(
-                f"wrong database: the latest backup is of {manifest.get('database')!r}, the source is "
-                f"{self.src.dbname!r} (keep one --dir per database)"
-            )
+        self._check_database(manifest)
         self._rpo(str(manifest.get("taken_at")))
         with self.phase("checksum"):
             self._checksum(backup, dump)
@@ -266,7 +264,7 @@ class _Drill:
                 EXIT_CRITERION,
                 f"the restore differs from the backup: {'; '.join(problems[:2])}{more}",
             )
-        rto = round(sum(self.doc["phases"][p]["duration_s"] for p in ("checksum", "create_db", "restore")), 3)
+        rto = round(sum(self.doc["phases"][p]["duration_s"] for p in RTO_PHASES), 3)
         self.doc["rto"].update(measured_s=rto, passed=rto <= self.opts.rto_s)
         if rto > self.opts.rto_s:
             self.fail(
@@ -288,12 +286,24 @@ class _Drill:
             )
         return backups[-1]
 
+    def _check_database(self, manifest: dict[str, Any]) -> None:
+        """The backup must be of the source's database (when a source is named)."""
+        if self.src is None:  # no source named: the manifest says what the backup is of
+            self.doc["source"] = {**(manifest.get("source") or {}), "from": "the backup's manifest"}
+        elif manifest.get("database") != self.src.dbname:
+            raise Failed(
+                f"wrong database: the latest backup is of {manifest.get('database')!r}, the source is "
+                f"{self.src.dbname!r} (keep one --dir per database)"
+            )
+
     def _rpo(self, taken_at: str) -> None:
+        """Recorded now, judged with the other failures once the restore has run: an old backup is still
+        proven restorable (or not) in the same run."""
         try:
             taken = datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
         except ValueError:
             raise Failed(f"the manifest's taken_at {taken_at!r} is not a timestamp") from None
-        age = round((datetime.now(UTC) - taken).total_seconds(), 3)
+        age = round((self.started - taken).total_seconds(), 3)
         self.doc["rpo"].update(measured_s=age, passed=age <= self.opts.rpo_s, taken_at=taken_at)
         if age > self.opts.rpo_s:
             why = f"RPO exceeded: the latest backup is {human(age)} old, target {human(self.opts.rpo_s)}"
@@ -363,10 +373,7 @@ class _Drill:
 
     def _restore(self, pg_restore: Path, version: str, target: PgConn, dump: Path) -> None:
         jobs = self.opts.jobs
-        argv = [str(pg_restore), "--exit-on-error", "--no-owner", "--no-privileges", "--no-tablespaces",
-                "--no-publications", "--no-subscriptions",
-                *(["--single-transaction"] if jobs <= 1 else [f"--jobs={jobs}"]),
-                f"--dbname={target.argv_dsn}", str(dump)]  # fmt: skip
+        argv = restore_argv(pg_restore, jobs, target, dump)
         strategy = "single transaction" if jobs <= 1 else f"parallel, {jobs} jobs"
         self.doc["restore"] = {"pg_restore": version, "strategy": strategy, "jobs": jobs, "command": argv}
         env = target.child_env("relay-gate pg_restore")
@@ -400,6 +407,19 @@ class _Drill:
             if self.embedded is None:  # an embedded server goes next, its database with it
                 why = f"could not drop {name} on {admin.where} ({first_line(exc)}): drop it by hand"
                 self.fail(_INFRA, EXIT_INFRA, why)
+
+
+def restore_argv(pg_restore: Path, jobs: int, target: PgConn, dump: Path) -> list[str]:
+    """The pg_restore command line: one transaction that stops at the first error (``jobs`` 1), or
+    ``jobs`` parallel connections that stop at the first error (the ephemeral database is dropped)."""
+    return [str(pg_restore), "--exit-on-error", "--no-owner", "--no-privileges", "--no-tablespaces",
+            "--no-publications", "--no-subscriptions",
+            *(["--single-transaction"] if jobs <= 1 else [f"--jobs={jobs}"]),
+            f"--dbname={target.argv_dsn}", str(dump)]  # fmt: skip
+
+
+def _iso_ms(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _password(url: str) -> str | None:

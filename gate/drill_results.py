@@ -14,13 +14,19 @@ if TYPE_CHECKING:
     from gate.drill import DrillResult
 
 
+def earns_marker(result: DrillResult) -> bool:
+    """Only a passing drill marks its backup verified: retention keeps the newest verified backup as the
+    last one known to restore, so a backup that restored but did not match must never be marked."""
+    return result.passed
+
+
 def write_results(result: DrillResult, results: Path, *, mark: bool = True) -> Path:
     """``results/drill/drill.json``, plus ``results/run.json`` when the folder is new. A passing drill
     also marks its backup verified (retention keeps the newest verified backup)."""
     drill_json = results / "drill" / "drill.json"
     redactor = Redactor(result.secrets)
     doc = {**result.doc, "verified_marker": None}
-    if mark and result.passed and result.backup is not None:
+    if mark and earns_marker(result) and result.backup is not None:
         try:
             sha = doc["backup"]["sha256"]
             marker = mark_verified(result.backup, run_id=doc["run_id"], sha256=sha, drill_json=drill_json)

@@ -63,6 +63,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from gate.oracles.headers import FORBIDDEN
+
 RUBRIC: dict[str, int] = {
     "csp-missing": 25,
     "csp-script-unrestricted": 20,
@@ -99,7 +101,6 @@ LETTERS: tuple[str, ...] = tuple(letter for _, letter in THRESHOLDS)
 
 SIX_MONTHS_S = 15_552_000
 PRELOAD_MIN_MAX_AGE_S = 31_536_000
-FORBIDDEN: tuple[str, ...] = ("Server", "X-Powered-By")
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 ProblemKind = Literal["missing", "wrong-value", "duplicated", "forbidden"]

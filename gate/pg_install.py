@@ -89,19 +89,21 @@ class Install:
 # -- locating and preparing the install ------------------------------------------------------------
 
 
+def bundled_bin_dir() -> Path:
+    """pgserver's own ``bin``, whatever ``RELAY_GATE_PG_BIN`` says; StackError if pgserver is absent."""
+    # find_spec locates the package without importing it: pgserver's own Python API stays unused.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError(
+            COMPONENT, "PostgreSQL binaries not found: pgserver is not installed", fix=_INSTALL_FIX
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
 def source_bin_dir() -> Path:
     """pgserver's ``bin`` (postgres, initdb, pg_dump...), or ``RELAY_GATE_PG_BIN``; StackError if absent."""
     override = os.environ.get("RELAY_GATE_PG_BIN")
-    if override:
-        bin_dir = Path(override)
-    else:
-        # find_spec locates the package without importing it: pgserver's own Python API stays unused.
-        spec = importlib.util.find_spec("pgserver")
-        if spec is None or not spec.submodule_search_locations:
-            raise StackError(
-                COMPONENT, "PostgreSQL binaries not found: pgserver is not installed", fix=_INSTALL_FIX
-            )
-        bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    bin_dir = Path(override) if override else bundled_bin_dir()
     for exe in ("postgres", "initdb"):
         if not os.access(bin_dir / exe, os.X_OK):
             raise StackError(COMPONENT, f"no executable {exe} in {bin_dir}", fix=_INSTALL_FIX)

@@ -38,10 +38,10 @@ def find_tool(name: str, *, at_least: int, pg_bin: Path | None) -> tuple[Path, s
     else:
         if os.environ.get("RELAY_GATE_PG_BIN"):
             candidates.append(Path(os.environ["RELAY_GATE_PG_BIN"]) / name)
-        with contextlib.suppress(Exception):
-            from gate.pg_install import source_bin_dir
+        with contextlib.suppress(Exception):  # pgserver's 16.2, even when RELAY_GATE_PG_BIN names others
+            from gate.pg_install import bundled_bin_dir
 
-            candidates.append(source_bin_dir() / name)
+            candidates.append(bundled_bin_dir() / name)
         if on_path := shutil.which(name):
             candidates.append(Path(on_path))
     found = []

@@ -1,15 +1,31 @@
 """The gate's webhook receiver: captures every delivery byte for byte, answers as it is told.
 
 Any request outside ``/_receiver/`` is a delivery: its method, path, headers, raw body and arrival
-time are kept (the newest 10,000), and it is answered with the next scripted response (status and
-delay) or the default 200. Deliveries need no credentials. Test steps read and steer it over HTTP, so
-the same steps work whether the receiver runs in the stack, in a test's thread, or beside a staging
-deployment::
+time (``received_at``, Unix seconds on the receiver's clock, taken when the request head was read)
+are kept (the newest 10,000), and it is answered with the next scripted reply or the default 200.
+Deliveries need no credentials. Test steps read and steer it over HTTP, so the same steps work
+whether the receiver runs in the stack, in a test's thread, or beside a staging deployment::
 
     GET    /_receiver/health                      -> {"ok": true, "instance": "<nonce>"}  (open)
     GET    /_receiver/captures?after=SEQ          -> {"captures": [...], "last_seq": N}
     DELETE /_receiver/captures                    -> forget everything captured
-    POST   /_receiver/script  {"responses": [{"status": 500, "delay_s": 0}, ...], "default": {...}}
+    POST   /_receiver/script  {"responses": [REPLY, ...], "default": REPLY}
+
+The script is a queue: each delivery takes the next reply, and once it is empty every delivery gets
+``default`` (a 200 unless set). A REPLY is an object, every key optional::
+
+    {"status": 307,                              the status to answer (default 200)
+     "headers": {"Location": "/elsewhere"},      headers to add: a redirect, a Retry-After, ...
+     "delay_s": 3.5,                             wait this long before answering at all
+     "trickle_s": 4.5,                           send the status line, then one header byte every
+                                                 50 ms for this long, then the rest: a slow-loris
+                                                 answer that no per-read timeout ever cuts off
+     "drop": true}                               close the connection without any answer
+
+So a delivery scenario can answer with a redirect, fail N times then succeed (N replies, then the
+default), answer after the sender's timeout, or drop the connection; the arrival times of the
+attempts it captured show how long the sender waited between them. A scenario that scripts
+failures posts an empty script afterwards, so the receiver answers 200 again.
 
 Every control route but health carries ``Authorization: Bearer <token>``, else it is answered 401
 with a ``WWW-Authenticate: Bearer`` challenge: captures hold signed deliveries, and the script decides
@@ -106,6 +122,24 @@ class Capture:
 class _Reply:
     status: int = 200
     delay_s: float = 0.0
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    trickle_s: float = 0.0
+    drop: bool = False
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> _Reply:
+        unknown = set(doc) - {"status", "delay_s", "headers", "trickle_s", "drop"}
+        if unknown:
+            raise ValueError(f"unknown reply key(s) {sorted(unknown)}")
+        headers = doc.get("headers") or {}
+        pairs = headers.items() if isinstance(headers, dict) else headers
+        return cls(
+            status=int(doc.get("status", 200)),
+            delay_s=float(doc.get("delay_s", 0.0)),
+            headers=[(str(k), str(v)) for k, v in pairs],
+            trickle_s=float(doc.get("trickle_s", 0.0)),
+            drop=bool(doc.get("drop", False)),
+        )
 
 
 @dataclass
@@ -146,15 +180,33 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(doc).encode()
+    def _send_json(
+        self, status: int, doc: Any, headers: dict[str, str] | list[tuple[str, str]] | None = None
+    ) -> None:
+        # 1xx, 204 and 304 have no body (RFC 9110 §6.4.1): one sent anyway would be read as the start
+        # of the next response on a kept-alive connection
+        data = b"" if status < 200 or status in (204, 304) else json.dumps(doc).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        if data:
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+        pairs = headers.items() if isinstance(headers, dict) else headers or []
+        for name, value in pairs:
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _trickle(self, reply: _Reply) -> None:
+        """The status line, then one byte of a header every 50 ms for ``trickle_s``, then the rest."""
+        self.close_connection = True
+        self.wfile.write(f"HTTP/1.1 {reply.status} Trickled\r\nX-Trickle: ".encode())
+        deadline = time.monotonic() + reply.trickle_s
+        while time.monotonic() < deadline:
+            self.wfile.write(b"a")
+            self.wfile.flush()
+            time.sleep(0.05)
+        tail = "".join(f"{k}: {v}\r\n" for k, v in reply.headers)
+        self.wfile.write(f"\r\n{tail}Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
     def _authorized(self) -> bool:
         """Whether the request carries this receiver's token (compared in constant time)."""
@@ -191,10 +243,15 @@ class _Handler(BaseHTTPRequestHandler):
                 state.captures.clear()
             self._send_json(200, {"ok": True})
         elif route == "script" and method == "POST":
-            doc = json.loads(self._read_body() or b"{}")
+            try:
+                doc = json.loads(self._read_body() or b"{}")
+                script = collections.deque(_Reply.from_json(r) for r in doc.get("responses", []))
+                default = _Reply.from_json(doc.get("default", {}))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._send_json(400, {"error": f"not a script: {exc}"})
+                return
             with state.lock:
-                state.script = collections.deque(_Reply(**r) for r in doc.get("responses", []))
-                state.default = _Reply(**doc.get("default", {}))
+                state.script, state.default = script, default
             self._send_json(200, {"ok": True})
         else:
             self._send_json(404, {"error": "unknown receiver control route"})
@@ -218,9 +275,15 @@ class _Handler(BaseHTTPRequestHandler):
             reply = state.script.popleft() if state.script else state.default
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
+        if reply.drop:
+            self.close_connection = True  # no answer at all: the sender sees the connection close
+            return
         # the sender may have given up waiting (a timeout test): then there is nobody to answer
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._send_json(reply.status, {"received": True})
+            if reply.trickle_s > 0:
+                self._trickle(reply)
+            else:
+                self._send_json(reply.status, {"received": True}, reply.headers)
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -341,6 +404,8 @@ class ReceiverClient:
         default_status: int = 200,
         default_delay_s: float = 0.0,
     ) -> None:
+        """Answer the next deliveries with ``responses`` (replies as the module docstring says), then
+        every later one with the default; ``script()`` alone: 200 to everything from now on."""
         doc = {
             "responses": responses or [],
             "default": {"status": default_status, "delay_s": default_delay_s},

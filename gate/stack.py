@@ -44,6 +44,7 @@ FAULT_PATH = "/_gate/fault"  # gate.harness raises an unhandled exception here
 DATABASE = "relay"
 WEBHOOK_PATH = "/hooks/relay"
 STACK_WEBHOOK_TIMEOUT_S = 2.0  # the relay's per-attempt delivery timeout on the reference stack
+STACK_WEBHOOK_BACKOFF_BASE_S = 0.05  # short retries, so the delivery scenarios stay fast
 
 # Settings of the relay we pass explicitly; anything the caller's environment says about them is
 # dropped, so a stray RATE_LIMIT_ENABLED in a developer's shell cannot change what the gate tests.
@@ -162,6 +163,16 @@ class Stack:
     def webhook_timeout_s(self) -> float:
         """The relay's WEBHOOK_TIMEOUT_S on this stack (a scenario watching for "no delivery" needs it)."""
         return float(self.config.service_env.get("WEBHOOK_TIMEOUT_S", STACK_WEBHOOK_TIMEOUT_S))
+
+    @property
+    def webhook_max_attempts(self) -> int:
+        """The relay's WEBHOOK_MAX_ATTEMPTS on this stack (the service's default unless set)."""
+        return int(self.config.service_env.get("WEBHOOK_MAX_ATTEMPTS", 3))
+
+    @property
+    def webhook_backoff_base_s(self) -> float:
+        """The relay's WEBHOOK_BACKOFF_BASE_S on this stack."""
+        return float(self.config.service_env.get("WEBHOOK_BACKOFF_BASE_S", STACK_WEBHOOK_BACKOFF_BASE_S))
 
     @property
     def webhook_url(self) -> str | None:
@@ -450,7 +461,7 @@ class Stack:
             "SECURITY_HEADERS_PROFILE": cfg.header_profile,
             "WEBHOOK_URL": str(self.webhook_url),
             "WEBHOOK_TIMEOUT_S": f"{STACK_WEBHOOK_TIMEOUT_S:g}",
-            "WEBHOOK_BACKOFF_BASE_S": "0.05",
+            "WEBHOOK_BACKOFF_BASE_S": f"{STACK_WEBHOOK_BACKOFF_BASE_S:g}",
             # 250 ms rather than the service's 100 ms default: two replicas, Redis, PostgreSQL and the
             # scenarios share 2 cores here, and a read that waits for a busy event loop must not count
             # as a Redis outage (which fails open to per-replica limits mid-burst)

@@ -28,6 +28,8 @@ Target config (TOML), every section optional::
     [deliveries]
     receiver_url = "https://receiver.staging.example.com"   # speaks gate.receiver's /_receiver/ API
     timeout_s = 5              # the service's WEBHOOK_TIMEOUT_S: how long "no webhook" watches
+    max_attempts = 3           # the service's WEBHOOK_MAX_ATTEMPTS (default 3)
+    backoff_base_s = 0.2       # the service's WEBHOOK_BACKOFF_BASE_S (default 0.2)
     token_env = "RELAY_RECEIVER_TOKEN"   # holds the token it was started with (RELAY_GATE_RECEIVER_TOKEN)
 
     [headers]
@@ -54,6 +56,9 @@ Target config (TOML), every section optional::
 
     [network]
     proxies_from_env = false   # true: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY are honoured
+
+    [api]
+    max_body_bytes = 65536     # the service's MAX_BODY_BYTES (default: the documented 65536)
 """
 
 from __future__ import annotations
@@ -67,11 +72,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from gate.errors import UsageError
+from gate.oracles.headers import PROFILES
 from gate.redaction import mask_url_passwords, url_password
 from gate.target_backups import KEYS as BACKUPS_KEYS
 from gate.target_backups import Backups, parse_backups
 from gate.transport import NETWORK_KEYS, TLS_KEYS, Transport
-from service.headers import PROFILES
 
 if TYPE_CHECKING:
     from gate.stack import Stack
@@ -84,7 +89,7 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "credentials": None,
     "rate_limit": frozenset({"endpoint", "limit", "window_s", "max_wait_s"}),
     "signing": frozenset({"secret_env"}),
-    "deliveries": frozenset({"receiver_url", "token_env", "timeout_s"}),
+    "deliveries": frozenset({"receiver_url", "token_env", "timeout_s", "max_attempts", "backoff_base_s"}),
     "headers": frozenset({"profile", "error_path", "expected"}),
     "database": frozenset({"url_env"}),
     "redis": frozenset({"url_env"}),
@@ -92,8 +97,10 @@ SCHEMA: dict[str, frozenset[str] | None] = {
     "backups": BACKUPS_KEYS,
     "tls": TLS_KEYS,
     "network": NETWORK_KEYS,
+    "api": frozenset({"max_body_bytes"}),
 }
 CREDENTIAL_KEYS = frozenset({"env", "workspace", "role"})
+DEFAULT_MAX_BODY_BYTES = 65_536  # docs/service.md, Configuration: MAX_BODY_BYTES
 _SECTIONS = set(SCHEMA)
 
 
@@ -141,8 +148,14 @@ class Target:
     # the service's per-attempt delivery timeout (WEBHOOK_TIMEOUT_S): how long "no webhook was sent"
     # must watch the receiver before it may say so
     delivery_timeout_s: float = 5.0
+    # the service's WEBHOOK_MAX_ATTEMPTS and WEBHOOK_BACKOFF_BASE_S: what the delivery scenarios hold
+    # its retries to (docs/webhooks.md's defaults unless the target config says otherwise)
+    delivery_max_attempts: int = 3
+    delivery_backoff_base_s: float = 0.2
     # how clients reach it: TLS verification (a CA bundle, a client certificate) and proxies
     transport: Transport = field(default_factory=Transport)
+    # the service's MAX_BODY_BYTES: the body-limit scenarios send exactly this many bytes, and one more
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
@@ -182,7 +195,8 @@ class Target:
     def expected(self) -> dict[str, str] | None:
         if self.expected_headers is not None:
             return dict(self.expected_headers)
-        if self.header_profile in PROFILES:
+        # the gate's own oracle, written from docs/service.md: never the service's profile
+        if self.header_profile is not None and self.header_profile in PROFILES:
             return dict(PROFILES[self.header_profile])
         return None
 
@@ -234,6 +248,9 @@ class Target:
             stack=stack,
             backend=cfg.backend,
             delivery_timeout_s=stack.webhook_timeout_s,
+            delivery_max_attempts=stack.webhook_max_attempts,
+            delivery_backoff_base_s=stack.webhook_backoff_base_s,
+            max_body_bytes=int(cfg.service_env.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         )
 
     @classmethod
@@ -312,6 +329,17 @@ class Target:
             raise UsageError(
                 f"{where}: deliveries.timeout_s must be the service's WEBHOOK_TIMEOUT_S in seconds (0-60]"
             )
+        max_attempts = deliveries.get("max_attempts", 3)
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or not 1 <= max_attempts <= 10:
+            raise UsageError(
+                f"{where}: deliveries.max_attempts must be the service's WEBHOOK_MAX_ATTEMPTS, 1 to 10"
+            )
+        backoff = deliveries.get("backoff_base_s", 0.2)
+        if not isinstance(backoff, int | float) or isinstance(backoff, bool) or not 0 <= backoff <= 10:
+            raise UsageError(
+                f"{where}: deliveries.backoff_base_s must be the service's WEBHOOK_BACKOFF_BASE_S in "
+                "seconds, 0 to 10"
+            )
 
         headers = _table(doc, "headers", where)
         profile = headers.get("profile", "strict")
@@ -341,6 +369,12 @@ class Target:
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss"):
             raise UsageError(f"{where}: the variable redis.url_env names does not hold a redis:// URL")
 
+        max_body = _table(doc, "api", where).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        if not isinstance(max_body, int) or isinstance(max_body, bool) or max_body < 1:
+            raise UsageError(
+                f"{where}: api.max_body_bytes must be the service's MAX_BODY_BYTES, a positive integer"
+            )
+
         backups = parse_backups(_table(doc, "backups", where), config_path=config_path, where=where)
         # every certificate file is read now: a bad one is exit 2 before any request is sent
         transport = Transport.from_config(
@@ -364,8 +398,11 @@ class Target:
             redis_url=redis_url,
             backups=backups,
             delivery_timeout_s=float(timeout),
+            delivery_max_attempts=max_attempts,
+            delivery_backoff_base_s=float(backoff),
             load_credentials=list(load_names),
             transport=transport,
+            max_body_bytes=max_body,
         )
 
 

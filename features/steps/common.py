@@ -129,11 +129,20 @@ class Delivery:
         return self.capture.header(name)
 
 
-def captured_attempts(receiver: ReceiverClient, webhook_id: str, *, after: int) -> tuple[Capture, ...]:
-    """Every capture after ``after`` carrying ``webhook_id``, polled until one arrives or the deadline."""
+def captured_attempts(
+    receiver: ReceiverClient, webhook_id: str, *, after: int, request_id: str | None = None
+) -> tuple[Capture, ...]:
+    """Every capture after ``after`` carrying ``webhook_id`` (or, when given, ``request_id`` as its
+    X-Request-ID: an attempt whose webhook-id went wrong is still found, and judged by the scenario
+    that checks ids), polled until one arrives or the deadline."""
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     while True:
-        caps = tuple(c for c in receiver.captures(after) if c.header("webhook-id") == webhook_id)
+        caps = tuple(
+            c
+            for c in receiver.captures(after)
+            if c.header("webhook-id") == webhook_id
+            or (request_id is not None and c.header("X-Request-ID") == request_id)
+        )
         if caps or time.monotonic() >= deadline:
             return caps
         time.sleep(0.02)
@@ -163,7 +172,7 @@ def deliver(
     )
     webhook_id = ex.json.get("webhook_id")
     assert webhook_id, f"the execute response names no webhook_id: {ex.json}"
-    attempts = captured_attempts(receiver, webhook_id, after=after)
+    attempts = captured_attempts(receiver, webhook_id, after=after, request_id=ex.json.get("request_id"))
     assert attempts, (
         f"the receiver got no delivery with webhook-id {webhook_id} within {DELIVERY_TIMEOUT_S:g} s "
         f"(execute answered {ex.json.get('delivery')})"

@@ -206,7 +206,7 @@ def _(provoked: list[Provoked], target: Target, recorder: Recorder) -> None:
             problems.append(f"{p.how} answered {p.response.status_code}, not {p.status}: nothing to check")
             continue
         problems += [
-            f"{p.status}: {x.describe()}"
+            f"{p.status} ({p.how}): {x.describe()}"
             for x in headercheck.check_headers(p.received, expected, forbidden=())
         ]
     recorder.note("header_problems", problems)
@@ -216,7 +216,7 @@ def _(provoked: list[Provoked], target: Target, recorder: Recorder) -> None:
 @then("no provoked response names the server implementation")
 def _(provoked: list[Provoked]) -> None:
     leaks = [
-        f"{p.response.status_code}: {x.describe()}"
+        f"{p.response.status_code} ({p.how}): {x.describe()}"
         for p in provoked
         for x in headercheck.check_headers(p.received, {}, forbidden=headercheck.FORBIDDEN)
     ]

@@ -1,23 +1,22 @@
 """Steps for features/signing.feature: signed webhook delivery, checked on the bytes the receiver got.
 
 Every scenario executes a real action and reads the delivery the receiver captured byte for byte.
-Both signatures are recomputed independently of the relay's signer (plain ``hmac``, see
-:mod:`features.signing_recompute`): ``X-Signature`` is ``sha256=`` + hex HMAC-SHA256 of the body,
-``webhook-signature`` is ``v1,`` + base64 HMAC-SHA256 of ``{webhook-id}.{webhook-timestamp}.{body}``.
-The verdicts the criteria name come from the relay's published reference verifier
-(``service.signing``, as a receiver would copy it) and the independent ``standardwebhooks`` package.
-The negative cases (:mod:`features.signing_cases`) are copies of a real captured delivery, each
-altered in exactly one way (re-signed with the real secret where the fault is not the signature
-itself). Notes for SIGNING-E2E.md go to ``recorder.note("signing", ...)``: the headers and body as
-received, each recomputation step, each verdict — never a secret.
+Both signatures are recomputed by the gate's own oracle (:mod:`gate.oracles.webhooks`, written from
+docs/webhooks.md and checked against published vectors; see :mod:`features.signing_recompute` for the
+evidence): ``X-Signature`` is ``sha256=`` + hex HMAC-SHA256 of the body, ``webhook-signature`` is
+``v1,`` + base64 HMAC-SHA256 of ``{webhook-id}.{webhook-timestamp}.{body}``, the key being what the
+secret stands for. The independent ``standardwebhooks`` package verifies beside it. Nothing here
+imports the service: code under test never grades itself. Notes for SIGNING-E2E.md go to
+``recorder.note("signing", ...)``: the headers and body as received, each recomputation step, each
+verdict — never a secret.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -29,19 +28,18 @@ from pytest_bdd import given, parsers, then, when
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from features.recording import Recorder
-from features.signing_cases import STANDARD, Copy, make_probe, negative_cases, rotation_cases, verdict_of
 from features.signing_recompute import (
     delivery_evidence,
     keys_of,
     recompute_standard,
     recompute_x_signature,
     secret_like,
-    v1_entries,
+    whsec_secret,
 )
 from features.steps.common import Delivery, deliver, message
+from gate.oracles import webhooks as wh
 from gate.receiver import ReceiverClient
 from gate.target import Credential, Target
-from service.config import signing_key_bytes
 
 
 @pytest.fixture
@@ -73,25 +71,9 @@ def _(
     return d
 
 
-@given("a signed delivery captured at the receiver", target_fixture="delivery")
-def _(
-    http: httpx.Client,
-    dev: Credential,
-    receiver: ReceiverClient,
-    target: Target,
-    signing_note: dict[str, Any],
-) -> Delivery:
-    d = deliver(http, dev, receiver, target, message=message("captured delivery"))
-    signing_note["delivery"] = delivery_evidence(d)
-    missing = [
-        h for h in ("X-Signature", "webhook-id", "webhook-timestamp", "webhook-signature") if not d.header(h)
-    ]
-    assert not missing, f"the captured delivery is not signed: no {', '.join(missing)}"
-    return d
-
-
 @when(
-    parsers.parse("the developer executes {count:d} actions across the replicas"), target_fixture="deliveries"
+    parsers.parse("the developer executes the same action {count:d} times across the replicas"),
+    target_fixture="deliveries",
 )
 def _(
     recorder: Recorder,
@@ -103,17 +85,11 @@ def _(
 ) -> list[Delivery]:
     out: list[Delivery] = []
     clients = [recorder.client(u, timeout=target.request_timeout_s) for u in target.base_urls]
+    same = message("the same event, sent again")  # identical bodies: only the ids tell them apart
     try:
         for i in range(count):
             out.append(
-                deliver(
-                    clients[i % len(clients)],
-                    dev,
-                    receiver,
-                    target,
-                    message=message(f"#{i + 1}"),
-                    previewed=False,
-                )
+                deliver(clients[i % len(clients)], dev, receiver, target, message=same, previewed=False)
             )
     finally:
         for c in clients:
@@ -122,7 +98,8 @@ def _(
         {
             "replica": target.base_urls[i % len(target.base_urls)],
             "execute_request_id": d.execution.json.get("request_id"),
-            "webhook_id": d.header("webhook-id"),
+            "webhook_id": d.execution.json.get("webhook_id"),
+            "received_webhook_id": [a.header("webhook-id") for a in d.attempts],
             "received_x_request_id": [a.header("X-Request-ID") for a in d.attempts],
         }
         for i, d in enumerate(out)
@@ -148,7 +125,7 @@ def _(delivery: Delivery) -> None:
     )
     ts = delivery.header("webhook-timestamp") or ""
     assert ts.isdigit(), f"webhook-timestamp is not integer Unix seconds: {ts!r}"
-    entries = v1_entries(delivery.header("webhook-signature"))
+    entries = wh.v1_entries(delivery.header("webhook-signature"))
     assert entries, f"webhook-signature has no v1 entry: {delivery.header('webhook-signature')!r}"
     for e in entries:
         assert len(base64.b64decode(e, validate=True)) == 32, f"a v1 entry is not a base64 SHA-256 MAC: {e!r}"
@@ -160,6 +137,20 @@ def _(delivery: Delivery) -> None:
     assert rid and rid.strip(), (
         "the delivery has no X-Request-ID: it cannot be correlated with the relay's logs"
     )
+
+
+@then("the delivery is UTF-8 JSON sent as Content-Type application/json")
+def _(delivery: Delivery, signing_note: dict[str, Any]) -> None:
+    ctype = delivery.header("Content-Type")
+    signing_note["content_type"] = ctype
+    media = (ctype or "").split(";")[0].strip().lower()
+    assert media == "application/json", f"the delivery's Content-Type is {ctype!r}, not application/json"
+    try:
+        json.loads(delivery.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AssertionError(
+            f"the delivered body is not UTF-8 JSON: {exc}: {delivery.body[:120]!r}"
+        ) from None
 
 
 @then("each delivery's X-Request-ID is the request id its execute answered with")
@@ -174,10 +165,23 @@ def _(deliveries: list[Delivery]) -> None:
     )
 
 
-@then("no two deliveries share an X-Request-ID")
+@then("each delivery's webhook-id is the webhook id its execute answered with")
 def _(deliveries: list[Delivery]) -> None:
-    ids = [d.header("X-Request-ID") for d in deliveries]
-    assert len(set(ids)) == len(ids), f"X-Request-ID repeats across deliveries: {ids}"
+    wrong = [
+        (d.execution.json.get("webhook_id"), [a.header("webhook-id") for a in d.attempts])
+        for d in deliveries
+        if any(a.header("webhook-id") != d.execution.json.get("webhook_id") for a in d.attempts)
+    ]
+    assert not wrong, f"deliveries whose webhook-id is not the one their execute answered with: {wrong}"
+
+
+@then("no two deliveries share an X-Request-ID or a webhook-id")
+def _(deliveries: list[Delivery]) -> None:
+    for name in ("X-Request-ID", "webhook-id"):
+        ids = [d.header(name) for d in deliveries]
+        assert len(set(ids)) == len(ids), (
+            f"{name} repeats across {len(ids)} deliveries of the same action (each is its own event): {ids}"
+        )
 
 
 # -- recomputation ------------------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def _(delivery: Delivery, signing_note: dict[str, Any]) -> None:
 
 @then("the X-Signature recomputed over the received bytes with the signing secret matches")
 def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
-    step = recompute_x_signature(delivery, _target_secrets(target)[0])
+    step = recompute_x_signature(delivery.capture, _target_secrets(target)[0])
     signing_note.setdefault("recomputation", {})["x_signature"] = step
     assert step["received"] is not None, "the delivery has no X-Signature header"
     assert step["match"], (
@@ -210,12 +214,25 @@ def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
 
 @then("the webhook-signature recomputed over id, timestamp and the received bytes matches")
 def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
-    step = recompute_standard(delivery, _target_secrets(target))
+    step = recompute_standard(delivery.capture, _target_secrets(target))
     signing_note.setdefault("recomputation", {})["webhook_signature"] = step
     assert step["received"], "the delivery has no webhook-signature header"
     assert step["match"], (
         f"no v1 entry of {step['received']!r} is the HMAC of id.timestamp.body ({step['computed']})"
     )
+
+
+@then("the gate's verifier accepts the delivery at the time it arrived, holding only the signing secret")
+def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
+    c = delivery.capture
+    verdict = wh.verify_standard(keys_of(_target_secrets(target)), c.headers, c.body, now=c.received_at)
+    signing_note.setdefault("recomputation", {})["gate_verifier"] = {
+        "oracle": "gate.oracles.webhooks.verify_standard, ±300 s of the arrival time at the receiver",
+        "webhook_timestamp": c.header("webhook-timestamp"),
+        "received_at": c.received_at,
+        "verdict": str(verdict),
+    }
+    assert verdict.accepted, f"the gate's verifier refuses the delivery as it arrived: {verdict}"
 
 
 @then("the standardwebhooks package accepts the delivery")
@@ -225,7 +242,7 @@ def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
     for secret in _target_secrets(target):
         try:
             # bytes, not str: the package base64-decodes a str secret (docs/webhooks.md, troubleshooting)
-            Webhook(signing_key_bytes(secret)).verify(delivery.body, headers, json_parse=False)
+            Webhook(wh.signing_key(secret)).verify(delivery.body, headers, json_parse=False)
             results.append(None)
         except WebhookVerificationError as exc:
             results.append(str(exc))
@@ -239,73 +256,39 @@ def _(delivery: Delivery, target: Target, signing_note: dict[str, Any]) -> None:
     assert accepted, f"the standardwebhooks package rejects the delivery: {results}"
 
 
-# -- negative cases from the captured delivery --------------------------------------------------------
-
-
-@when("the reference verifier checks these copies of the delivery", target_fixture="verdicts")
-def _(
-    delivery: Delivery, target: Target, datatable: list[list[str]], signing_note: dict[str, Any]
-) -> list[dict[str, Any]]:
-    p = make_probe(delivery, _target_secrets(target)[0])
-    out = negative_cases(p, datatable)
-    signing_note["verifier"] = (
-        "service.signing.verify_standard / verify_x_signature (docs/webhooks.md), ±300 s"
-    )
-    signing_note["verifier_clock"] = p.now
-    signing_note["negative_cases"] = out
-    return out
-
-
-@when(
-    "the reference verifier checks the delivery signed and held with these secrets", target_fixture="verdicts"
-)
-def _(
-    delivery: Delivery, target: Target, datatable: list[list[str]], signing_note: dict[str, Any]
-) -> list[dict[str, Any]]:
-    p = make_probe(delivery, _target_secrets(target)[0])
-    out = rotation_cases(p, datatable)
-    signing_note["verifier"] = (
-        "service.signing.verify_standard / verify_x_signature (docs/webhooks.md), ±300 s"
-    )
-    signing_note["secrets"] = (
-        "current = the target's signing secret; next, unrelated = fresh random secrets of its form"
-    )
-    signing_note["rotation_cases"] = out
-    return out
-
-
-@then("every copy gets the verdict in its row")
-def _(verdicts: list[dict[str, Any]]) -> None:
-    wrong = [
-        f"{ {k: v for k, v in r.items() if k not in ('outcome', 'as_expected')} }"
-        for r in verdicts
-        if not r["as_expected"]
-    ]
-    assert not wrong, "verdicts differ from the criteria:\n" + "\n".join(wrong)
-
-
 # -- a real relay in the middle of a rotation -------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RotatingRelay:
+    """An extra replica: ACTIONS_SIGNING_SECRET=next (whsec_), ACTIONS_SIGNING_SECRETS_EXTRA=current,older."""
+
     base_url: str
-    current: str = field(repr=False)
     next: str = field(repr=False)
+    current: str = field(repr=False)
+    older: str = field(repr=False)
+
+    @property
+    def in_order(self) -> list[tuple[str, str]]:
+        return [("next", self.next), ("current", self.current), ("older", self.older)]
 
 
 @pytest.fixture
 def rotating_relay(target: Target) -> Iterator[RotatingRelay]:
-    """One extra relay replica with ACTIONS_SIGNING_SECRET=<next> and the current secret as extra."""
     assert target.stack is not None, "needs the reference stack (@needs-control)"
     current = _target_secrets(target)[0]
-    nxt = secret_like(current)
-    settings = {"ACTIONS_SIGNING_SECRET": nxt, "ACTIONS_SIGNING_SECRETS_EXTRA": current}
+    # the next secret in the Standard Webhooks form, whatever form the current one has: both key
+    # derivations are exercised by one delivery
+    nxt, older = whsec_secret(), secret_like(current)
+    settings = {"ACTIONS_SIGNING_SECRET": nxt, "ACTIONS_SIGNING_SECRETS_EXTRA": f"{current},{older}"}
     with target.stack.extra_replica(settings) as url:
-        yield RotatingRelay(url, current, nxt)
+        yield RotatingRelay(url, nxt, current, older)
 
 
-@given("a relay replica signing with a next secret and the current one as extra", target_fixture="relay")
+@given(
+    "a relay replica signing with a whsec_ next secret, and the current and an older secret as extras",
+    target_fixture="relay",
+)
 def _(rotating_relay: RotatingRelay) -> RotatingRelay:
     return rotating_relay
 
@@ -323,37 +306,58 @@ def _(
         d = deliver(client, dev, receiver, target, message=message("rotation"))
     signing_note["delivery"] = delivery_evidence(d)
     signing_note["relay"] = (
-        "extra replica: ACTIONS_SIGNING_SECRET=next, ACTIONS_SIGNING_SECRETS_EXTRA=current"
+        "extra replica: ACTIONS_SIGNING_SECRET=next (whsec_ form), "
+        "ACTIONS_SIGNING_SECRETS_EXTRA=current,older (the target's form)"
     )
     return d
 
 
-@then("the delivery carries one v1 webhook-signature entry per secret")
-def _(delivery: Delivery) -> None:
-    entries = v1_entries(delivery.header("webhook-signature"))
-    assert len(entries) == 2, (
-        f"expected 2 v1 entries (next, current), got {delivery.header('webhook-signature')!r}"
-    )
-
-
-@then("the reference verifier accepts it holding the current secret, the next secret or both")
+@then(
+    "the delivery carries one v1 webhook-signature entry per secret, space-separated, in the configured order"
+)
 def _(delivery: Delivery, relay: RotatingRelay, signing_note: dict[str, Any]) -> None:
-    held = {"current": [relay.current], "next": [relay.next], "current and next": [relay.current, relay.next]}
-    results = {}
-    for name, secrets_ in held.items():
-        copy = Copy(delivery.body, delivery.capture.header_map(), keys_of(secrets_), "none")
-        verdict, why = verdict_of(copy, STANDARD, int(time.time()))
-        results[name] = {"verdict": verdict, "message": why or None}
-    signing_note["rotation_verdicts"] = results
+    c = delivery.capture
+    header = c.header("webhook-signature") or ""
+    ts, msg_id = c.header("webhook-timestamp") or "", c.header("webhook-id") or ""
+    expected = [(name, wh.v1_signature(wh.signing_key(s), msg_id, ts, c.body)) for name, s in relay.in_order]
+    got = header.split(" ")
     signing_note.setdefault("recomputation", {})["webhook_signature"] = recompute_standard(
-        delivery, [relay.next, relay.current]
+        c, [s for _, s in relay.in_order]
     )
-    refused = {k: v for k, v in results.items() if v["verdict"] != "accepted"}
-    assert not refused, f"during a rotation, receivers holding these secrets refuse the delivery: {refused}"
+    signing_note["rotation_entries"] = [
+        {"secret": name, "entry": i, "matches": i < len(got) and got[i] == sig}
+        for i, (name, sig) in enumerate(expected)
+    ]
+    assert got == [sig for _, sig in expected], (
+        f"webhook-signature is {header!r}; expected {len(expected)} v1 entries separated by single "
+        f"spaces, one per secret in the order next, current, older: "
+        f"{[(n, sig) for n, sig in expected]}"
+    )
 
 
-@then("its X-Signature is made with the next secret")
+@then(
+    "the gate's verifier accepts it holding any one of the secrets, and refuses it holding an unrelated one"
+)
 def _(delivery: Delivery, relay: RotatingRelay, signing_note: dict[str, Any]) -> None:
-    step = recompute_x_signature(delivery, relay.next)
+    c = delivery.capture
+    held = {name: [s] for name, s in relay.in_order}
+    held["unrelated"] = [secret_like(relay.current)]
+    results = {
+        name: str(wh.verify_standard(keys_of(s), c.headers, c.body, now=c.received_at))
+        for name, s in held.items()
+    }
+    signing_note["rotation_verdicts"] = results
+    wrong = {
+        name: verdict for name, verdict in results.items() if (verdict == "accepted") != (name != "unrelated")
+    }
+    assert not wrong, f"receivers holding one secret each got these verdicts: {results}"
+
+
+@then("its X-Signature is made with the next secret alone")
+def _(delivery: Delivery, relay: RotatingRelay, signing_note: dict[str, Any]) -> None:
+    step = recompute_x_signature(delivery.capture, relay.next)
     signing_note.setdefault("recomputation", {})["x_signature"] = step
-    assert step["match"], f"X-Signature {step['received']} is not the HMAC with the next (primary) secret"
+    assert step["match"], (
+        f"X-Signature {step['received']!r} is not sha256= + the HMAC of the body under the next "
+        f"(primary) secret alone ({step['computed']})"
+    )

@@ -28,6 +28,7 @@ ends as 0 or 3.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -220,18 +221,40 @@ def _model(args: argparse.Namespace) -> tuple[float | None, int]:
 
 
 def _forecast(spec: slos.SloSpec, weights: dict[str, int], rate: float | None, duration: int) -> None:
-    """Say up front when an open-model run cannot collect the samples its SLOs need."""
+    """Say up front when an open-model run is unlikely to collect the samples its SLOs need.
+
+    Each request picks its endpoint at random by weight, so an endpoint's count is binomial: the
+    warning fires when the count three standard deviations below the mean falls short of
+    ``min_samples`` (a run that expects exactly the minimum comes up short about half the time), and
+    names the duration that would clear it."""
     total = sum(weights.values())
+    if not rate or not total:
+        return
+    n = rate * duration
     for name, slo in spec.endpoints.items():
-        expected = rate * duration * weights.get(name, 0) / total if rate else None
+        p = weights.get(name, 0) / total
+        mean, sd = n * p, math.sqrt(n * p * (1 - p))
         for lat in slo.latency:
-            if expected is not None and expected < lat.min_samples:
-                print(
-                    f"relay-gate load: warning: ~{expected:.0f} {name} requests expected; {lat.label} needs "
-                    f"{lat.min_samples}, so the run will not be valid evidence (raise --duration or --rate, "
-                    "or lower the SLO's min_samples)",
-                    file=sys.stderr,
-                )
+            if mean - 3 * sd >= lat.min_samples:
+                continue
+            needed = _duration_for(lat.min_samples, p, rate)
+            hint = f"--duration {needed}s or more" if needed else f"a non-zero {name} weight"
+            print(
+                f"relay-gate load: warning: ~{mean:.0f} ± {sd:.0f} {name} requests expected; {lat.label} "
+                f"needs {lat.min_samples}, so the run is likely not valid evidence ({hint} at "
+                f"{rate:g} req/s, a higher --rate, or a lower min_samples in the SLO spec)",
+                file=sys.stderr,
+            )
+
+
+def _duration_for(samples: int, share: float, rate: float) -> int | None:
+    """The shortest whole-second duration whose expected count, less three standard deviations, is at
+    least ``samples`` (None when the endpoint gets no share)."""
+    if share <= 0:
+        return None
+    # n·p − 3·sqrt(n·p·(1−p)) ≥ m, solved for x = sqrt(n·p): x² − 3·sqrt(1−p)·x − m ≥ 0
+    x = (3 * math.sqrt(1 - share) + math.sqrt(9 * (1 - share) + 4 * samples)) / 2
+    return math.ceil(x * x / share / rate)
 
 
 def _probe(base_url: str, how: Transport) -> None:

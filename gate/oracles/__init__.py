@@ -8,4 +8,5 @@ could not parse as malformed, with the raw value, rather than as missing:
 - :mod:`gate.oracles.httpdate` — HTTP-date (RFC 9110 §5.6.7), all three forms.
 - :mod:`gate.oracles.ratelimit` — rate-limit headers as real limiters send them: ``X-RateLimit-*``,
   ``Retry-After``, the IETF ``RateLimit`` / ``RateLimit-Policy`` fields and their older drafts.
+- :mod:`gate.oracles.headers` — the security header sets expected per profile (docs/service.md's table).
 """

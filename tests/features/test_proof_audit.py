@@ -1,7 +1,8 @@
 """Proof that the auth and audit criteria can fail: each audit-area defect of gate/defects.py, switched
 into the reference stack, makes the scenarios named below fail and pytest exit 1; the clean stack
 passes them. ``webhook-sent-when-audit-failed`` needs control of PostgreSQL, which the reference
-stack (embedded backend) has.
+stack (embedded backend) has. The defects of gate/defects_api.py's audit area (the exact key, the
+listing's order, cursor, limit and filters, the record written before the webhook) are here too.
 
 Each run is a subprocess (``pytest features/test_audit.py --defect NAME --results DIR``), the same way
 CI runs the gate, and the verdict is read from DIR/features/summary.json.
@@ -23,9 +24,13 @@ FEATURE = "test_audit.py"
 # defect -> the scenario(s) that must fail against it (others may fail too)
 CATCHES: dict[str, set[str]] = {
     "dev-key-reads-audit": {"A developer key cannot read the audit log"},
-    "unknown-key-accepted": {"A call with an unknown API key is refused with a Bearer challenge"},
+    "unknown-key-accepted": {
+        "A call with an unknown API key is refused with a Bearer challenge",
+        "Only the exact API key authenticates, whatever the case of the Bearer scheme",
+    },
     "failed-deliveries-not-audited": {
-        "A delivery the receiver refuses is answered 502 and audited as an error"
+        "A delivery the receiver refuses is answered 502 and audited as an error",
+        "An execute's audit record is on file, pending, before its webhook leaves",
     },
     "webhook-sent-when-audit-failed": {
         "With the audit database down, execute is refused and no webhook is sent"
@@ -36,6 +41,33 @@ CATCHES: dict[str, set[str]] = {
     },
     "audit-records-its-own-request-id": {
         "An admin finds the executes just made in the audit log, as the receiver saw them"
+    },
+    # gate/defects_api.py: the exact key, the listing, the record before the webhook
+    "key-matched-by-its-prefix": {
+        "Only the exact API key authenticates, whatever the case of the Bearer scheme"
+    },
+    "bearer-scheme-case-sensitive": {
+        "Only the exact API key authenticates, whatever the case of the Bearer scheme"
+    },
+    "audit-lists-oldest-first": {
+        "The audit log lists newest first, and its cursor pages through every record once"
+    },
+    "audit-cursor-repeats-a-row": {
+        "The audit log lists newest first, and its cursor pages through every record once"
+    },
+    "audit-limit-clamped": {"The audit log takes a limit from 1 to 500, and refuses 0 and 501"},
+    "audit-time-offset-dropped": {
+        "Each audit filter narrows the records, and a date-time without an offset is read as UTC"
+    },
+    "audit-time-without-offset-refused": {
+        "Each audit filter narrows the records, and a date-time without an offset is read as UTC"
+    },
+    "audit-action-filter-ignored": {
+        "Each audit filter narrows the records, and a date-time without an offset is read as UTC"
+    },
+    "audit-row-written-after-delivery": {
+        "An execute's audit record is on file, pending, before its webhook leaves",
+        "With the audit database down, execute is refused and no webhook is sent",
     },
 }
 

@@ -18,7 +18,16 @@ DEVELOPER = "Refusals of a developer's requests carry the configured security he
 RATE_LIMITED = "A rate-limited execute carries the configured security headers"
 SERVER_ERROR = "An unhandled server error carries the configured security headers"
 POLICY = "The security header policy is sound and grades at least A"
-ALL = {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR, POLICY}
+METHODS = (
+    "Every method on every documented path and on an unknown one carries the configured security headers"
+)
+SHAPES = "CORS preflights, compressed responses and chunked uploads carry the configured security headers"
+DEV_ENCODINGS = (
+    "A developer's requests carry the configured security headers whatever the method and the body's encoding"
+)
+SEED_PROFILE = "A relay running the seed profile sends the seed's documented header values"
+VARIED = {METHODS, SHAPES, DEV_ENCODINGS, SEED_PROFILE}
+ALL = {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR, POLICY, *VARIED}
 
 # defect -> the scenarios that must fail with it (all the others must pass)
 CATCHES: dict[str, set[str]] = {
@@ -26,11 +35,28 @@ CATCHES: dict[str, set[str]] = {
     "headers-missing-on-429": {RATE_LIMITED},
     # the exact-value check on every status, and the HSTS criterion of the policy scenario
     "hsts-without-includesubdomains": ALL,
-    "server-header-leak": {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR},
+    "server-header-leak": {URL_ONLY, DEVELOPER, RATE_LIMITED, SERVER_ERROR, *VARIED},
     # the exact-value check on every status, and the CSP criterion of the policy scenario
     "csp-loosened-for-swagger-ui": ALL,
-    # only the 200 of the URL-only scenario carries the route's own Cache-Control
-    "cache-control-sent-twice": {URL_ONLY},
+    # every scenario that sees a 2xx: the URL-only 200 and the varied ones
+    "cache-control-sent-twice": {URL_ONLY, *VARIED},
+    # gate/defects_limits.py: what one recipe per status cannot see
+    "security-headers-only-on-json": {METHODS},  # GET /metrics, text/plain
+    "security-headers-skipped-for-head": {METHODS, DEV_ENCODINGS},
+    "cors-preflight-without-security-headers": {SHAPES},
+    "method-guard-405-without-security-headers": {METHODS, SHAPES, DEV_ENCODINGS},  # the recipe uses DELETE
+    "headers-missing-on-400": {DEV_ENCODINGS},  # bodies that are not UTF-8 JSON
+    "seed-profile-xss-protection-zero": {SEED_PROFILE},  # the reference stack runs strict
+    "strict-profile-without-cross-origin-headers": {
+        URL_ONLY,
+        DEVELOPER,
+        RATE_LIMITED,
+        SERVER_ERROR,
+        METHODS,
+        SHAPES,
+        DEV_ENCODINGS,
+    },
+    "referrer-policy-browser-default": ALL - {POLICY},  # a safe policy: the grade does not mind
 }
 
 pytestmark = pytest.mark.stack

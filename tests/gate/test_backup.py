@@ -351,3 +351,481 @@ def test_a_successful_backup_prunes(source: str, tmp_path: Path, capsys: pytest.
     assert not old.exists() and "1 removed" in out
     assert len(list_backups(tmp_path)) == 1
     assert os.listdir(tmp_path) == [datetime.now(UTC).strftime("%Y-%m-%d")]
+
+
+# -- what the manifest promises, checked apart from the drill ------------------------------------------
+
+
+def _md5(text: str) -> str:
+    import hashlib
+
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def test_digests_follow_the_key_and_not_the_order_of_rows_on_disk(pg_database: str, tmp_path: Path) -> None:
+    """The documented formula, computed here by hand: rows ordered by primary key (text keys COLLATE "C"),
+    a table without a key as the sorted multiset of its row hashes, an empty table md5(''), and a table
+    digest the md5 of its chunk digests. The rows lie out of key order on disk, so a digest over rows in
+    scan order would differ — which a drill cannot see: pg_dump copies rows in scan order, so the restore
+    holds them in the same order as the source."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO keyed SELECT g, md5(g::text) FROM generate_series(1, 400) g")
+        conn.execute("UPDATE keyed SET v = v WHERE id % 3 = 0")  # new row versions at the table's end
+        conn.execute("CREATE TABLE named (k text PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO named VALUES ('b', 1), ('_', 2), ('A', 3), ('a', 4), ('B', 5)")
+        conn.execute("CREATE TABLE loose (v text)")
+        conn.execute("INSERT INTO loose VALUES ('x'), ('y'), ('x')")
+        conn.execute("CREATE TABLE empty (id int PRIMARY KEY)")
+        scan = conn.execute("SELECT md5(string_agg(md5(ROW(r.*)::text), '')) FROM keyed r").fetchone()
+        expected = {
+            "keyed": conn.execute(
+                "SELECT md5(string_agg(md5(ROW(r.*)::text), '' ORDER BY r.id)) FROM keyed r"
+            ).fetchone(),
+            "named": conn.execute(
+                "SELECT md5(string_agg(md5(ROW(r.*)::text), '' ORDER BY r.k COLLATE \"C\")) FROM named r"
+            ).fetchone(),
+            "loose": conn.execute(
+                "SELECT md5(string_agg(h, '' ORDER BY h COLLATE \"C\"))"
+                " FROM (SELECT md5(ROW(r.*)::text) AS h FROM loose r) s"
+            ).fetchone(),
+            "empty": conn.execute("SELECT md5('')").fetchone(),
+        }
+    assert scan != expected["keyed"], "the rows are not out of key order on disk: the test proves nothing"
+    tables = {t["table"]: t for t in take_backup(pg_database, tmp_path / "b").manifest()["tables"]}
+    for name, (chunk,) in expected.items():  # type: ignore[misc]
+        t = tables[name]
+        assert [c["digest"] for c in t["chunks"]] == [chunk], name
+        assert t["digest"] == _md5(chunk), name
+    assert (tables["loose"]["key"], tables["loose"]["rows"], tables["empty"]["rows"]) == ([], 3, 0)
+
+
+def test_the_dump_is_synced_and_renamed_before_its_manifest_is_written(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash at any moment leaves a complete backup or none: the manifest — what makes a dump a backup —
+    is written only once the dump is on disk under its final name."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_fsync_dir = os.fsync, os.replace, backup_mod.fsync_dir
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1]))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("rename", f"{Path(src).name} -> {Path(dst).name}"))
+        real_replace(src, dst)
+
+    def fsync_dir(path: Path) -> None:
+        events.append(("fsync dir", Path(path).name))
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(backup_mod, "fsync_dir", fsync_dir)
+    b = take_backup(source, tmp_path / "backups")
+    monkeypatch.undo()
+    dump, manifest, day = b.dump.name, b.manifest_path.name, b.dump.parent.name
+    mine = [e for e in events if b.stem in e[1] or e == ("fsync dir", day)]
+    assert (
+        mine[-7:]
+        == [
+            ("fsync", f".{dump}.partial"),
+            ("rename", f".{dump}.partial -> {dump}"),
+            ("fsync dir", day),
+            ("fsync", f".{manifest}.partial"),
+            ("rename", f".{manifest}.partial -> {manifest}"),
+            ("fsync dir", day),
+        ][-7:]
+    ), mine
+    assert mine.index(("rename", f".{dump}.partial -> {dump}")) < mine.index(
+        ("fsync", f".{manifest}.partial")
+    )
+    assert (b.manifest()["dump"]["sha256"], b.manifest()["dump"]["size_bytes"]) == sha256_of(b.dump)
+
+
+@pytest.mark.parametrize("when", ["writing the manifest", "hashing (Ctrl-C)"])
+def test_a_backup_that_fails_after_the_dump_leaves_nothing(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A dump without its manifest is removed, and a dump left without one is never listed as a backup."""
+    import errno
+
+    if when == "writing the manifest":
+
+        def full(path: Path, doc: dict[str, Any]) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(backup_mod, "write_json_atomic", full)
+        with pytest.raises(InfrastructureError, match="disk full writing the backup"):
+            take_backup(source, tmp_path / "backups")
+    else:
+
+        def interrupted(*args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(backup_mod, "fingerprint", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            take_backup(source, tmp_path / "backups")
+    left = [p.name for p in (tmp_path / "backups").rglob("*") if p.is_file()]
+    assert left == [], f"the failed backup left {left}"
+    # a dump whose manifest never came (a process killed outright) is not a backup
+    day = tmp_path / "backups" / datetime.now(UTC).strftime("%Y-%m-%d")
+    (day / "relay-20260101T000000Z.dump").write_bytes(b"PGDMP")
+    (day / ".relay-20260101T000001Z.dump.partial").write_bytes(b"PGDMP")
+    assert list_backups(tmp_path / "backups") == []
+
+
+def test_the_snapshot_is_read_only_repeatable_read_and_its_tables_are_locked(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg_dump dumps the exported snapshot while its transaction stays open, with every table under an
+    ACCESS SHARE lock taken first: no DDL can change a table between the dump and the counts."""
+    said: list[str] = []
+    real_connect = backup_mod.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        conn = real_connect(*args, **kwargs)
+        execute = conn.execute
+
+        def logged(query: Any, *a: Any, **kw: Any) -> Any:
+            said.append(query if isinstance(query, str) else query.as_string(conn))
+            return execute(query, *a, **kw)
+
+        conn.execute = logged  # type: ignore[method-assign]
+        return conn
+
+    argv: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(a: list[str], **kw: Any) -> Any:
+        argv.append(list(a))
+        return real_popen(a, **kw)
+
+    seen: dict[str, Any] = {}
+
+    def at_snapshot(snapshot: str) -> None:
+        seen["snapshot"] = snapshot
+        with psycopg.connect(source, autocommit=True) as other:
+            seen["locks"] = {
+                r[0]
+                for r in other.execute(
+                    "SELECT l.relation::regclass::text FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                    " WHERE a.application_name = 'relay-gate backup' AND l.mode = 'AccessShareLock'"
+                    " AND l.granted AND l.locktype = 'relation'"
+                ).fetchall()
+            }
+            other.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("ALTER TABLE bulk_events ADD COLUMN meanwhile int")
+
+    monkeypatch.setattr(backup_mod, "connect", connect)
+    monkeypatch.setattr(backup_mod.subprocess, "Popen", popen)
+    b = take_backup(source, tmp_path / "backups", on_snapshot=at_snapshot)
+    assert "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" in said
+    assert (
+        said[said.index("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") + 1]
+        == "SELECT pg_export_snapshot()"
+    )
+    assert "SET LOCAL lock_timeout = '120s'" in said
+    assert {"alembic_version", "audit_log", "bulk_events"} <= seen["locks"]
+    (dump_argv,) = [a for a in argv if Path(a[0]).name == "pg_dump" and "--version" not in a]
+    assert {"--format=custom", f"--snapshot={seen['snapshot']}", "--lock-wait-timeout=120s"} <= set(dump_argv)
+    assert b.manifest()["snapshot"] == {"id": seen["snapshot"], "isolation": "repeatable read read only"}
+
+
+def test_taken_at_is_the_snapshots_time_and_names_the_backup_in_utc(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taken_at is when the snapshot was exported (the RPO is measured from it), not when the dump
+    finished; the day folder and the name are UTC whatever the machine's time zone."""
+    import time as time_mod
+
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14: a local date is another day than UTC's
+    time_mod.tzset()
+    marks: list[datetime] = []
+
+    def slow(_snapshot: str) -> None:
+        marks.append(datetime.now(UTC))
+        time_mod.sleep(1.2)
+
+    before = datetime.now(UTC)
+    try:
+        b = take_backup(source, tmp_path / "backups", on_snapshot=slow)
+    finally:
+        monkeypatch.delenv("TZ")
+        time_mod.tzset()
+    m = b.manifest()
+    taken = datetime.fromisoformat(m["taken_at"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(m["finished_at"].replace("Z", "+00:00"))
+    assert before <= taken <= marks[0] and finished - taken >= timedelta(seconds=1.2)
+    assert b.day == taken.strftime("%Y-%m-%d") and b.dump.parent.name == b.day
+    assert b.stem == f"{PgConn.parse(source).dbname}-{taken.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def test_backups_within_one_second_get_numbered_suffixes(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = datetime(2026, 11, 26, 9, 0, 2, tzinfo=UTC)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:  # type: ignore[override]
+            return cls.fromtimestamp(frozen.timestamp(), tz)
+
+    monkeypatch.setattr(backup_mod, "datetime", Clock)
+    stems = [take_backup(source, tmp_path / "b").stem for _ in range(3)]
+    base = f"{PgConn.parse(source).dbname}-20261126T090002Z"
+    assert stems == [base, f"{base}-2", f"{base}-3"]
+    assert [b.stem for b in list_backups(tmp_path / "b")] == stems  # and they sort in that order
+
+
+def test_which_tables_a_backup_holds(pg_database: str, tmp_path: Path) -> None:
+    """Every ordinary table, partitions included and their partitioned parent not, in any schema but
+    pg_* and information_schema; not an extension's tables (CREATE EXTENSION recreates them) — and the
+    drill restores and matches exactly those."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE measures (at date NOT NULL, v int) PARTITION BY RANGE (at)")
+        conn.execute(
+            "CREATE TABLE measures_2025 PARTITION OF measures"
+            " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"
+        )
+        conn.execute(
+            "CREATE TABLE measures_2026 PARTITION OF measures"
+            " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+        )
+        conn.execute("INSERT INTO measures VALUES ('2025-05-01', 1), ('2026-05-01', 2), ('2026-06-01', 3)")
+        conn.execute("CREATE SCHEMA billing")
+        conn.execute("CREATE TABLE billing.invoices (id int PRIMARY KEY)")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("CREATE TABLE extension_owned (id int)")
+        conn.execute("ALTER EXTENSION vector ADD TABLE extension_owned")
+        conn.execute("CREATE UNLOGGED TABLE scratch (id int)")
+    names = {
+        f"{t['schema']}.{t['table']}": t["rows"]
+        for t in take_backup(pg_database, tmp_path / "b").manifest()["tables"]
+    }
+    assert names == {
+        "billing.invoices": 0, "public.alembic_version": 1, "public.audit_log": 0, "public.measures_2025": 1,
+        "public.measures_2026": 2, "public.scratch": 0,
+    }  # fmt: skip
+    result = run_drill(DrillOptions(pg_database, tmp_path / "b", restore_to="same"))
+    assert result.passed, result.reason
+    assert sorted(t["table"] for t in result.doc["tables"]) == sorted(names)
+
+
+def test_a_temporary_table_is_not_backed_up(source: str, tmp_path: Path) -> None:
+    with psycopg.connect(source, autocommit=True) as conn:  # held open through the backup
+        conn.execute("CREATE TEMPORARY TABLE session_scratch (id int)")
+        conn.execute("INSERT INTO session_scratch VALUES (1)")
+        tables = {t["table"] for t in take_backup(source, tmp_path / "b").manifest()["tables"]}
+    assert tables == {"alembic_version", "audit_log", "bulk_events"}
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_compress_and_jobs_reach_pg_dump_and_the_hashing(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gate.backup import BACKUP_JOBS
+
+    # pg_dump's gzip keeps a core busy: the other CPUs hash, four at most
+    assert max(1, min(4, (os.cpu_count() or 1) - 1)) == BACKUP_JOBS
+    argv: list[list[str]] = []
+    jobs: list[int] = []
+    real_popen, real_fingerprint = subprocess.Popen, backup_mod.fingerprint
+
+    def popen(a: list[str], **kw: Any) -> Any:
+        argv.append(list(a))
+        return real_popen(a, **kw)
+
+    def fingerprint(*args: Any, **kwargs: Any) -> Any:
+        jobs.append(kwargs["jobs"])
+        return real_fingerprint(*args, **kwargs)
+
+    monkeypatch.setattr(backup_mod.subprocess, "Popen", popen)
+    monkeypatch.setattr(backup_mod, "fingerprint", fingerprint)
+    code = main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--compress", "1",
+                 "--jobs", "3", "--no-prune"])  # fmt: skip
+    assert code == 0
+    dump_argv = next(a for a in argv if Path(a[0]).name == "pg_dump" and "--version" not in a)
+    assert "--compress=1" in dump_argv and jobs == [3]
+    with pytest.raises(SystemExit) as exc:
+        main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--compress", "lz4"])
+    assert exc.value.code == 2
+
+
+def test_usage_errors_are_exit_2_and_a_failed_pruning_exit_5_after_a_complete_backup(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gate.commands.backup as backup_cmd
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["backup", "--database-url", source])  # no --dir
+    assert exc.value.code == 2
+    assert main(["backup", "--dir", str(tmp_path / "b")]) == 2  # no database URL at all
+    assert "no database" in capsys.readouterr().err
+    assert main(["backup", "--database-url", "not a url", "--dir", str(tmp_path / "b")]) == 2
+    assert main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--keep-min", "0"]) == 2
+    assert not (tmp_path / "b").exists(), "a usage error wrote something"
+
+    def broken(plan: Any) -> None:
+        raise PermissionError(13, "Permission denied", "/backups/2026-01-01")
+
+    monkeypatch.setattr(backup_cmd, "apply_retention", broken)
+    assert main(["backup", "--database-url", source, "--dir", str(tmp_path / "b")]) == 5
+    assert "the backup is complete, but pruning failed" in capsys.readouterr().err
+    assert len(list_backups(tmp_path / "b")) == 1
+
+
+def test_pg_dump_is_looked_for_in_pg_bin_only_or_else_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--pg-bin alone when given; otherwise $RELAY_GATE_PG_BIN, the bundled 16.2 binaries, then PATH."""
+    newer = _fake_tool(tmp_path / "pg17", "pg_dump", "17.1")
+    older = _fake_tool(tmp_path / "pg15", "pg_dump", "15.4")
+    on_path = _fake_tool(tmp_path / "path", "pg_dump", "18.0")
+    monkeypatch.setenv("PATH", f"{on_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("RELAY_GATE_PG_BIN", str(newer))
+    assert find_tool("pg_dump", at_least=16, pg_bin=None) == (newer / "pg_dump", "17.1")
+    with pytest.raises(InfrastructureError, match=r"pg_dump must be PostgreSQL 16 or newer.*15\.4"):
+        find_tool("pg_dump", at_least=16, pg_bin=older)  # --pg-bin only, though better ones exist
+    monkeypatch.setenv("RELAY_GATE_PG_BIN", str(older))  # too old: the bundled one is next
+    path, version = find_tool("pg_dump", at_least=16, pg_bin=None)
+    assert version == "16.2" and path.parent != on_path
+    assert find_tool("pg_dump", at_least=17, pg_bin=None) == (on_path / "pg_dump", "18.0")  # PATH last
+
+
+def test_retention_never_follows_a_day_folder_out_of_the_backup_root(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    fake_backup(outside, TODAY - timedelta(days=90))
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / (TODAY - timedelta(days=80)).isoformat()).symlink_to(
+        outside / (TODAY - timedelta(days=90)).isoformat()
+    )
+    plan = plan_retention(root, keep_days=30, today=TODAY)
+    assert plan.remove == []
+    for n in range(3):
+        fake_backup(root, TODAY - timedelta(days=60 + n))
+    plan = plan_retention(root, keep_days=30, keep_min=2, today=TODAY)
+    assert sorted(k.path.parent.name for k in plan.kept) == [
+        (TODAY - timedelta(days=61)).isoformat(), (TODAY - timedelta(days=60)).isoformat()
+    ]  # fmt: skip
+    assert [r.path.name for r in plan.remove] == [(TODAY - timedelta(days=62)).isoformat()]
+
+
+def test_a_failing_pg_dump_is_exit_5_with_its_error_line_and_leaves_nothing(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "pg_dump"
+    tool.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 16.2"; exit 0; fi\n'
+        'echo "pg_dump: warning: something harmless" >&2\n'
+        'echo "pg_dump: error: query failed: ERROR:  permission denied for table audit_log" >&2\n'
+        "exit 1\n"
+    )
+    tool.chmod(0o755)
+    code = main(["backup", "--database-url", source, "--dir", str(tmp_path / "b"), "--pg-bin", str(bin_dir)])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert "pg_dump failed (exit 1): pg_dump: error: query failed: ERROR:  permission denied" in err
+    assert [p for p in (tmp_path / "b").rglob("*") if p.is_file()] == []
+
+
+def test_no_row_reaches_python_only_a_count_and_a_digest_per_chunk(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server computes the digests: whatever the table's size, each chunk sends back one row."""
+    fetched: list[int] = []
+    real_connect = fingerprint_mod.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        conn = real_connect(*args, **kwargs)
+        execute = conn.execute
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            cur = execute(*a, **kw)
+            rows = cur.fetchall() if cur.description else []
+            fetched.append(len(rows))
+
+            class Rows:
+                description = cur.description
+
+                def fetchone(self) -> Any:
+                    return rows[0] if rows else None
+
+                def fetchall(self) -> list[Any]:
+                    return rows
+
+            return Rows()
+
+        conn.execute = counted  # type: ignore[method-assign]
+        return conn
+
+    monkeypatch.setattr(fingerprint_mod, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(fingerprint_mod, "connect", connect)
+    b = take_backup(source, tmp_path / "backups", jobs=2)
+    chunks = sum(len(t["chunks"]) for t in b.manifest()["tables"])
+    assert chunks == 5 and b.manifest()["totals"]["rows"] == 3006  # 3 chunks of bulk_events, 2 tables
+    assert max(fetched) == 1, fetched  # SET statements return nothing; each chunk query one row
+
+
+def test_text_keys_are_ordered_by_their_bytes_whatever_the_servers_locale() -> None:
+    """COLLATE "C" on every collatable key column, so a restore on a server with another locale orders
+    them the same. Shown on the query: the bundled PostgreSQL has no locale but C (no ICU), so no server
+    here could sort them otherwise."""
+    from gate.fingerprint import KeyCol, TablePlan, _chunk_query
+
+    plan = TablePlan("public", "t", (KeyCol("name", True, False), KeyCol("n", False, True)))
+    text = _chunk_query(plan, None, None).as_string(None)
+    assert 'ORDER BY r."name" COLLATE "C", r."n")' in text, text
+    loose = _chunk_query(TablePlan("public", "t"), None, None).as_string(None)
+    assert 'ORDER BY h COLLATE "C"' in loose and "md5('')" in loose, loose
+
+
+def test_only_a_one_column_integer_key_is_split_into_ranges(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fingerprint_mod, "CHUNK_ROWS", 10)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE by_int (id bigint PRIMARY KEY)")
+        conn.execute("CREATE TABLE by_text (k text PRIMARY KEY)")
+        conn.execute("CREATE TABLE by_pair (a int, b int, PRIMARY KEY (a, b))")
+        conn.execute("CREATE TABLE no_key (v int)")
+        for t, row in (("by_int", "g"), ("by_text", "g::text"), ("by_pair", "g, g"), ("no_key", "g")):
+            conn.execute(f"INSERT INTO {t} SELECT {row} FROM generate_series(1, 50) g")  # noqa: S608
+    chunks = {
+        t["table"]: len(t["chunks"]) for t in take_backup(pg_database, tmp_path / "b").manifest()["tables"]
+    }
+    assert chunks == {
+        "alembic_version": 1,
+        "audit_log": 1,
+        "by_int": 5,
+        "by_text": 1,
+        "by_pair": 1,
+        "no_key": 1,
+    }
+    assert run_drill(DrillOptions(pg_database, tmp_path / "b", restore_to="same")).passed
+
+
+def test_views_functions_sequences_and_indexes_are_restored_but_only_tables_compared(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """pg_restore fails on any error, so they must restore; the comparison is of tables only."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE tickets START 500")
+        conn.execute("SELECT nextval('tickets')")
+        conn.execute("CREATE VIEW recent AS SELECT id FROM audit_log ORDER BY id DESC LIMIT 10")
+        conn.execute("CREATE MATERIALIZED VIEW counted AS SELECT count(*) AS n FROM audit_log")
+        conn.execute("CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'")
+        conn.execute("CREATE INDEX audit_by_role ON audit_log (role)")
+    take_backup(pg_database, tmp_path / "b")
+    result = run_drill(DrillOptions(pg_database, tmp_path / "b", restore_to="same"))
+    assert result.passed, result.reason
+    assert sorted(t["table"] for t in result.doc["tables"]) == ["public.alembic_version", "public.audit_log"]

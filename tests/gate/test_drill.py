@@ -85,6 +85,14 @@ def test_a_good_backup_passes_and_the_results_say_what_was_seen(
     assert (
         "--exit-on-error" in doc["restore"]["command"] and "--single-transaction" in doc["restore"]["command"]
     )
+    # it proves the data, not the ACLs or the cluster's objects
+    assert {
+        "--no-owner",
+        "--no-privileges",
+        "--no-tablespaces",
+        "--no-publications",
+        "--no-subscriptions",
+    } <= set(doc["restore"]["command"])
     assert doc["restore_target"]["created"] and doc["restore_target"]["dropped"]
     assert doc["process"]["peak_rss_kib"] > 0 and doc["provenance"]["run_id"] == "r1"
     assert json.loads((tmp_path / "results" / "run.json").read_text())["schema"] == "relay-gate/run@1"
@@ -378,3 +386,301 @@ def test_a_restore_target_out_of_disk_is_exit_5_saying_so(
     assert result.exit_code == 5, result.reason
     assert result.reason.startswith("disk full on the restore target"), result.reason
     assert "RELAY_GATE_PG_RUN_DIR" in result.reason and result.doc["restore_target"]["server_removed"]
+
+
+# -- where and how the restore happens -------------------------------------------------------------------
+
+
+def test_the_ephemeral_database_takes_the_sources_encoding_and_the_c_locale(
+    pg_server: EmbeddedPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CREATE DATABASE relay_gate_drill_<random> TEMPLATE template0 ENCODING <source's> LOCALE 'C':
+    digests hash stored bytes, so the restore keeps the source's encoding."""
+    import gate.drill as drill_mod
+
+    pg_server.drop_database("latin_source")
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE latin_source TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'")
+    seen: list[tuple[str, str, str, str]] = []
+    real = drill_mod.fingerprint_restore
+
+    def looking(target: PgConn, *args: Any, **kwargs: Any) -> Any:
+        with psycopg.connect(pg_server.url(), connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database"
+                " WHERE datname = %s",
+                (target.dbname,),
+            ).fetchone()
+        assert row is not None
+        seen.append(row)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(drill_mod, "fingerprint_restore", looking)
+    try:
+        url = pg_server.url("latin_source")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE names (id int PRIMARY KEY, n text)")
+            conn.execute("INSERT INTO names VALUES (1, 'Müller'), (2, 'façade')")
+        take_backup(url, tmp_path / "backups")
+        result = drill(url, tmp_path)
+    finally:
+        pg_server.drop_database("latin_source")
+    assert result.passed, result.reason
+    ((name, encoding, collate, ctype),) = seen
+    assert name.startswith(EPHEMERAL_PREFIX) and len(name) == len(EPHEMERAL_PREFIX) + 8
+    assert (encoding, collate, ctype) == ("LATIN1", "C", "C")
+    assert result.doc["restore_target"]["database"] == name
+
+
+def test_a_restore_role_without_createdb_is_exit_5_saying_what_to_grant(
+    pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path
+) -> None:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS drill_nocreate")
+        conn.execute("CREATE ROLE drill_nocreate LOGIN NOCREATEDB PASSWORD 'nocreate-pw-7'")
+    port = PgConn.parse(pg_server.url()).describe()["port"]
+    try:
+        url = f"postgresql://drill_nocreate:nocreate-pw-7@127.0.0.1:{port}/postgres"
+        result = drill(source, tmp_path, restore_to=url)
+    finally:
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            conn.execute("DROP ROLE drill_nocreate")
+    assert result.exit_code == 5, result.reason
+    assert "cannot create a database on the restore target" in result.reason
+    assert "(grant CREATEDB, or use --restore-to embedded)" in result.reason
+    target = result.doc["restore_target"]
+    assert (target["created"], target["dropped"], target["mode"]) == (False, None, "url")
+    assert "restore" not in result.doc["phases"] and "nocreate-pw-7" not in json.dumps(result.doc)
+
+
+def test_a_database_that_cannot_be_dropped_is_exit_5_saying_drop_it_by_hand(
+    pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gate.drill as drill_mod
+    from gate.errors import InfrastructureError
+
+    real, calls = drill_mod.connect, []
+
+    def connect(*args: Any, **kwargs: Any) -> Any:  # create_db connects first, drop second
+        calls.append(args)
+        if len(calls) == 2:
+            raise InfrastructureError("restore target 127.0.0.1 is unreachable (the server went away)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drill_mod, "connect", connect)
+    result = drill(source, tmp_path)
+    monkeypatch.undo()
+    left = leftovers(pg_server)
+    for name in left:
+        pg_server.drop_database(name)
+    assert result.exit_code == 5, result.reason
+    assert result.reason.startswith(f"could not drop {result.doc['restore_target']['database']} on")
+    assert result.reason.endswith(": drop it by hand")
+    assert result.doc["restore_target"]["dropped"] is False and left == [
+        result.doc["restore_target"]["database"]
+    ]
+    assert result.doc["summary"]["matching"] == 3  # the restore itself was fine
+    assert not backup.verified
+
+
+def test_ctrl_c_during_the_drill_still_drops_the_ephemeral_database(
+    pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gate.drill as drill_mod
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # Ctrl-C while the restore is being verified
+
+    monkeypatch.setattr(drill_mod, "fingerprint_restore", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        drill(source, tmp_path)
+    assert leftovers(pg_server) == []
+
+
+def test_the_source_is_contacted_only_when_it_is_the_restore_server(
+    source: str, backup: Backup, tmp_path: Path
+) -> None:
+    """Elsewhere the source URL only names the database the backups must be of."""
+    dbname = PgConn.parse(source).dbname
+    nowhere = f"postgresql://u:pw@127.0.0.1:{free_port()}/{dbname}"
+    elsewhere = run_drill(DrillOptions(nowhere, tmp_path / "backups", restore_to="embedded"))
+    assert elsewhere.passed, elsewhere.reason
+    assert elsewhere.doc["source"]["port"] != elsewhere.doc["restore_target"]["port"]
+    same = run_drill(DrillOptions(nowhere, tmp_path / "backups", restore_to="same"))
+    assert same.exit_code == 5 and "unreachable" in same.reason
+
+
+def test_auto_restores_beside_a_local_source_and_on_a_throwaway_server_otherwise() -> None:
+    from gate.drill import resolve_restore_to
+
+    for host in ("localhost", "127.0.0.1", "[::1]", "%2Frun%2Fpostgresql"):
+        assert resolve_restore_to("auto", PgConn.parse(f"postgresql://u@{host}/relay")) == "same", host
+    assert resolve_restore_to("auto", PgConn.parse("postgresql://u@db.internal/relay")) == "embedded"
+    assert resolve_restore_to("auto", None) == "embedded"  # no source: nothing to restore beside
+    assert resolve_restore_to("embedded", PgConn.parse("postgresql://u@localhost/relay")) == "embedded"
+    url = "postgresql://gate@restore-test.internal:5432/postgres"
+    assert resolve_restore_to(url, None) == url
+    with pytest.raises(UsageError, match="--restore-to same needs the source's --database-url"):
+        resolve_restore_to("same", None)
+    with pytest.raises(UsageError):
+        resolve_restore_to("elsewhere", None)
+
+
+def test_the_default_targets_are_15_minutes_and_26_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from gate.commands import drill as drill_cmd
+    from gate.drill import DEFAULT_RPO_S, DEFAULT_RTO_S
+
+    assert (DEFAULT_RTO_S, DEFAULT_RPO_S) == (15 * 60, 26 * 3600)
+    opts = DrillOptions(None, Path("b"))
+    assert (opts.rto_s, opts.rpo_s, opts.jobs, opts.restore_to) == (900, 93600, 1, "auto")
+    monkeypatch.delenv("RELAY_GATE_RESTORE_TO", raising=False)
+    parser = argparse.ArgumentParser()
+    drill_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["drill", "--dir", "b"])
+    assert (args.rto, args.rpo, args.jobs, args.restore_to) == (900, 93600, 1, "auto")
+    args = parser.parse_args(["drill", "--dir", "b", "--rto", "90s", "--rpo", "2d"])
+    assert (args.rto, args.rpo) == (90, 172800)
+    monkeypatch.setenv("RELAY_GATE_RESTORE_TO", "embedded")
+    parser = argparse.ArgumentParser()
+    drill_cmd.register(parser.add_subparsers())
+    assert parser.parse_args(["drill", "--dir", "b"]).restore_to == "embedded"
+
+
+# -- RPO and RTO -----------------------------------------------------------------------------------------
+
+
+def test_the_rpo_is_the_snapshots_age_at_the_drill_start_not_the_files(
+    source: str, backup: Backup, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    taken = datetime.now(UTC) - timedelta(hours=2)
+    stamp = taken.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    rewrite_manifest(backup, lambda m: m.update(taken_at=stamp))  # the dump file itself is seconds old
+    result = drill(source, tmp_path, rpo_s=3 * 3600)
+    assert result.passed, result.reason
+    rpo = result.doc["rpo"]
+    started = datetime.fromisoformat(result.doc["started_at"].replace("Z", "+00:00"))
+    assert abs(rpo["measured_s"] - (started - taken).total_seconds()) < 0.01, (rpo, result.doc["started_at"])
+    assert rpo["taken_at"] == stamp and rpo["definition"] == "drill start minus the backup's snapshot time"
+    old = drill(source, tmp_path, rpo_s=3600)
+    assert old.exit_code == 1 and old.reason.startswith("RPO exceeded: the latest backup is 2.0 h old")
+
+
+def test_the_rto_counts_checksum_create_and_restore_only(source: str, backup: Backup, tmp_path: Path) -> None:
+    """Starting a throwaway server and verifying the restore are the drill's own work, not a recovery's."""
+    result = drill(source, tmp_path, restore_to="embedded")
+    assert result.passed, result.reason
+    phases = {k: v["duration_s"] for k, v in result.doc["phases"].items()}
+    assert set(phases) == {"checksum", "start_server", "create_db", "restore", "verify", "drop"}
+    expected = phases["checksum"] + phases["create_db"] + phases["restore"]
+    assert abs(result.doc["rto"]["measured_s"] - expected) < 0.002, (result.doc["rto"], phases)
+
+
+def test_the_rpo_scope_says_whether_this_run_took_the_backup(
+    source: str, backup: Backup, tmp_path: Path
+) -> None:
+    base = ["drill", "--database-url", source, "--dir", str(tmp_path / "backups"), "--restore-to", "same"]
+    assert main([*base, "--results", str(tmp_path / "r1"), "--backup-taken-by-this-run"]) == 0
+    assert json.loads((tmp_path / "r1" / "drill" / "drill.json").read_text())["rpo"]["scope"] == "this_run"
+    assert main([*base, "--results", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "drill" / "drill.json").read_text())["rpo"]["scope"] == "latest"
+
+
+def test_the_reason_is_the_gravest_failure_and_failures_list_them_all(
+    pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A false criterion over an infrastructure failure (exit 1), integrity before RPO and RTO."""
+    import gate.drill as drill_mod
+    from gate.errors import InfrastructureError
+
+    def other_rows(m: dict[str, Any]) -> None:
+        bulk = next(t for t in m["tables"] if t["table"] == "bulk_events")
+        bulk["chunks"][0]["digest"] = "0" * 32
+        bulk["digest"] = hashlib.md5(("0" * 32).encode(), usedforsecurity=False).hexdigest()
+
+    rewrite_manifest(backup, other_rows)
+    real, calls = drill_mod.connect, []
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:  # the drop
+            raise InfrastructureError("restore target is unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drill_mod, "connect", connect)
+    result = drill(source, tmp_path, rpo_s=0.0, rto_s=0.0)
+    monkeypatch.undo()
+    for name in leftovers(pg_server):
+        pg_server.drop_database(name)
+    assert result.exit_code == 1
+    failures = result.doc["failures"]
+    dropped = f"could not drop {result.doc['restore_target']['database']} on 127.0.0.1"
+    assert [f.split(":")[0] for f in failures] == [
+        "the restore differs from the backup", "RPO exceeded", "RTO exceeded", dropped
+    ], failures  # fmt: skip
+    assert result.reason == failures[0] and "\n" not in result.reason
+
+
+def test_a_table_whose_key_column_is_gone_is_a_table_in_error(
+    source: str, backup: Backup, tmp_path: Path
+) -> None:
+    def renamed_key(m: dict[str, Any]) -> None:
+        next(t for t in m["tables"] if t["table"] == "bulk_events")["key"] = ["event_id"]
+
+    rewrite_manifest(backup, renamed_key)
+    result = drill(source, tmp_path)
+    bulk = next(t for t in result.doc["tables"] if t["table"] == "public.bulk_events")
+    assert (result.exit_code, bulk["status"], bulk["restored"], bulk["match"]) == (1, "error", None, False)
+    assert "public.bulk_events: column r.event_id does not exist" in result.reason, result.reason
+
+
+# -- drill.json and the verified marker -------------------------------------------------------------
+
+
+def test_a_failed_drill_marks_nothing_and_says_which_phases_ran(
+    source: str, backup: Backup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def other_rows(m: dict[str, Any]) -> None:
+        next(t for t in m["tables"] if t["table"] == "bulk_events")["rows"] += 1
+
+    rewrite_manifest(backup, other_rows)
+    differs = drill(source, tmp_path)
+    doc = json.loads(write_results(differs, tmp_path / "r1").read_text())
+    assert doc["verdict"] == "FAILED" and doc["verified_marker"] is None and not backup.verified
+    backup.dump.unlink()
+    missing = drill(source, tmp_path)
+    doc = json.loads(write_results(missing, tmp_path / "r2").read_text())
+    assert list(doc["phases"]) == ["checksum"] and not doc["phases"]["checksum"]["ok"]
+    assert doc["restore_target"]["created"] is False and doc["restore_target"]["dropped"] is None
+    assert doc["rto"]["measured_s"] is None and doc["tables"] == [] and doc["summary"] is None
+    # a usage error writes no drill.json; every other outcome does
+    base = ["drill", "--database-url", source, "--dir", str(tmp_path / "backups")]
+    assert main([*base, "--restore-to", "nowhere", "--results", str(tmp_path / "r3")]) == 2
+    assert not (tmp_path / "r3").exists()
+    assert main([*base, "--restore-to", "same", "--results", str(tmp_path / "r4")]) == 1
+    assert json.loads((tmp_path / "r4" / "drill" / "drill.json").read_text())["verdict"] == "FAILED"
+
+
+def test_a_passing_drill_marks_its_backup_verified_unless_told_not_to(
+    source: str, backup: Backup, tmp_path: Path
+) -> None:
+    result = drill(source, tmp_path, run_id="r-1")
+    path = write_results(result, tmp_path / "results")
+    marker = json.loads(backup.verified_path.read_text())
+    assert marker == {
+        "schema": "relay-gate/backup-verified@1", "backup": backup.dump.name,
+        "sha256": backup.manifest()["dump"]["sha256"], "verified_at": marker["verified_at"],
+        "drill_run_id": "r-1", "drill_json": str(path),
+    }  # fmt: skip
+    backup.verified_path.unlink()
+    doc = json.loads(write_results(result, tmp_path / "theirs", mark=False).read_text())
+    assert doc["verified_marker"] is None and not backup.verified  # a deployment's folder: untouched
+
+
+def test_no_restore_drill_scenario_needs_control_of_the_target() -> None:
+    """Sources are only read: no scenario kills, pauses or writes the target's database."""
+    feature = (Path(__file__).resolve().parents[2] / "features" / "restore_drill.feature").read_text()
+    assert "@needs-control" not in feature

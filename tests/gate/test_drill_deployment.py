@@ -125,6 +125,19 @@ def test_the_restore_goes_to_a_server_of_the_gates_never_the_deployments() -> No
         restore_to({"RELAY_GATE_RESTORE_TO": "same"})
 
 
+def test_without_backups_the_drill_step_is_not_run_for_missing_configuration(tmp_path: Path) -> None:
+    """A backup the gate took itself would prove the gate's tooling, not the deployment's backups."""
+    from gate.drill_deployment import NO_BACKUPS, drill_deployment
+    from gate.verdict import Outcome
+
+    config = tmp_path / "t.toml"
+    config.write_text('[target]\nname = "staging"\nbase_url = "http://127.0.0.1:9"\n')
+    target = Target.from_config(None, config, environ={})
+    assert target.backups is None
+    assert drill_deployment(target, tmp_path / "results") == (4, NO_BACKUPS, Outcome.MISSING_CONFIG)
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_copy_of_the_latest_backup_leaves_the_original_untouched(tmp_path: Path) -> None:
     theirs = tmp_path / "theirs"
     fake_backup(theirs, "relay-20260101T090000Z", "2026-01-01")

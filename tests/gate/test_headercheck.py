@@ -24,7 +24,7 @@ from gate.headercheck import (
     parse_csp,
     parse_hsts,
 )
-from service.headers import PROFILES
+from gate.oracles.headers import PROFILES
 
 STRICT = PROFILES["strict"]
 SEED = PROFILES["seed"]

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,56 @@ def test_the_stack_refuses_a_receiver_that_answers_with_another_nonce(
     problem = info.value.problem
     assert info.value.component == "receiver" and f"{impostor.port}, {impostor.port}" in problem
     assert "within" not in problem, "it waited out the clock instead of refusing"
+
+
+# -- scripted answers: what the delivery scenarios make the receiver do ------------------------------
+
+
+def test_it_fails_n_times_then_answers_the_default_and_records_arrival_times(rx: Receiver) -> None:
+    client = ReceiverClient(rx.url, token=rx.token)
+    try:
+        client.script([{"status": 503, "headers": {"Retry-After": "2"}}, {"status": 500}])
+        before = time.time()
+        answers = [httpx.post(f"{rx.url}/hooks/relay", content=b"x", timeout=5) for _ in range(3)]
+        assert [a.status_code for a in answers] == [503, 500, 200]
+        assert answers[0].headers["Retry-After"] == "2"
+        caps = client.captures()
+        assert all(before <= c.received_at <= time.time() for c in caps)
+        assert [c.received_at for c in caps] == sorted(c.received_at for c in caps)
+        client.script()  # back to 200
+        assert httpx.post(f"{rx.url}/hooks/relay", content=b"y", timeout=5).status_code == 200
+    finally:
+        client.close()
+
+
+def test_it_redirects_answers_2xx_without_a_body_and_refuses_a_bad_script(rx: Receiver) -> None:
+    client = ReceiverClient(rx.url, token=rx.token)
+    try:
+        client.script([{"status": 307, "headers": [["Location", "/elsewhere"]]}, {"status": 204}])
+        moved = httpx.post(f"{rx.url}/hooks/relay", content=b"x", timeout=5)
+        assert moved.status_code == 307 and moved.headers["Location"] == "/elsewhere"
+        with httpx.Client(timeout=5) as c:  # one connection: a stray 204 body would break the next answer
+            empty = c.post(f"{rx.url}/hooks/relay", content=b"x")
+            assert empty.status_code == 204 and empty.content == b""
+            assert c.post(f"{rx.url}/hooks/relay", content=b"x").status_code == 200
+        bad = call(rx.url, "POST", "/_receiver/script", {"responses": [{"stauts": 500}]}, TOKEN)
+        assert bad.status_code == 400 and "stauts" in bad.text
+    finally:
+        client.close()
+
+
+def test_it_drops_the_connection_and_trickles_an_answer(rx: Receiver) -> None:
+    client = ReceiverClient(rx.url, token=rx.token)
+    try:
+        client.script([{"drop": True}, {"trickle_s": 0.6, "status": 202}, {"delay_s": 0.3}])
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{rx.url}/hooks/relay", content=b"x", timeout=5)
+        # each read gets a byte long before a 0.3 s read timeout: only a bound on the whole answer ends it
+        started = time.monotonic()
+        trickled = httpx.post(f"{rx.url}/hooks/relay", content=b"x", timeout=httpx.Timeout(0.3))
+        assert trickled.status_code == 202 and time.monotonic() - started >= 0.6
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{rx.url}/hooks/relay", content=b"x", timeout=httpx.Timeout(0.1))
+        assert len(client.captures()) == 3
+    finally:
+        client.close()

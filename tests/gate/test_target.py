@@ -101,3 +101,35 @@ def test_redis_inspection_is_optional_and_its_password_secret(tmp_path: Path) ->
     assert target.redis_url == "redis://:s3cr3t-pw@127.0.0.1:6390/0" and "s3cr3t-pw" in target.secret_values()
     with pytest.raises(UsageError, match="redis://"):
         Target.from_config(None, path, environ={"STG_REDIS": "http://127.0.0.1:6390"})
+
+
+def test_the_delivery_policy_defaults_to_the_documented_one_and_can_be_given(tmp_path: Path) -> None:
+    default = Target.from_config(None, config(tmp_path, ""), environ={})
+    assert (default.delivery_timeout_s, default.delivery_max_attempts, default.delivery_backoff_base_s) == (
+        5.0,
+        3,
+        0.2,
+    )
+    given = Target.from_config(
+        None, config(tmp_path, "timeout_s = 2\nmax_attempts = 5\nbackoff_base_s = 0.5\n"), environ={}
+    )
+    assert (given.delivery_timeout_s, given.delivery_max_attempts, given.delivery_backoff_base_s) == (
+        2.0,
+        5,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("max_attempts = 0\n", "max_attempts"),
+        ("max_attempts = 2.5\n", "max_attempts"),
+        ("max_attempts = true\n", "max_attempts"),
+        ("backoff_base_s = -1\n", "backoff_base_s"),
+        ('backoff_base_s = "0.2"\n', "backoff_base_s"),
+    ],
+)
+def test_a_bad_delivery_policy_is_a_usage_error_naming_the_key(tmp_path: Path, line: str, named: str) -> None:
+    with pytest.raises(UsageError, match=named):
+        Target.from_config(None, config(tmp_path, line), environ={})

@@ -390,3 +390,15 @@ def test_unauthenticated_bodies_are_refused_before_they_are_parsed(receiver: Rec
                 r = c.post(path, headers={**headers, "Content-Type": "application/json"}, content=b"{broken")
                 assert r.status_code == 401, (path, r.status_code, r.text)
                 assert "www-authenticate" in r.headers
+
+
+def test_a_delivery_that_gave_up_is_counted_failed(receiver: ReceiverClient, pg_database: str) -> None:
+    receiver.script(default_status=404)  # a non-retryable status: it gives up after one attempt
+    with serve(make_settings(receiver.base_url, pg_database)) as c:
+        assert c.post("/actions/execute", headers=auth(DEV), json=NOTIFY).status_code == 502
+        receiver.script()
+        assert c.post("/actions/execute", headers=auth(DEV), json=NOTIFY).status_code == 200
+        text = c.get("/metrics").text
+    assert 'webhook_deliveries_total{status="failed"} 1.0' in text
+    assert 'webhook_deliveries_total{status="delivered"} 1.0' in text
+    assert 'webhook_duration_seconds_count{outcome="client_error"} 1.0' in text

@@ -11,6 +11,7 @@ from gate.threaded import ThreadedServer
 from service.app import create_app
 from service.config import Settings
 from service.headers import PROFILES
+from tests.service_doc import header_profiles
 
 ADMIN = "admin-key-0123456789abcdef"
 DEV = "dev-key-0123456789abcdef00"
@@ -107,3 +108,12 @@ def test_strict_profile_follows_owasp() -> None:
     max_age = int(strict["Strict-Transport-Security"].split("max-age=")[1].split(";")[0])
     assert max_age >= 31536000 or "preload" not in strict["Strict-Transport-Security"]
     assert strict["Cross-Origin-Opener-Policy"] and strict["Cross-Origin-Resource-Policy"]
+
+
+def test_the_profiles_are_the_documented_table() -> None:
+    """service.headers.PROFILES is exactly the table of docs/service.md ("Security headers"): every
+    header of every profile, with its value, and nothing more."""
+    documented = header_profiles()
+    assert set(PROFILES) == set(documented)
+    for name, headers in documented.items():
+        assert PROFILES[name] == headers, f"profile {name!r} differs from docs/service.md's table"

@@ -15,6 +15,7 @@ Vector sources:
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
@@ -482,3 +483,222 @@ def test_the_standardwebhooks_package_signatures_verify_with_ours() -> None:
     key = os.urandom(32)
     sig = Webhook(key).sign(SW_ID, datetime.fromtimestamp(NOW, UTC), BODY.decode())
     verify_standard([key], BODY, sw_headers(sig, ts=NOW), now=NOW)
+
+
+# -- the reference verifier against one delivery, altered one way at a time -------------------------
+# (these rows were acceptance scenarios once; they test service.signing, not a target, so they live
+# here: a delivery signed as the relay signs it, with a hex secret as the stack configures one)
+
+CURRENT = os.urandom(32).hex()
+NEXT = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+UNRELATED = os.urandom(32).hex()
+DELIVERED = (
+    '{"action":"notify.send","params":{"message":"déploiement ✓ 5f0c"},"workspace":"default"}'.encode()
+)
+
+
+def _captured(keys: list[bytes] | None = None, *, ts: int = NOW, body: bytes = DELIVERED) -> dict[str, str]:
+    h = signed_headers(
+        keys or [signing_key_bytes(CURRENT)],
+        body,
+        request_id="req-1",
+        webhook_id="msg_captured",
+        timestamp=ts,
+    )
+    return {k.lower(): v for k, v in h.items()}
+
+
+def _resigned(offset: int) -> dict[str, str]:
+    return _captured(ts=NOW + offset)
+
+
+def _one_char_changed() -> bytes:
+    i = DELIVERED.index(b"notify")
+    return DELIVERED[:i] + b"N" + DELIVERED[i + 1 :]
+
+
+# copy of the delivery -> (body, headers, what the receiver holds)
+COPIES: dict[str, tuple[bytes, dict[str, str | None], list[str]]] = {
+    "as captured": (DELIVERED, {}, [CURRENT]),
+    "body with one character changed": (_one_char_changed(), {}, [CURRENT]),
+    "body re-serialised as equivalent JSON": (
+        json.dumps(json.loads(DELIVERED)).encode(),
+        {},
+        [CURRENT],
+    ),
+    "checked with a wrong secret": (DELIVERED, {}, [UNRELATED]),
+    "without webhook-id": (DELIVERED, {"webhook-id": None}, [CURRENT]),
+    "without webhook-timestamp": (DELIVERED, {"webhook-timestamp": None}, [CURRENT]),
+    "without webhook-signature": (DELIVERED, {"webhook-signature": None}, [CURRENT]),
+    "without X-Signature": (DELIVERED, {"x-signature": None}, [CURRENT]),
+    "webhook-signature not v1,<base64>": (DELIVERED, {"webhook-signature": "v1:AAAA"}, [CURRENT]),
+    "webhook-timestamp not an integer": (
+        DELIVERED,
+        {"webhook-timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW))},
+        [CURRENT],
+    ),
+    "X-Signature not sha256=<64 hex>": (
+        DELIVERED,
+        {"x-signature": _captured()["x-signature"].removeprefix("sha256=")},
+        [CURRENT],
+    ),
+    "webhook-timestamp moved 1 s, not re-signed": (DELIVERED, {"webhook-timestamp": str(NOW + 1)}, [CURRENT]),
+    "webhook-id changed, not re-signed": (DELIVERED, {"webhook-id": "msg_another"}, [CURRENT]),
+    "re-signed 300 s in the past": (DELIVERED, dict(_resigned(-300)), [CURRENT]),
+    "re-signed 300 s in the future": (DELIVERED, dict(_resigned(300)), [CURRENT]),
+    "re-signed 301 s in the past": (DELIVERED, dict(_resigned(-301)), [CURRENT]),
+    "re-signed 301 s in the future": (DELIVERED, dict(_resigned(301)), [CURRENT]),
+}
+
+
+def _verdict(checked_by: str, body: bytes, headers: dict[str, str], held: list[str], **kw: object) -> str:
+    keys = [signing_key_bytes(s) for s in held]
+    try:
+        if checked_by == "webhook-signature":
+            verify_standard(keys, body, headers, now=NOW, **kw)  # type: ignore[arg-type]
+        else:
+            verify_x_signature(keys, body, headers.get("x-signature"))
+    except SignatureError as exc:
+        return exc.reason
+    return "accepted"
+
+
+@pytest.mark.parametrize(
+    ("copy", "checked_by", "expected"),
+    [
+        ("as captured", "webhook-signature", "accepted"),
+        ("as captured", "X-Signature", "accepted"),
+        ("body with one character changed", "webhook-signature", "no_matching_signature"),
+        ("body with one character changed", "X-Signature", "no_matching_signature"),
+        ("body re-serialised as equivalent JSON", "webhook-signature", "no_matching_signature"),
+        ("body re-serialised as equivalent JSON", "X-Signature", "no_matching_signature"),
+        ("checked with a wrong secret", "webhook-signature", "no_matching_signature"),
+        ("checked with a wrong secret", "X-Signature", "no_matching_signature"),
+        ("without webhook-id", "webhook-signature", "missing_header"),
+        ("without webhook-timestamp", "webhook-signature", "missing_header"),
+        ("without webhook-signature", "webhook-signature", "missing_header"),
+        ("without X-Signature", "X-Signature", "missing_header"),
+        ("webhook-signature not v1,<base64>", "webhook-signature", "malformed_header"),
+        ("webhook-timestamp not an integer", "webhook-signature", "malformed_header"),
+        ("X-Signature not sha256=<64 hex>", "X-Signature", "malformed_header"),
+        ("webhook-timestamp moved 1 s, not re-signed", "webhook-signature", "no_matching_signature"),
+        ("webhook-id changed, not re-signed", "webhook-signature", "no_matching_signature"),
+        ("re-signed 300 s in the past", "webhook-signature", "accepted"),
+        ("re-signed 300 s in the future", "webhook-signature", "accepted"),
+        ("re-signed 301 s in the past", "webhook-signature", "timestamp_too_old"),
+        ("re-signed 301 s in the future", "webhook-signature", "timestamp_too_new"),
+    ],
+)
+def test_the_reference_verifier_rejects_a_delivery_once_altered_or_stale(
+    copy: str, checked_by: str, expected: str
+) -> None:
+    body, changes, held = COPIES[copy]
+    headers: dict[str, str] = _captured()
+    for name, value in changes.items():
+        if value is None:
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    assert _verdict(checked_by, body, headers, held) == expected
+
+
+def test_the_reference_verifier_rejects_a_delivery_replayed_after_it_was_processed() -> None:
+    guard = ReplayGuard(clock=lambda: NOW)
+    headers = _captured()
+    assert _verdict("webhook-signature", DELIVERED, headers, [CURRENT], replay_guard=guard) == "accepted"
+    guard.remember(headers["webhook-id"], timestamp=NOW, now=NOW)
+    assert _verdict("webhook-signature", DELIVERED, headers, [CURRENT], replay_guard=guard) == "replayed"
+
+
+_HOLDS = {
+    "current": [CURRENT],
+    "next": [NEXT],
+    "current and next": [CURRENT, NEXT],
+    "next and current": [NEXT, CURRENT],
+    "unrelated": [UNRELATED],
+}
+
+
+@pytest.mark.parametrize(
+    ("signed_with", "holds", "checked_by", "expected"),
+    [
+        ("current", "current and next", "webhook-signature", "accepted"),
+        ("current", "next and current", "webhook-signature", "accepted"),
+        ("current", "current and next", "X-Signature", "accepted"),
+        ("next", "current and next", "webhook-signature", "accepted"),
+        ("next", "current and next", "X-Signature", "accepted"),
+        ("current and next", "current", "webhook-signature", "accepted"),
+        ("current and next", "next", "webhook-signature", "accepted"),
+        ("current and next", "unrelated", "webhook-signature", "no_matching_signature"),
+    ],
+)
+def test_during_a_rotation_the_reference_verifier_accepts_either_secret(
+    signed_with: str, holds: str, checked_by: str, expected: str
+) -> None:
+    keys = [signing_key_bytes(s) for s in _HOLDS[signed_with]]
+    assert _verdict(checked_by, DELIVERED, _captured(keys), _HOLDS[holds]) == expected
+
+
+# -- the relay's signing configuration (docs/webhooks.md, "Rotating the secret", configuration table) --
+
+
+@pytest.mark.parametrize(
+    ("secret", "accepted"),
+    [
+        ("a" * 31, False),  # 31 UTF-8 bytes
+        ("a" * 32, True),
+        ("é" * 16, True),  # 16 characters, 32 UTF-8 bytes: bytes are what count
+        ("whsec_" + base64.b64encode(b"k" * 31).decode(), False),  # 48 characters standing for 31 bytes
+        ("whsec_" + base64.b64encode(b"k" * 32).decode(), True),
+    ],
+)
+def test_the_relay_refuses_secrets_shorter_than_32_bytes(
+    secret: str, accepted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    for name in ("ACTIONS_SIGNING_SECRET", "ACTIONS_SIGNING_SECRETS_EXTRA"):
+        monkeypatch.delenv(name, raising=False)
+    for field in ("actions_signing_secret", "actions_signing_secrets_extra"):
+        value: object = secret if field == "actions_signing_secret" else [secret]
+        if accepted:
+            Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+        else:
+            with pytest.raises(ValidationError, match="32 bytes"):
+                Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+
+
+def test_the_delivery_settings_default_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import Settings
+
+    for name in (
+        "WEBHOOK_TIMEOUT_S",
+        "WEBHOOK_MAX_ATTEMPTS",
+        "WEBHOOK_BACKOFF_BASE_S",
+        "ACTIONS_SIGNING_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.webhook_timeout_s, s.webhook_max_attempts, s.webhook_backoff_base_s) == (5.0, 3, 0.2)
+    assert s.actions_signing_secret is None and s.signing_keys == []  # unsigned (and warned at start-up)
+
+
+def test_a_webhook_url_off_the_allowlist_keeps_the_relay_from_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    for name in ("WEBHOOK_URL", "WEBHOOK_ALLOWED_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError, match="is not in WEBHOOK_ALLOWED_HOSTS"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            webhook_url="https://hooks.example.com/relay",
+            webhook_allowed_hosts=["other.example.com"],
+        )
+    ok = Settings(_env_file=None, webhook_url="https://hooks.example.com/relay")  # type: ignore[call-arg]
+    assert ok.allowed_hosts == frozenset({"hooks.example.com:443"})  # WEBHOOK_URL's own host and port

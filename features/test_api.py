@@ -1,0 +1,5 @@
+"""Binds features/api.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("api.feature")

@@ -1,0 +1,5 @@
+"""Binds features/delivery.feature."""
+
+from pytest_bdd import scenarios
+
+scenarios("delivery.feature")
