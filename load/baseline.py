@@ -189,10 +189,6 @@ def compare(doc: dict[str, Any], base: dict[str, Any], regression: Regression) -
     """The ``comparison`` section of ``doc`` (a load.json) against ``base`` (a :func:`snapshot`)."""
     _refuse_differences(str(base["path"]), base["model"], _model(doc))
     basis = _basis(doc)
-    failed = [c for c in doc.get("validity") or [] if not c.get("ok", True)]
-    untrusted = [f"this run: {c['check']}: {c['detail']}" for c in failed if c.get("blocks") == "verdict"]
-    untrusted += [f"the baseline: {c['check']}: {c['detail']}" for c in base.get("failed_checks") or []]
-    unearned = [f"this run: {c['check']}: {c['detail']}" for c in failed if c.get("blocks") != "verdict"]
     names = [n for n in ENDPOINTS if n in doc["endpoints"] or n in base["endpoints"]]
     names += sorted((set(doc["endpoints"]) | set(base["endpoints"])) - set(names))
     endpoints: dict[str, Any] = {}
@@ -206,11 +202,10 @@ def compare(doc: dict[str, Any], base: dict[str, Any], regression: Regression) -
             rule,
             regression,
         )
-        measured = _MEASURED.get(entry["status"], Outcome.PASS)
-        outcome = earn(measured, untrusted=bool(untrusted), unearned=bool(unearned))
+        outcome, why = judged(entry["status"], validity=doc.get("validity") or [], baseline=base)
         entry["outcome"] = str(outcome)
-        if outcome is Outcome.INVALID and measured is not Outcome.INVALID:
-            entry["note"] = "not valid evidence: " + "; ".join(untrusted or unearned)
+        if why:
+            entry["note"] = why
         endpoints[name] = entry
     return {
         "baseline": base,
@@ -225,6 +220,22 @@ def compare(doc: dict[str, Any], base: dict[str, Any], regression: Regression) -
         "endpoints": endpoints,
         "verdict": _verdict(endpoints),
     }
+
+
+def judged(status: str, *, validity: list[dict[str, Any]], baseline: dict[str, Any]) -> tuple[Outcome, str]:
+    """The outcome of an endpoint's comparison: what it found (a regression is a breach, too few
+    samples invalid) discounted by :func:`gate.verdict.earn` with the validity checks of *both* runs
+    (a baseline that was not valid evidence cannot show a regression or its absence); with the reason
+    when the checks decided it ("" otherwise). The evidence pack judges a comparison with this too."""
+    failed = [c for c in validity if not c.get("ok", True)]
+    untrusted = [f"this run: {c['check']}: {c['detail']}" for c in failed if c.get("blocks") == "verdict"]
+    untrusted += [f"the baseline: {c['check']}: {c['detail']}" for c in baseline.get("failed_checks") or []]
+    unearned = [f"this run: {c['check']}: {c['detail']}" for c in failed if c.get("blocks") != "verdict"]
+    measured = _MEASURED.get(status, Outcome.PASS)
+    outcome = earn(measured, untrusted=bool(untrusted), unearned=bool(unearned))
+    if outcome is Outcome.INVALID and measured is not Outcome.INVALID:
+        return outcome, "not valid evidence: " + "; ".join(untrusted or unearned)
+    return outcome, ""
 
 
 def _endpoint(
