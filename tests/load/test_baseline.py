@@ -18,7 +18,7 @@ from gate.cli import main
 from gate.errors import EXIT_INVALID, EXIT_OK, EXIT_SLO, EXIT_USAGE, InvalidEvidence
 from load import baseline, slos
 from load.recorder import Recorder
-from tests.load.factory import document, record_values, roundtrip
+from tests.load.factory import document, record, record_values, roundtrip
 
 RULES = slos.Regression()
 
@@ -78,6 +78,50 @@ def test_5_ms_more_on_preview_is_a_regression_of_preview_and_a_breach(tmp_path: 
     assert reason.startswith("against the baseline: preview p99 ") and "regressed" in reason
     # the SLO verdict (every p99 far inside 50 ms) is kept beside the combined one
     assert out["verdict"]["slos"]["exit_code"] == EXIT_OK
+
+
+def test_p99_doubled_on_list_is_a_regression_of_list_only(tmp_path: Path) -> None:
+    rec = Recorder()
+    record_values(rec, "list", [2 * ms for ms in latencies(2500, 10)])  # every latency doubled
+    record_values(rec, "preview", latencies(2500, 11))
+    record_values(rec, "execute", latencies(1250, 12, median_ms=15.0))
+    out = against(run(1), roundtrip(document(rec)), tmp_path)
+    endpoints = out["comparison"]["endpoints"]
+    p99 = endpoints["list"]["percentiles"]["p99"]
+    assert 80 < p99["shift_pct"] < 120 and p99["interval_ms"][0] > 0, p99
+    assert endpoints["list"]["status"] == "regression"
+    assert [n for n, e in endpoints.items() if e["outcome"] != "pass"] == ["list"]
+    assert out["verdict"]["exit_code"] == EXIT_SLO
+    assert out["verdict"]["reasons"][0].startswith("against the baseline: list p99 ")
+
+
+def _tail(scale: int, factor: float) -> dict[str, Any]:
+    """preview: 98 % at 1 ms, 2 % spread over 2 .. 40 ms (times ``factor``), ``scale`` x 1,000 samples."""
+    rec = Recorder()
+    record(rec, "list", 2000, ms=2.0)
+    record(rec, "execute", 1000, ms=20.0)
+    record(rec, "preview", 980 * scale, ms=1.0)
+    for i in range(20):
+        record(rec, "preview", scale, ms=(2 + 2 * i) * factor)
+    return roundtrip(document(rec))
+
+
+def test_a_shift_too_small_for_the_sample_to_resolve_is_not_a_regression(tmp_path: Path) -> None:
+    # the same 30 % worse tail: p99 20 -> 26 ms in both cases. With 1,000 samples per run (enough for
+    # the rule), p99 sits among 20 tail samples, the interval spans zero and nothing is claimed ...
+    small = against(_tail(1, 1.0), _tail(1, 1.3), tmp_path)
+    preview = small["comparison"]["endpoints"]["preview"]
+    p99 = preview["percentiles"]["p99"]
+    assert (p99["baseline_ms"], p99["current_ms"], p99["shift_pct"]) == (20.015, 26.015, 30.0)
+    assert p99["interval_ms"][0] < 0 < p99["interval_ms"][1]
+    assert preview["status"] == "no_significant_change" and preview["outcome"] == "pass"
+    assert small["verdict"]["exit_code"] == EXIT_OK
+    # ... with 20 times the samples the same shift is resolved, and is a regression
+    large = against(_tail(20, 1.0), _tail(20, 1.3), tmp_path)
+    preview = large["comparison"]["endpoints"]["preview"]
+    assert preview["percentiles"]["p99"]["shift_pct"] == 30.0
+    assert preview["percentiles"]["p99"]["interval_ms"][0] > 0 and preview["status"] == "regression"
+    assert large["verdict"]["exit_code"] == EXIT_SLO
 
 
 def test_significantly_slower_but_within_the_allowance_is_not_a_regression(tmp_path: Path) -> None:
@@ -250,6 +294,13 @@ def test_a_bad_or_incomparable_baseline_stops_load_and_run_before_anything_start
     base = write(tmp_path / "base.json", run(1, n=50, rate=100.0))
     assert main(["load", "--baseline", str(base), "--rate", "120"]) == EXIT_USAGE
     assert "the arrival rate (baseline 100 req/s, this run 120)" in capsys.readouterr().err
+    # another schema version, or not a load.json at all: exit 2 naming the file, before anything starts
+    future = write(tmp_path / "future.json", {**run(1, n=50), "schema": "relay-gate/load@2"})
+    assert main(["load", "--baseline", str(future)]) == EXIT_USAGE
+    assert f"{future} is a relay-gate/load@2 document" in capsys.readouterr().err
+    drill = write(tmp_path / "drill.json", {"schema": "relay-gate/drill@1"})
+    assert main(["run", "--baseline", str(drill), "--results", str(tmp_path / "r")]) == EXIT_USAGE
+    assert f"{drill} is not a load.json" in capsys.readouterr().err
     # relay-gate run passes the baseline to its load step, and checks it before the first step
     argv = ["run", "--baseline", str(base), "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
     assert main(argv) == EXIT_USAGE
