@@ -29,8 +29,9 @@ def headline(doc: dict[str, Any]) -> str:
     return f"{load}, {m.get('elapsed_s', 0):.1f} s, {where}"
 
 
-def render(doc: dict[str, Any], judged: dict[str, Any] | None = None) -> str:
-    """``judged`` (a recomputed verdict) overrides the one stored in ``doc``."""
+def render(doc: dict[str, Any], judged: dict[str, Any] | None = None, *, label: str = "verdict") -> str:
+    """``judged`` (a recomputed verdict) overrides the one stored in ``doc``; ``label`` names the
+    verdict line (``relay-gate load --baseline`` prints the SLO verdict before the comparison's)."""
     v = judged or doc
     lines = [f"SLO verdict: {headline(doc)}"]
     rows = [("endpoint", "SLO", "measured", "samples", "status", "")]
@@ -73,13 +74,13 @@ def render(doc: dict[str, Any], judged: dict[str, Any] | None = None) -> str:
         lines.append(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}")
     if v.get("comparison"):
         lines += comparison_lines(v["comparison"])
-    lines += verdict_lines(v["verdict"])
+    lines += verdict_lines(v["verdict"], label=label)
     return "\n".join(lines)
 
 
-def verdict_lines(verdict: dict[str, Any]) -> list[str]:
+def verdict_lines(verdict: dict[str, Any], *, label: str = "verdict") -> list[str]:
     return [
-        f"verdict: {verdict['outcome'].upper()} (exit {verdict['exit_code']})",
+        f"{label}: {verdict['outcome'].upper()} (exit {verdict['exit_code']})",
         *(f"  - {r}" for r in verdict["reasons"]),
     ]
 

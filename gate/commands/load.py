@@ -302,7 +302,7 @@ def _run_locust(
         locust.stop()
         raise
     locust.wait_all(timeout=30)
-    code = _verdict(locust, plan)
+    code = _verdict(locust, plan, compared=base is not None)
     if base is not None:
         code = _compare(plan.results / "load" / "load.json", base, rules or slos.Regression(), redactor)
     if own_run_json:
@@ -333,8 +333,9 @@ def _watch(locust: LocustRun) -> None:
         time.sleep(0.25)
 
 
-def _verdict(locust: LocustRun, plan: LocustPlan) -> int:
-    """The verdict from load.json, trusted only if every Locust process ended the way it says."""
+def _verdict(locust: LocustRun, plan: LocustPlan, *, compared: bool = False) -> int:
+    """The verdict from load.json, trusted only if every Locust process ended the way it says (with
+    ``compared``, printed as the SLO verdict: the comparison with a baseline follows, and decides)."""
     codes = locust.exit_codes()
     master_name = "master" if plan.workers else "locust"
     rc = codes.pop(master_name)
@@ -347,7 +348,7 @@ def _verdict(locust: LocustRun, plan: LocustPlan) -> int:
             f"Locust exited with status {rc} without a verdict (crashed?). Last lines:\n{tail}"
         )
     doc = report.read(path)
-    print(render(doc))
+    print(render(doc, label="SLO verdict, before the baseline comparison" if compared else "verdict"))
     code = int(doc["verdict"]["exit_code"])
     if rc != code:
         raise InfrastructureError(

@@ -74,6 +74,9 @@ def test_a_stalled_rerun_regresses_against_its_baseline_and_exits_3(tmp_path: Pa
     assert doc["verdict"]["slos"]["exit_code"] == EXIT_OK
     assert doc["verdict"]["exit_code"] == EXIT_SLO and doc["verdict"]["outcome"] == "breach"
     assert "REGRESSION [BREACH]" in output and "against the baseline: list p99" in output
+    # the SLO verdict is printed as such; the last verdict line printed is the step's
+    slo_line = output.index("SLO verdict, before the baseline comparison: PASS (exit 0)")
+    assert output.rindex("verdict: BREACH (exit 3)") > slo_line
     run_json = json.loads((second / "run.json").read_text())
     assert run_json["exit_code"] == EXIT_SLO
 
