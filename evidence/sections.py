@@ -299,9 +299,10 @@ def _comparison(load: dict[str, Any]) -> dict[str, Any] | None:
     git = (load.get("provenance") or {}).get("git") or {}
     slo_verdict = (load.get("verdict") or {}).get("slos") or load.get("verdict") or {}
     runs = [
-        ("baseline", base.get("run_id"), base.get("started_at"), base.get("git") or {},
+        ("baseline", base.get("run_id"), base.get("started_at"), base.get("target"), base.get("git") or {},
          base.get("model") or {}, base.get("verdict") or {}),
-        ("this run", load.get("run_id"), load.get("started_at"), git, load.get("model") or {}, slo_verdict),
+        ("this run", load.get("run_id"), load.get("started_at"), (load.get("target") or {}).get("name"), git,
+         load.get("model") or {}, slo_verdict),
     ]  # fmt: skip
     rows = []
     for name, e in (c.get("endpoints") or {}).items():

@@ -77,7 +77,7 @@ def test_both_runs_side_by_side_and_a_pass_without_regression(tmp_path: Path) ->
     metrics = (render(tmp_path / "r", tmp_path / "pack").out / "METRICS-SUMMARY.md").read_text()
     assert "## Against the baseline run" in metrics
     # both runs, named, with their model and SLO verdict, one row each
-    assert "| baseline | `test` |" in metrics and "| this run | `test` |" in metrics
+    assert "| baseline | `test` | — | — |" in metrics and "| this run | `test` | — | — |" in metrics
     assert metrics.count("| open | 100.0 | 10 | list=4, preview=4, execute=2 | pass (exit 0) |") == 2
     assert metrics.count("| no significant change |") == 3  # the table; the criteria say it too
 

@@ -83,5 +83,7 @@ def test_a_stalled_rerun_regresses_against_its_baseline_and_exits_3(tmp_path: Pa
     pack = render(second, tmp_path / "pack")
     assert pack.code == EXIT_SLO
     metrics = (pack.out / "METRICS-SUMMARY.md").read_text()
-    assert f"| baseline | `{base['run_id']}` |" in metrics and f"| this run | `{doc['run_id']}` |" in metrics
+    target = doc["target"]["name"]
+    assert f"| baseline | `{base['run_id']}` | {base['started_at']} | {target} |" in metrics
+    assert f"| this run | `{doc['run_id']}` | {doc['started_at']} | {target} |" in metrics
     assert "| REGRESSION |" in metrics and "**BREACH**" in metrics
