@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -186,6 +186,21 @@ def _(http: httpx.Client, target: Target, recorder: Recorder) -> list[Provoked]:
     return provoked
 
 
+def header_problems(provoked: list[Provoked], expected: Mapping[str, str]) -> list[str]:
+    """What is wrong with the security headers of each provoked response: a response of another
+    status than the one its recipe provokes is a problem of its own (nothing to check on it)."""
+    problems: list[str] = []
+    for p in provoked:
+        if p.response.status_code != p.status:
+            problems.append(f"{p.how} answered {p.response.status_code}, not {p.status}: nothing to check")
+            continue
+        problems += [
+            f"{p.status} ({p.how}): {x.describe()}"
+            for x in headercheck.check_headers(p.received, expected, forbidden=())
+        ]
+    return problems
+
+
 def _listing(what: str, items: list[str]) -> str:
     # the first line is what results/summary.json keeps: make it say what is wrong
     return f"{len(items)} {what}: {items[0]}" + "".join(f"\n  {i}" for i in items[1:])
@@ -200,15 +215,7 @@ def _(provoked: list[Provoked], target: Target, recorder: Recorder) -> None:
         skips.missing_config(
             f"{target.name}: no expected header set (give [headers].profile or [headers.expected])"
         )
-    problems: list[str] = []
-    for p in provoked:
-        if p.response.status_code != p.status:
-            problems.append(f"{p.how} answered {p.response.status_code}, not {p.status}: nothing to check")
-            continue
-        problems += [
-            f"{p.status} ({p.how}): {x.describe()}"
-            for x in headercheck.check_headers(p.received, expected, forbidden=())
-        ]
+    problems = header_problems(provoked, expected)
     recorder.note("header_problems", problems)
     assert not problems, _listing(f"security header problem(s) ({target.header_profile} profile)", problems)
 

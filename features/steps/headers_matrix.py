@@ -19,8 +19,14 @@ from pytest_bdd import given, parsers, then, when
 
 from features import skips
 from features.recording import Recorder
-from features.steps.headers import OVER_LIMIT_BYTES, RECIPES, Provoked, _listing, _note_received
-from gate import headercheck
+from features.steps.headers import (
+    OVER_LIMIT_BYTES,
+    RECIPES,
+    Provoked,
+    _listing,
+    _note_received,
+    header_problems,
+)
 from gate.oracles.headers import PROFILES
 from gate.target import Credential, Target
 
@@ -258,15 +264,7 @@ def _(headers_replica: tuple[str, str], target: Target, recorder: Recorder, stat
 )
 def _(provoked: list[Provoked], recorder: Recorder, profile: str) -> None:
     expected = PROFILES[profile]
-    problems: list[str] = []
-    for p in provoked:
-        if p.response.status_code != p.status:
-            problems.append(f"{p.how} answered {p.response.status_code}, not {p.status}: nothing to check")
-            continue
-        problems += [
-            f"{p.status} ({p.how}): {x.describe()}"
-            for x in headercheck.check_headers(p.received, expected, forbidden=())
-        ]
+    problems = header_problems(provoked, expected)
     recorder.note("header_problems", problems)
     assert not problems, _listing(
         f"security header problem(s) ({profile} profile, docs/service.md)", problems

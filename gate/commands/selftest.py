@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--area", dest="areas", action="append", default=[], metavar="AREA",
-        help="run every defect of this area: headers, rate_limit, signing, audit, drill (repeatable)",
+        help="run every defect of this area: api, headers, rate_limit, signing, audit, drill (repeatable)",
     )  # fmt: skip
     p.add_argument("--list", action="store_true", help="print the catalogue of defects and exit")
     p.add_argument("--results", type=Path, default=None, help="results folder (default results/<run-id>)")

@@ -1,8 +1,17 @@
 """Running a feature in a child pytest, as `relay-gate check` does, to prove what it catches.
 
 The proof modules (``test_proof_<area>.py``) are each a table of which scenarios catch which defect;
-the assertions they share live here: :func:`assert_covers`, :func:`assert_caught` and
-:func:`assert_clean`.
+the assertions they share live here: :func:`assert_covers`, :func:`assert_caught`,
+:func:`assert_clean`, and :func:`prove`, which runs one defect at the depth ``RELAY_GATE_PROOF`` asks:
+
+- ``focused`` (the default, what CI's suite runs): only the scenarios named to catch the defect run
+  against it, and every one of them must fail. That the defect is caught by what was written for it
+  costs seconds, not the whole feature: with 118 service defects the full depth takes over an hour;
+- ``full``: the whole feature runs against the defect, and exactly the named scenarios fail (every
+  other one passes) -- the catalogue's precision, which ``relay-gate selftest`` also holds it to
+  (``tox -e proof`` runs the proof modules at this depth).
+
+Either way the clean stack passes the whole feature, once per area.
 """
 
 from __future__ import annotations
@@ -16,10 +25,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_bdd.scenario import make_python_name
+
 from gate.defects import DEFECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 240
+DEPTH_ENV = "RELAY_GATE_PROOF"
+DEPTHS = ("focused", "full")
+
+
+def depth() -> str:
+    value = os.environ.get(DEPTH_ENV, "focused")
+    if value not in DEPTHS:
+        raise ValueError(f"{DEPTH_ENV}={value!r}: use one of {', '.join(DEPTHS)}")
+    return value
+
+
+def scenario_nodeids() -> dict[str, str]:
+    """Every scenario title of features/*.feature -> the pytest node id pytest-bdd gives it (the
+    feature ``X.feature`` is bound by ``features/test_X.py``)."""
+    ids: dict[str, str] = {}
+    for feature in sorted((ROOT / "features").glob("*.feature")):
+        for line in feature.read_text(encoding="utf-8").splitlines():
+            keyword, _, title = line.strip().partition(":")
+            if keyword in ("Scenario", "Scenario Outline"):
+                name = make_python_name(title.strip())
+                ids[title.strip()] = f"features/test_{feature.stem}.py::test_{name}"
+    return ids
 
 
 @dataclass(frozen=True)
@@ -46,9 +79,10 @@ def run_feature(
     defect: str | None = None,
     env: dict[str, str] | None = None,
 ) -> FeatureRun:
-    """Run ``features/<feature>`` in a child pytest (a fresh stack, with ``defect`` when given)."""
+    """Run ``features/<feature>`` in a child pytest (a fresh stack, with ``defect`` when given);
+    ``feature`` may also be node ids separated by spaces (see :func:`prove`)."""
     argv = [
-        sys.executable, "-m", "pytest", f"features/{feature}",
+        sys.executable, "-m", "pytest", *(f if "::" in f else f"features/{f}" for f in feature.split()),
         # -c pins the config: a --results folder outside the repo would otherwise move pytest's
         # search for it (option values count as paths when pytest looks for its config file)
         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
@@ -114,3 +148,27 @@ def assert_clean(
 
 def _table(run: FeatureRun) -> str:
     return "\n".join(f"  {s['outcome']:8} {name}: {s.get('reason')}" for name, s in run.scenarios.items())
+
+
+def prove(
+    feature: str,
+    results: Path,
+    defect: str,
+    expected: Collection[str],
+    *args: str,
+    scenarios: Collection[str] | None = None,
+) -> FeatureRun:
+    """Run ``defect`` against its area at this session's :func:`depth` and assert it is caught:
+    focused, the ``expected`` scenarios alone run and each fails; full, ``feature`` (and the feature
+    files in ``args``) run whole and :func:`assert_caught` holds with ``scenarios``."""
+    if depth() == "full":
+        run = run_feature(feature, results, *args, defect=defect)
+        assert_caught(run, defect, expected, scenarios=scenarios)
+        return run
+    ids = scenario_nodeids()
+    unknown = sorted(set(expected) - set(ids))
+    assert not unknown, f"{defect}: no feature has the scenario(s) {unknown}"
+    extra = tuple(a for a in args if not a.startswith("features/"))  # the other features are not needed
+    run = run_feature(" ".join(sorted(ids[s] for s in expected)), results, *extra, defect=defect)
+    assert_caught(run, defect, expected, scenarios=expected)
+    return run

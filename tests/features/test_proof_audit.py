@@ -78,8 +78,7 @@ def test_every_audit_defect_has_a_catching_scenario() -> None:
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_audit_feature_fails_against(defect: str, tmp_path: Path) -> None:
-    run = proof.run_feature(FEATURE, tmp_path / "results", defect=defect)
-    proof.assert_caught(run, defect, CATCHES[defect])
+    proof.prove(FEATURE, tmp_path / "results", defect, CATCHES[defect])
 
 
 def test_the_audit_feature_passes_against_the_clean_stack(tmp_path: Path) -> None:

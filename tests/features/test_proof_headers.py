@@ -74,7 +74,8 @@ def test_every_header_defect_has_a_catching_scenario() -> None:
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_defect_fails_the_feature(defect: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    proof.assert_caught(run_feature(tmp_path, request, defect), defect, CATCHES[defect], scenarios=ALL)
+    backend = request.config.getoption("--backend")
+    proof.prove("test_headers.py", tmp_path, defect, CATCHES[defect], "--backend", backend, scenarios=ALL)
 
 
 def test_the_clean_stack_passes(tmp_path: Path, request: pytest.FixtureRequest) -> None:

@@ -75,8 +75,7 @@ def test_every_signing_defect_has_a_catching_scenario() -> None:
 
 @pytest.mark.parametrize("defect", sorted(CATCHES))
 def test_the_signing_feature_fails_against(defect: str, tmp_path: Path) -> None:
-    run = proof.run_feature(FEATURE, tmp_path / "results", *ALSO, defect=defect)
-    proof.assert_caught(run, defect, CATCHES[defect])
+    proof.prove(FEATURE, tmp_path / "results", defect, CATCHES[defect], *ALSO)
 
 
 def test_the_signing_feature_passes_against_the_clean_stack(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ and the tooling defects of gate/drill_defects.py doing what they claim."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -438,3 +439,15 @@ def test_a_drill_with_a_fixed_table_list_leaves_a_table_unchecked(source: str, t
     assert doc["verdict"] == "PASSED"
     assert [t["table"] for t in doc["tables"]] == ["public.alembic_version", "public.audit_log"]
     assert doc["backup"]["tables"] == 3 and doc["summary"]["tables"] == 2
+
+
+def test_the_help_names_every_area() -> None:
+    """gate/commands/selftest.py keeps its imports light (``--help`` must be quick), so it spells the
+    areas out: every area of the catalogue must be among them."""
+    from gate.commands import selftest as command
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    command.register(sub)
+    parser = sub.choices["selftest"]
+    listed = next(a.help for a in parser._actions if a.dest == "areas")
+    assert listed is not None and all(area in listed for area in AREAS), listed
