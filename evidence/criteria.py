@@ -36,6 +36,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "api": ("The API contract: errors, bodies, previews, request ids", "SMOKE-AUDIT"),
     "drill": ("Backup and restore drill", "RESTORE-DRILL-REPORT"),
     "slo": ("Latency and error SLOs", "METRICS-SUMMARY"),
+    "regression": ("Latency against the baseline run", "METRICS-SUMMARY"),
     "faults": ("Faults under load", "FAULTS"),
 }
 # a scenario that checks relay-gate's own drill tooling (it damages a copy of a backup), not the target:
@@ -184,6 +185,26 @@ def slo_criteria(res: Results, default_spec: list[tuple[str, str]]) -> list[Crit
         else:
             reason = _measured(v)
         out.append(Criterion("slo", title, outcome, reason, doc))
+    return out
+
+
+def regression_criteria(res: Results) -> list[Criterion]:
+    """One criterion per endpoint of a load run compared with a baseline (``relay-gate load
+    --baseline``; none without one): its judged percentile did not regress. Judged from the
+    comparison's finding and both runs' validity by load/baseline.py's own rule, as the load step did."""
+    comparison = (res.load or {}).get("comparison")
+    if not isinstance(comparison, dict):
+        return []
+    from load.baseline import judged
+
+    doc = AREAS["regression"][1]
+    base = comparison.get("baseline") or {}
+    validity = (res.load or {}).get("validity") or []
+    out = []
+    for name, e in (comparison.get("endpoints") or {}).items():
+        title = f"{name}: {e.get('judged')} not regressed against the baseline run {base.get('run_id')}"
+        outcome, why = judged(str(e.get("status")), validity=validity, baseline=base)
+        out.append(Criterion("regression", title, outcome, why or str(e.get("note") or ""), doc))
     return out
 
 

@@ -30,6 +30,7 @@ from evidence.criteria import (
     catalogue,
     drill_criteria,
     feature_criteria,
+    regression_criteria,
     slo_criteria,
     step_items,
     verdict,
@@ -47,7 +48,7 @@ DOCUMENTS: dict[str, tuple[str, ...]] = {
     "SECURITY-HEADERS": ("headers",),
     "SMOKE-AUDIT": ("smoke", "audit", "api"),
     "RESTORE-DRILL-REPORT": ("drill",),
-    "METRICS-SUMMARY": ("slo",),
+    "METRICS-SUMMARY": ("slo", "regression"),
     "FAULTS": ("faults",),
 }
 
@@ -113,6 +114,7 @@ def all_criteria(res: Results) -> list[Criterion]:
         feature_criteria(res, catalogue())
         + drill_criteria(res)
         + slo_criteria(res, sections.default_slo_objectives())
+        + regression_criteria(res)
         + _faults(res)
     )
     order = list(AREAS)

@@ -237,10 +237,15 @@ def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
         for v in load.get("slos") or []
         if v.get("kind") == "latency" and v.get("threshold_ms") is not None
     }
+    comparison = load.get("comparison")
+    compared = comparison.get("baseline") or {} if isinstance(comparison, dict) else {}
+    baseline = compared.get("endpoints") or {}
     charts_out = []
     # one chart per endpoint: a 1.2 s threshold would flatten a 5 ms spectrum on a shared scale
     for name, ep in (load.get("endpoints") or {}).items():
         lines = [("this run", spectrum_points((ep.get("hdr") or {}).get("corrected")))]
+        if name in baseline:  # relay-gate load --baseline: the baseline run's spectrum beside it
+            lines.append(("baseline run", spectrum_points((baseline[name] or {}).get("hdr"))))
         svg = charts.percentile_spectrum(
             f"{name}: latency by percentile, coordinated-omission corrected",
             [(label, pts) for label, pts in lines if pts],
@@ -286,7 +291,59 @@ def metrics(res: Results, chart_dir: Path) -> dict[str, Any]:
                 encoding="utf-8",
             )
             charts_out.append((chart, f"{name}: p50 and p99 latency per second"))
-    return {"present": True, "doc": load, "charts": charts_out, "budgets": _budgets(load)}
+    return {
+        "present": True,
+        "doc": load,
+        "charts": charts_out,
+        "budgets": _budgets(load),
+        "comparison": _comparison(load),
+    }
+
+
+def _comparison(load: dict[str, Any]) -> dict[str, Any] | None:
+    """This run and its baseline side by side (``relay-gate load --baseline``): who each run was, and
+    per endpoint and percentile both figures, the shift and its interval, the finding where judged."""
+    c = load.get("comparison")
+    if not isinstance(c, dict):
+        return None
+    base = c.get("baseline") or {}
+    git = (load.get("provenance") or {}).get("git") or {}
+    slo_verdict = (load.get("verdict") or {}).get("slos") or load.get("verdict") or {}
+    runs = [
+        ("baseline", base.get("run_id"), base.get("started_at"), base.get("target"), base.get("git") or {},
+         base.get("model") or {}, base.get("verdict") or {}),
+        ("this run", load.get("run_id"), load.get("started_at"), (load.get("target") or {}).get("name"), git,
+         load.get("model") or {}, slo_verdict),
+    ]  # fmt: skip
+    rows = []
+    for name, e in (c.get("endpoints") or {}).items():
+        samples = e.get("samples") or {}
+        for key, sh in (e.get("percentiles") or {}).items():
+            judged = key == e.get("judged")
+            rows.append(
+                {
+                    "endpoint": name,
+                    "percentile": key,
+                    "samples": (samples.get("baseline"), samples.get("current")),
+                    "shift": sh,
+                    "finding": _FINDING.get(str(e.get("status")), e.get("status")) if judged else "",
+                    "judged": judged,
+                }
+            )
+        if not e.get("percentiles"):
+            rows.append({"endpoint": name, "percentile": e.get("judged"), "judged": True, "shift": None,
+                         "samples": (samples.get("baseline"), samples.get("current")),
+                         "finding": _FINDING.get(str(e.get("status")), e.get("status"))})  # fmt: skip
+    return {"c": c, "runs": runs, "rows": rows, "failed_checks": base.get("failed_checks") or []}
+
+
+_FINDING = {
+    "regression": "REGRESSION",
+    "slower_within_allowance": "slower, within the allowance",
+    "no_significant_change": "no significant change",
+    "faster": "faster",
+    "too_few_samples": "too few samples",
+}
 
 
 def spectrum_points(blob: object) -> list[tuple[float, float]]:

@@ -114,7 +114,8 @@ class Recorder:
     def __init__(self) -> None:
         self.endpoints: dict[str, EndpointRecord] = {}
         self._open: dict[int, dict[str, _Second]] = {}  # seconds still receiving samples
-        self.series: dict[str, dict[int, list[Any]]] = {}  # endpoint -> second -> [n, err, 429, p95]
+        # endpoint -> second -> [n, err, 429, p95, p50, p99]
+        self.series: dict[str, dict[int, list[Any]]] = {}
         self._latest_second = 0
 
     def endpoint(self, name: str) -> EndpointRecord:
@@ -207,10 +208,10 @@ class Recorder:
         for sec in [s for s in self._open if s <= cutoff]:
             for name, s in self._open.pop(sec).items():
                 row = self.series.setdefault(name, {}).get(sec)
-                p95 = percentile_of(s.latency, 95.0)
                 if row is None:
-                    self.series[name][sec] = [s.count, s.errors, s.rate_limited, p95]
-                else:  # a late report for a finished second: counts stay exact, p95 keeps the first
+                    figures = [percentile_of(s.latency, p) for p in (95.0, 50.0, 99.0)]
+                    self.series[name][sec] = [s.count, s.errors, s.rate_limited, *figures]
+                else:  # a late report for a finished second: counts stay exact, percentiles keep the first
                     row[0] += s.count
                     row[1] += s.errors
                     row[2] += s.rate_limited
@@ -227,5 +228,7 @@ class Recorder:
                 "errors": [rows[s][1] for s in secs],
                 "rate_limited": [rows[s][2] for s in secs],
                 "p95_ms": [rows[s][3] for s in secs],
+                "p50_ms": [rows[s][4] for s in secs],
+                "p99_ms": [rows[s][5] for s in secs],
             }
         return out

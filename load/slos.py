@@ -2,7 +2,8 @@
 
 Per endpoint: latency percentiles with a threshold and the samples a percentile needs before it means
 anything, and an error-rate target; for the whole run: the availability target that sets the error
-budget, and the limits that make a run valid evidence. Any mistake — an unknown endpoint or key, a
+budget, and the limits that make a run valid evidence; and ``[regression]``, what counts as a
+significant regression against a baseline run (load/baseline.py). Any mistake — an unknown endpoint or key, a
 percentile outside (0, 100), a negative threshold, a string where a number belongs — raises
 :class:`SloSpecError` (exit 2) naming the key, so a typo can never quietly drop an SLO.
 
@@ -24,10 +25,13 @@ from load.endpoints import ENDPOINTS
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "slos.toml"
 SPEC_VERSION = 1
-_TOP = {"version", "source", "availability_pct", "validity", "endpoints"}  # source: results files
+# source: results files
+_TOP = {"version", "source", "availability_pct", "validity", "endpoints", "regression"}
 _ENDPOINT = {"error_rate_max_pct", "min_requests", "latency"}
 _LATENCY = {"percentile", "max_ms", "min_samples"}
 _VALIDITY = {"rate_tolerance_pct", "max_generator_cpu_pct", "max_rate_limited_pct"}
+_RULE = {"percentile", "max_increase_pct", "min_samples"}
+_REGRESSION = _RULE | {"confidence_pct", "resamples", "seed", "endpoints"}
 
 
 class SloSpecError(UsageError):
@@ -61,11 +65,59 @@ class Validity:
 
 
 @dataclass(frozen=True)
+class RegressionRule:
+    """When a percentile of an endpoint has regressed against the baseline: worse by more than
+    ``max_increase_pct`` *and* the confidence interval of the shift above zero."""
+
+    percentile: float = 99.0
+    max_increase_pct: float = 25.0
+    min_samples: int = 1000  # in each run; default: as many as the percentile needs for an SLO
+
+    @property
+    def label(self) -> str:
+        return f"p{self.percentile:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "percentile": self.percentile,
+            "max_increase_pct": self.max_increase_pct,
+            "min_samples": self.min_samples,
+        }
+
+
+@dataclass(frozen=True)
+class Regression:
+    """``[regression]``: the rule for every endpoint, per-endpoint overrides, and the bootstrap's
+    confidence, number of resamples and seed (fixed, so a comparison is reproducible)."""
+
+    rule: RegressionRule = field(default_factory=RegressionRule)
+    endpoints: dict[str, RegressionRule] = field(default_factory=dict)
+    confidence_pct: float = 95.0
+    resamples: int = 10_000
+    seed: int = 17
+
+    def rule_for(self, endpoint: str) -> RegressionRule:
+        return self.endpoints.get(endpoint, self.rule)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every default explicit; :func:`parse_regression` reads it back (a comparison records it)."""
+        return {
+            **self.rule.to_json(),
+            "confidence_pct": self.confidence_pct,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "endpoints": {name: r.to_json() for name, r in self.endpoints.items()},
+        }
+
+
+@dataclass(frozen=True)
 class SloSpec:
     availability_pct: float
     endpoints: dict[str, EndpointSlo]
     validity: Validity = field(default_factory=Validity)
     source: str = "<spec>"
+    # not in to_json(): the SLO verdict never reads it, and a comparison records the rules it used
+    regression: Regression = field(default_factory=Regression)
 
     def to_json(self) -> dict[str, Any]:
         """The spec with every default made explicit: what a results file records."""
@@ -181,7 +233,59 @@ def parse(doc: Mapping[str, Any], *, source: str = "<spec>") -> SloSpec:
         if len({s.percentile for s in latency}) != len(latency):
             raise SloSpecError(f"{where}: {key}.latency names the same percentile twice")
         endpoints[name] = EndpointSlo(name, rate, min_requests, tuple(latency))
-    return SloSpec(availability_pct=availability, endpoints=endpoints, validity=validity, source=source)
+    regression = parse_regression(_table(doc, "regression", where, ""), source=source)
+    return SloSpec(
+        availability_pct=availability,
+        endpoints=endpoints,
+        validity=validity,
+        source=source,
+        regression=regression,
+    )
+
+
+def parse_regression(doc: Mapping[str, Any], *, source: str = "<spec>") -> Regression:
+    """Validate a ``[regression]`` table (of a TOML spec, or the rules a comparison recorded)."""
+    where, prefix = source, "regression."
+    _no_unknown(doc, _REGRESSION, where, prefix)
+    confidence = _number(doc, "confidence_pct", where, prefix, default=95.0, low=0.0, high=100.0)
+    if not 50.0 <= confidence < 100.0:
+        raise SloSpecError(
+            f"{where}: {prefix}confidence_pct must be at least 50 and below 100 (got {confidence:g})"
+        )
+    resamples = _integer(doc, "resamples", where, prefix, default=10_000)
+    if not 100 <= resamples <= 1_000_000:
+        raise SloSpecError(f"{where}: {prefix}resamples must be between 100 and 1000000 (got {resamples})")
+    seed = _integer(doc, "seed", where, prefix, default=17, low=0)
+    rule = _rule(doc, where, prefix, RegressionRule())
+    overrides = _table(doc, "endpoints", where, prefix)
+    endpoints: dict[str, RegressionRule] = {}
+    for name, table in overrides.items():
+        key = f"{prefix}endpoints.{name}"
+        if name not in ENDPOINTS:
+            raise SloSpecError(
+                f"{where}: {key} is not an endpoint of the load test; known: {', '.join(ENDPOINTS)}"
+            )
+        if not isinstance(table, Mapping):
+            raise SloSpecError(f"{where}: {key} must be a table")
+        _no_unknown(table, _RULE, where, f"{key}.")
+        endpoints[name] = _rule(table, where, f"{key}.", rule)
+    return Regression(rule, endpoints, confidence, resamples, seed)
+
+
+def _rule(table: Mapping[str, Any], where: str, prefix: str, base: RegressionRule) -> RegressionRule:
+    """A rule from ``table``, each key missing from it taken from ``base`` (min_samples follows a
+    percentile given here, as for an SLO)."""
+    p = _number(table, "percentile", where, prefix, default=base.percentile)
+    if not 0.0 < p < 100.0:
+        raise SloSpecError(
+            f"{where}: {prefix}percentile must be greater than 0 and less than 100 (got {p:g})"
+        )
+    increase = _number(table, "max_increase_pct", where, prefix, default=base.max_increase_pct, low=0.0)
+    if "percentile" in table and "min_samples" not in table:
+        samples = default_min_samples(p)
+    else:
+        samples = _integer(table, "min_samples", where, prefix, default=base.min_samples)
+    return RegressionRule(percentile=p, max_increase_pct=increase, min_samples=samples)
 
 
 def _no_unknown(table: Mapping[str, Any], known: set[str], where: str, prefix: str) -> None:
@@ -224,10 +328,13 @@ def _number(
     return float(value)
 
 
-def _integer(table: Mapping[str, Any], key: str, where: str, prefix: str, *, default: int) -> int:
+def _integer(
+    table: Mapping[str, Any], key: str, where: str, prefix: str, *, default: int, low: int = 1
+) -> int:
     if key not in table:
         return default
     value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SloSpecError(f"{where}: {prefix}{key} must be a positive integer (got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise SloSpecError(f"{where}: {prefix}{key} must be {what} (got {value!r})")
     return value

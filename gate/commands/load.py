@@ -13,10 +13,16 @@ The reference stack (the default target) is started with the limiter on — each
 for its Redis decision — at 1,000,000 executes per 60 s per workspace, and the load is spread over its
 three dev workspaces' keys: the run measures the service, not the limiter.
 
-Exit: 0 every SLO passed on a valid run; 2 bad usage or SLO spec (the message names the key);
-3 an SLO was breached; 4 not valid evidence (too few samples for a percentile, rate not held,
-generator CPU saturated, no requests, an exception in the generator); 5 target unreachable (stated
-5 s timeout), the stack did not start, or Locust crashed — a crash never ends as 0 or 3.
+``--baseline PATH`` (a previous run's load.json or results folder) compares this run with it: per
+endpoint the shift of p50/p95/p99 with a bootstrap interval from both runs' HDR histograms, and a
+regression verdict by the ``[regression]`` rules of the SLO spec (docs/load.md, "Against a baseline").
+
+Exit: 0 every SLO passed on a valid run; 2 bad usage or SLO spec (the message names the key), a
+baseline that is not a load.json or of a run with another model, rate or journey mix; 3 an SLO was
+breached or an endpoint regressed against the baseline; 4 not valid evidence (too few samples for a
+percentile, rate not held, generator CPU saturated, no requests, an exception in the generator);
+5 target unreachable (stated 5 s timeout), the stack did not start, or Locust crashed — a crash never
+ends as 0 or 3.
 """
 
 from __future__ import annotations
@@ -36,11 +42,11 @@ from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_
 from gate.stack import Stack, StackConfig
 from gate.target import Target
 from gate.transport import Transport, probe
-from load import report, settings, slos
+from load import baseline, report, settings, slos
 from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
-from load.render import render
+from load.render import comparison_lines, render, verdict_lines
 
 PROBE_TIMEOUT_S = 5.0
 # the reference stack must not throttle an SLO run (see the module docstring)
@@ -83,6 +89,14 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="recompute the verdict of a load.json and exit",
     )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="compare with a previous run of the same load (its load.json or results folder): "
+        "regressions of p99 are a breach",
+    )
     add_target_args(p)
     p.set_defaults(run=run)
 
@@ -100,12 +114,17 @@ def parse_duration(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.recompute is not None:
-        return recompute(args.recompute, args.slos)
+        return recompute(args.recompute, args.slos, args.baseline)
     spec = slos.load(args.slos)  # exit 2 naming the key, before anything starts
     weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))
     duration = parse_duration(args.duration)
-    settings.parse_think_time(args.think_time)
+    think = settings.parse_think_time(args.think_time)
     rate, users = _model(args)
+    base = None
+    if args.baseline is not None:  # a baseline that is unreadable or of another load: exit 2 now
+        base = baseline.read(args.baseline)
+        model = baseline.planned_model(rate=rate, users=users, think_time=think, weights=weights)
+        baseline.check_comparable(base, model)
     if not 0 <= args.workers <= 64:
         raise UsageError("--workers must be between 0 and 64")
     if args.workers and users < args.workers:
@@ -178,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             },
             secrets=secrets,
         )
-        return _run_locust(plan, described, secrets)
+        return _run_locust(plan, described, secrets, base, spec.regression)
     finally:
         if stack is not None:
             stack.stop()
@@ -243,7 +262,13 @@ def _probe(base_url: str, how: Transport) -> None:
     probe(base_url, how, timeout_s=PROBE_TIMEOUT_S)
 
 
-def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str]) -> int:
+def _run_locust(
+    plan: LocustPlan,
+    described: dict[str, Any],
+    secrets: list[str],
+    base: baseline.Baseline | None = None,
+    rules: slos.Regression | None = None,
+) -> int:
     redactor = Redactor(secrets)
     run_json = plan.results / "run.json"
     own_run_json = not run_json.exists()
@@ -277,7 +302,9 @@ def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str])
         locust.stop()
         raise
     locust.wait_all(timeout=30)
-    code = _verdict(locust, plan)
+    code = _verdict(locust, plan, compared=base is not None)
+    if base is not None:
+        code = _compare(plan.results / "load" / "load.json", base, rules or slos.Regression(), redactor)
     if own_run_json:
         run_doc.update(finished_at=utc_now(), exit_code=code)
         write_json(run_json, "run", 1, run_doc, redactor=redactor)
@@ -306,8 +333,9 @@ def _watch(locust: LocustRun) -> None:
         time.sleep(0.25)
 
 
-def _verdict(locust: LocustRun, plan: LocustPlan) -> int:
-    """The verdict from load.json, trusted only if every Locust process ended the way it says."""
+def _verdict(locust: LocustRun, plan: LocustPlan, *, compared: bool = False) -> int:
+    """The verdict from load.json, trusted only if every Locust process ended the way it says (with
+    ``compared``, printed as the SLO verdict: the comparison with a baseline follows, and decides)."""
     codes = locust.exit_codes()
     master_name = "master" if plan.workers else "locust"
     rc = codes.pop(master_name)
@@ -320,7 +348,7 @@ def _verdict(locust: LocustRun, plan: LocustPlan) -> int:
             f"Locust exited with status {rc} without a verdict (crashed?). Last lines:\n{tail}"
         )
     doc = report.read(path)
-    print(render(doc))
+    print(render(doc, label="SLO verdict, before the baseline comparison" if compared else "verdict"))
     code = int(doc["verdict"]["exit_code"])
     if rc != code:
         raise InfrastructureError(
@@ -338,14 +366,29 @@ def _verdict(locust: LocustRun, plan: LocustPlan) -> int:
     return code
 
 
-def recompute(path: Path, spec_path: Path | None) -> int:
-    """Recompute and print the verdict of a results file (same exit codes as the run)."""
+def _compare(path: Path, base: baseline.Baseline, rules: slos.Regression, redactor: Redactor) -> int:
+    """Add the comparison with ``base`` to load.json, print it, and return the verdict with it."""
+    doc = baseline.attach(report.read(path), base, rules)
+    write_json(path, report.KIND, report.VERSION, doc, redactor=redactor)
+    print("\n".join([*comparison_lines(doc["comparison"]), *verdict_lines(doc["verdict"])]))
+    return int(doc["verdict"]["exit_code"])
+
+
+def recompute(path: Path, spec_path: Path | None, baseline_path: Path | None = None) -> int:
+    """Recompute and print the verdict of a results file (same exit codes as the run); with
+    ``baseline_path``, compared with that run instead of the baseline the file holds, if any."""
     doc = report.read(path)
     spec = slos.load(spec_path) if spec_path is not None else None
     judged = report.recompute(doc, spec)
+    rules = spec.regression if spec is not None else None
+    if baseline_path is not None:  # the rules of --slos, else of load/slos.toml
+        base = baseline.read(baseline_path)
+        judged = baseline.attach({**doc, **judged}, base, rules or slos.load().regression)
+    elif doc.get("comparison"):
+        judged = baseline.recompute(doc, judged, rules)
     print(render(doc, judged))
     stored = doc.get("verdict", {}).get("exit_code")
-    if spec is None and stored is not None and stored != judged["verdict"]["exit_code"]:
+    if spec is None and baseline_path is None and stored not in (None, judged["verdict"]["exit_code"]):
         print(
             f"relay-gate load: note: the file's stored verdict was exit {stored}; recomputed: "
             f"exit {judged['verdict']['exit_code']}",

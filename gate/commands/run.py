@@ -75,6 +75,11 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     load.add_argument("--weights", default=None, help="journey mix, e.g. list=11,preview=11,execute=2")
     load.add_argument("--slos", type=Path, default=None, help="SLO spec (default load/slos.toml)")
+    load.add_argument(
+        "--baseline", type=Path, default=None, metavar="PATH",
+        help="compare the load with a previous run of the same load (its load.json or results folder): "
+        "a p99 regression is a breach",
+    )  # fmt: skip
     p.add_argument(
         "--skip",
         action="append",
@@ -160,14 +165,19 @@ STEPS = ("features", "drill", "load", "faults")
 
 
 def _preflight_load(args: argparse.Namespace, target: Any) -> None:
-    """A load that cannot fit the deployment's quota stops the run before its first request (exit 2),
-    not after the features and the drill ran."""
-    if target is None or "load" in args.skip:
+    """A load that cannot fit the deployment's quota, or a baseline it cannot be compared with, stops
+    the run before its first request (exit 2), not after the features and the drill ran."""
+    if "load" in args.skip:
         return
     from gate import load_quota
-    from load import settings
+    from load import baseline, settings
 
     weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))
+    if args.baseline is not None:
+        model = baseline.planned_model(rate=args.load_rate, users=0, think_time=(0, 0), weights=weights)
+        baseline.check_comparable(baseline.read(args.baseline), model)
+    if target is None:
+        return
     load_quota.plan(target, len(load_quota.load_credentials(target)), rate=args.load_rate, weights=weights)
 
 
@@ -220,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     load_argv = ["load", "--rate", f"{args.load_rate:g}", "--duration", args.load_duration]
     load_argv += ["--weights", args.weights] if args.weights else []
     load_argv += ["--slos", str(args.slos)] if args.slos else []
+    load_argv += ["--baseline", str(args.baseline)] if args.baseline else []
 
     def faults() -> tuple[int, str, Outcome | None]:
         if target is not None:

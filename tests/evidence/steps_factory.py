@@ -23,12 +23,16 @@ SKIP = "skip"  # --skip: NOT RUN
 NA = "not_applicable"  # faults against a deployment
 MISSING = "missing_config"  # a drill against a deployment without [backups]
 INTERRUPTS = (EXIT_INTERRUPTED, EXIT_TERMINATED)
+# load --baseline: every SLO held, but an endpoint regressed (3) / the comparison had too few samples (4)
+REGRESSED = "regressed"
+UNPROVEN = "regression_unproven"
+COMPARED = {REGRESSED: Outcome.BREACH, UNPROVEN: Outcome.INVALID}
 
 # what each step's verb can end with
 STEP_OUTCOMES: dict[str, tuple[int | str, ...]] = {
     "features": (0, 1, 2, 4, 5, EXIT_INTERRUPTED, EXIT_TERMINATED, SKIP),
     "drill": (0, 1, 2, MISSING, 5, EXIT_INTERRUPTED, SKIP),
-    "load": (0, 2, 3, 4, 5, EXIT_INTERRUPTED, SKIP),
+    "load": (0, 2, 3, 4, 5, EXIT_INTERRUPTED, SKIP, REGRESSED, UNPROVEN),
     "faults": (0, 1, 2, 4, 5, EXIT_INTERRUPTED, NA, SKIP),
 }
 
@@ -50,6 +54,8 @@ def step_outcome(value: int | str | None) -> Outcome:
         return Outcome.NOT_APPLICABLE
     if value == MISSING:
         return Outcome.MISSING_CONFIG
+    if value in COMPARED:
+        return COMPARED[str(value)]
     assert isinstance(value, int)
     return outcome_of_exit(value)
 
@@ -99,6 +105,38 @@ def _load(root: Path, code: int | str | None) -> None:
         assert isinstance(code, int)
         (root / "load").mkdir(parents=True, exist_ok=True)
         (root / "load" / "load.json").write_text(_load_json(code))
+    if code in COMPARED:
+        (root / "load").mkdir(parents=True, exist_ok=True)
+        (root / "load" / "load.json").write_text(_compared_json(str(code)))
+
+
+@functools.cache
+def _compared_json(which: str) -> str:
+    """load.json of a run compared with a baseline (load/baseline.py): every SLO held, and preview's
+    p99 went from 5 to 12 ms (a regression), or the baseline had too few samples to tell."""
+    from load import baseline, slos
+
+    base_rec = factory.Recorder()
+    n = 2000 if which == REGRESSED else 400
+    factory.record(base_rec, "list", n, ms=4.0)
+    factory.record(base_rec, "preview", n, ms=5.0)
+    factory.record(base_rec, "execute", n // 4, ms=120.0)
+    base = baseline.Baseline(Path("baseline/load/load.json"), factory.roundtrip(factory.document(base_rec)))
+    rec = factory.healthy(factory.Recorder())
+    factory.record(rec, "preview", 0 if which == UNPROVEN else 2000, ms=12.0)
+    doc = factory.document(rec)
+    assert doc["verdict"]["exit_code"] == 0, doc["verdict"]
+    doc = baseline.attach(doc, base, slos.Regression())
+    assert doc["verdict"]["exit_code"] == step_outcome_code(which), doc["verdict"]
+    return json.dumps({"schema": "relay-gate/load@1", **doc})
+
+
+def step_outcome_code(value: int | str) -> int:
+    """The exit status a step that ended as ``value`` recorded in run.json."""
+    outcome = step_outcome(value)
+    if isinstance(value, int):
+        return value
+    return 0 if outcome is Outcome.NOT_APPLICABLE else 3 if outcome is Outcome.BREACH else 4
 
 
 @functools.cache
@@ -138,7 +176,7 @@ def write_results(root: Path, combo: dict[str, int | str | None]) -> None:
     steps = []
     for name, value in combo.items():
         outcome = step_outcome(value)
-        code = value if isinstance(value, int) else 4 if outcome is not Outcome.NOT_APPLICABLE else 0
+        code = step_outcome_code(value) if value is not None else 4
         steps.append({"name": name, "exit_code": None if value is None else code, "outcome": str(outcome),
                       "seconds": 1.0, "note": "" if value is not None else "not reached"})  # fmt: skip
     interrupted = next((n for n, v in combo.items() if v in INTERRUPTS), None)

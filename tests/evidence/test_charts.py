@@ -122,3 +122,19 @@ def test_metrics_summary_charts_come_from_load_json(tmp_path: Path) -> None:
     spectrum = (out / "latency-list.svg").read_text()
     assert re.search(r"<polyline points=", spectrum) and "SLO: p99 &lt;= 50 ms" in spectrum
     assert len(_parse((out / "latency-per-second-list.svg").read_text()).findall(f"{SVG}polyline")) == 2
+
+
+def test_a_compared_run_draws_its_baseline_beside_it(tmp_path: Path) -> None:
+    from evidence.model import Results
+    from evidence.sections import metrics
+
+    before = _histogram([3.0] * 990 + [11.0] * 10)
+    load = {
+        "endpoints": {"preview": {"hdr": {"corrected": _histogram([3.0] * 990 + [17.0] * 10)}}},
+        "comparison": {"baseline": {"endpoints": {"preview": {"hdr": before}}}},
+    }
+    metrics(Results(root=tmp_path, load=load), tmp_path)
+    svg = (tmp_path / "latency-preview.svg").read_text()
+    this_run, baseline = _parse(svg).findall(f"{SVG}polyline")
+    assert "stroke-dasharray" in baseline.attrib and "baseline run" in svg
+    assert min(y for _, y in _points(this_run)) < min(y for _, y in _points(baseline))  # 17 ms tail is higher

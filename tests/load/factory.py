@@ -8,6 +8,7 @@ from typing import Any
 
 from load import report, slos
 from load.recorder import Recorder, classify
+from load.settings import DEFAULT_WEIGHTS
 
 EPOCH = 1_800_000_000.0
 
@@ -24,6 +25,20 @@ def record(
             latency_s=ms / 1000.0,
             corrected_s=(ms + lag_ms) / 1000.0,
             lag_s=lag_ms / 1000.0,
+            epoch_s=EPOCH + i % 60,
+        )
+
+
+def record_values(rec: Recorder, endpoint: str, values_ms: Iterable[float]) -> None:
+    """One sample per value (no schedule lag)."""
+    for i, ms in enumerate(values_ms):
+        rec.record(
+            endpoint,
+            status=200,
+            outcome="ok",
+            latency_s=ms / 1000.0,
+            corrected_s=ms / 1000.0,
+            lag_s=0.0,
             epoch_s=EPOCH + i % 60,
         )
 
@@ -46,6 +61,8 @@ def document(
     achieved: float | None = None,
     cpu: Iterable[float] = (20.0,) * 10,
     facts: dict[str, Any] | None = None,
+    users: int = 10,
+    weights: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     requests = sum(sum(e.counts.values()) for e in rec.endpoints.values())
     doc: dict[str, Any] = {
@@ -53,7 +70,9 @@ def document(
         "model": {
             "kind": kind,
             "arrival_rate": rate if kind == "open" else None,
-            "users": 10,
+            "users": users,
+            "think_time_s": None if kind == "open" else [0.5, 1.5],
+            "weights": dict(weights or DEFAULT_WEIGHTS),
             "workers": 0,
             "elapsed_s": 60.0,
         },

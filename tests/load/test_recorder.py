@@ -103,3 +103,17 @@ def test_coarse_buckets_round_up_to_two_digits() -> None:
     assert coarse_us(7) == 7 and coarse_us(1249) == 1300 and coarse_us(1_249_000) == 1_300_000
     assert percentile_of({1000: 95, 2000: 5}, 95.0) == 1.0
     assert percentile_of({}, 95.0) is None
+
+
+def test_the_series_has_p50_p95_p99_per_second() -> None:
+    rec = Recorder()
+    for i in range(100):  # second 0: 1 .. 100 ms; second 1: all 7 ms
+        for sec, ms in ((0, i + 1), (1, 7)):
+            rec.record(
+                "list", status=200, outcome="ok", latency_s=ms / 1000, corrected_s=ms / 1000, lag_s=None,
+                epoch_s=sec,
+            )  # fmt: skip
+    series = rec.series_json(0)["list"]
+    assert series["t"] == [0, 1]
+    assert series["p50_ms"] == [50.0, 7.0] and series["p95_ms"] == [95.0, 7.0]
+    assert series["p99_ms"] == [99.0, 7.0]

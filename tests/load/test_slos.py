@@ -88,3 +88,57 @@ def test_a_spec_may_judge_a_subset_of_endpoints(tmp_path: Path) -> None:
     path = tmp_path / "slos.toml"
     path.write_text(GOOD_LIST)
     assert list(slos.load(path).endpoints) == ["list"]
+
+
+# -- [regression]: what counts as a regression against a baseline run --------------------------------
+
+
+def test_the_default_regression_rule_is_p99_worse_by_25_pct_with_a_95_pct_interval() -> None:
+    r = slos.load().regression
+    assert (r.rule.percentile, r.rule.max_increase_pct, r.rule.min_samples) == (99.0, 25.0, 1000)
+    assert (r.confidence_pct, r.resamples, r.seed) == (95.0, 10_000, 17)
+    assert r.rule_for("preview") == r.rule and not r.endpoints
+    # a spec without [regression] gets the same defaults
+    assert slos.parse({"endpoints": {"list": {"error_rate_max_pct": 1}}}).regression == r
+
+
+def test_per_endpoint_regression_overrides_inherit_what_they_do_not_say(tmp_path: Path) -> None:
+    path = tmp_path / "slos.toml"
+    path.write_text(
+        GOOD_LIST + "[regression]\nmax_increase_pct = 10\n"
+        "[regression.endpoints.execute]\npercentile = 95\n"
+        "[regression.endpoints.preview]\nmax_increase_pct = 50\nmin_samples = 300\n"
+    )
+    r = slos.load(path).regression
+    assert r.rule_for("list") == slos.RegressionRule(99.0, 10.0, 1000)
+    assert r.rule_for("execute") == slos.RegressionRule(95.0, 10.0, 200)  # min_samples follows p95
+    assert r.rule_for("preview") == slos.RegressionRule(99.0, 50.0, 300)
+    assert slos.parse_regression(r.to_json()) == r  # what a comparison records reads back
+
+
+@pytest.mark.parametrize(
+    ("table", "names"),
+    [
+        ("max_increase_pct = -5", "regression.max_increase_pct"),
+        ('max_increase_pct = "25%"', "regression.max_increase_pct"),
+        ("percentile = 100", "regression.percentile"),
+        ("confidence_pct = 30", "regression.confidence_pct"),
+        ("confidence_pct = 100", "regression.confidence_pct"),
+        ("resamples = 10", "regression.resamples"),
+        ("resamples = 1.5", "regression.resamples"),
+        ("seed = -1", "regression.seed"),
+        ("min_samples = 0", "regression.min_samples"),
+        ("threshold = 3", "regression.threshold"),
+        ("[regression.endpoints.checkout]\nmax_increase_pct = 5", "regression.endpoints.checkout"),
+        ("[regression.endpoints.list]\nmax_increase_pct = true", "endpoints.list.max_increase_pct"),
+        ("[regression.endpoints.list]\np = 99", "regression.endpoints.list.p"),
+        ("endpoints = 3", "regression.endpoints must be a table"),
+    ],
+)
+def test_a_bad_regression_value_names_the_key(tmp_path: Path, table: str, names: str) -> None:
+    path = tmp_path / "slos.toml"
+    path.write_text(GOOD_LIST + "[regression]\n" + table + "\n")
+    with pytest.raises(slos.SloSpecError) as info:
+        slos.load(path)
+    assert names in str(info.value) and str(path) in str(info.value)
+    assert info.value.exit_code == EXIT_USAGE
