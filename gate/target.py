@@ -85,7 +85,7 @@ Role = Literal["admin", "dev"]
 # every key the target config knows, per section (credentials: any name, each a table of CREDENTIAL_KEYS);
 # anything else is refused, naming it: a misspelt key must not silently leave a criterion unchecked
 SCHEMA: dict[str, frozenset[str] | None] = {
-    "target": frozenset({"name", "base_url"}),
+    "target": frozenset({"name", "base_url", "replica_urls"}),
     "credentials": None,
     "rate_limit": frozenset({"endpoint", "limit", "window_s", "max_wait_s"}),
     "signing": frozenset({"secret_env"}),
@@ -156,11 +156,19 @@ class Target:
     transport: Transport = field(default_factory=Transport)
     # the service's MAX_BODY_BYTES: the body-limit scenarios send exactly this many bytes, and one more
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # URLs that each reach one replica behind the base URL ([target] replica_urls; the stack's own):
+    # what a scenario needs to send one request to one replica and the next to another
+    replica_urls: list[str] = field(default_factory=list)
 
     # -- what the target offers ---------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         return self.base_urls[0]
+
+    @property
+    def replicas(self) -> list[str]:
+        """One URL per replica when they are known, else the base URL alone."""
+        return self.replica_urls or self.base_urls[:1]
 
     @property
     def controllable(self) -> bool:
@@ -206,6 +214,7 @@ class Target:
             "name": self.name,
             "backend": self.backend,
             "base_urls": [mask_url_passwords(u) for u in self.base_urls],
+            "replica_urls": [mask_url_passwords(u) for u in self.replicas],
             "credentials": [
                 {"name": c.name, "role": c.role, "workspace": c.workspace} for c in self.credentials.values()
             ],
@@ -235,6 +244,7 @@ class Target:
         return cls(
             name=f"reference stack ({cfg.backend})" + (f", defect {cfg.defect}" if cfg.defect else ""),
             base_urls=stack.base_urls,
+            replica_urls=list(stack.base_urls),
             credentials={k.name: Credential(k.name, k.role, k.workspace, k.key) for k in stack.keys},
             rate_limit=RateLimitPolicy(limit=cfg.rate_limit, window_s=cfg.window_s),
             rate_limit_enabled=cfg.rate_limit_enabled,
@@ -267,6 +277,14 @@ class Target:
         if not base_url:
             raise UsageError("no target URL: pass --target-url or set [target].base_url in the target config")
         _check_url(str(base_url), "target URL")
+        replica_urls = tsec.get("replica_urls", [])
+        if not isinstance(replica_urls, list) or not all(isinstance(u, str) for u in replica_urls):
+            raise UsageError(
+                f"{where}: target.replica_urls must be a list of URLs, each reaching one replica directly"
+            )
+        for u in replica_urls:
+            _check_url(u, "target.replica_urls entry")
+        replica_urls = [u.rstrip("/") for u in replica_urls]
 
         creds: dict[str, Credential] = {}
         for name, spec in _table(doc, "credentials", where).items():
@@ -381,11 +399,14 @@ class Target:
             _table(doc, "tls", where), _table(doc, "network", where),
             base=config_path.parent if config_path is not None else None, where=where, environ=environ,
         )  # fmt: skip
-        transport.check_proxy(str(base_url), where)
+        for u in (str(base_url), *replica_urls):
+            transport.check_proxy(u, where)
 
         return cls(
             name=str(tsec.get("name", urlsplit(str(base_url)).hostname)),
-            base_urls=[str(base_url).rstrip("/")],
+            base_urls=[str(base_url).rstrip("/")]
+            + [u for u in replica_urls if u != str(base_url).rstrip("/")],
+            replica_urls=replica_urls,
             credentials=creds,
             rate_limit=policy,
             receiver_url=str(receiver).rstrip("/") if receiver else None,

@@ -276,9 +276,12 @@ def _(
 def _(
     target: Target, dev: Credential, receiver: ReceiverClient, recorder: Recorder
 ) -> tuple[dict[str, Any], Capture]:
-    if len(target.base_urls) < 2:
-        skips.not_applicable(f"{target.name}: one base URL, so no replica can be chosen")
-    first, second = target.base_urls[:2]
+    if len(target.replicas) < 2:
+        skips.not_applicable(
+            f"{target.name}: one base URL, so no replica can be chosen (list each replica's own URL in "
+            "[target] replica_urls to check this)"
+        )
+    first, second = target.replicas[:2]
     with recorder.client(first, timeout=target.request_timeout_s) as c:
         doc = _preview(c, dev, ascii_notify("replicas"))
     after = receiver.last_seq()

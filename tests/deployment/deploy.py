@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         values = {
             "STAGING_URL": f"http://127.0.0.1:{ports[0]}",
+            "STG_REPLICA_URLS": " ".join(f"http://127.0.0.1:{p}" for p in ports),
             "STG_ADMIN_KEY": keys["admin"],
             "STG_DEV_KEY": keys["dev"],
             "STG_DEV_KEY_A": keys["dev_a"],

@@ -35,6 +35,7 @@ LOAD = ["--rate", "24", "--weights", "list=11,preview=11,execute=2", "--duration
 CONFIG = """\
 [target]
 name = "staging"
+replica_urls = {replica_urls}
 
 [credentials]
 admin = { env = "STG_ADMIN_KEY", workspace = "default" }
@@ -108,7 +109,9 @@ def _pipeline(tmp_path: Path, d: Deployment) -> Path:
     """The pipeline's folder: a relative target config, as docs/gate.md shows it."""
     caller = tmp_path / "pipeline"
     (caller / "conf").mkdir(parents=True)
-    (caller / "conf" / "staging.toml").write_text(CONFIG.replace("{receiver_url}", d.env["STG_RECEIVER_URL"]))
+    replicas = json.dumps(d.env["STG_REPLICA_URLS"].split())  # a JSON list of strings is a TOML array
+    config = CONFIG.replace("{receiver_url}", d.env["STG_RECEIVER_URL"]).replace("{replica_urls}", replicas)
+    (caller / "conf" / "staging.toml").write_text(config)
     return caller
 
 
@@ -143,6 +146,10 @@ def test_a_correct_deployment_at_the_seed_settings_passes(
     not_applicable = [s for s in scenarios if s["outcome"] == "skipped"]
     assert not_applicable and all(s["category"] == "not_applicable" and s["reason"] for s in not_applicable)
     assert all(s["outcome"] in ("passed", "skipped") for s in scenarios)
+    # [target] replica_urls lets the one-replica-then-another scenarios run on a deployment too
+    by_name = {s["scenario"]: s for s in scenarios}
+    crossed = by_name["A preview_id issued by one replica executes on another"]
+    assert crossed["outcome"] == "passed", crossed
     # the drill restored the deployment's own backup, and judged its real age
     drill = json.loads((run / "drill" / "drill.json").read_text())
     assert drill["verdict"] == "PASSED" and drill["rpo"]["scope"] == "latest"
@@ -157,3 +164,15 @@ def test_the_same_deployment_with_a_defect_fails(
     proc = _run(installed_gate, caller, deployment, "--skip", "load", "-m", "not rate_limit")
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-6000:]
     assert "X-Signature is the HMAC-SHA256 of the exact bytes received" in proc.stdout
+
+
+@pytest.mark.parametrize("deployment", ["preview-key-per-replica"], indirect=True)
+def test_a_defect_only_two_replicas_show_fails_through_replica_urls(
+    installed_gate: Path, deployment: Deployment, tmp_path: Path
+) -> None:
+    """Each replica signs preview_ids with a key of its own: one base URL cannot see it, the replicas'
+    own URLs in [target] replica_urls can."""
+    caller = _pipeline(tmp_path, deployment)
+    proc = _run(installed_gate, caller, deployment, "--skip", "load", "-m", "api")
+    assert proc.returncode == 1, (proc.stdout + proc.stderr)[-6000:]
+    assert "A preview_id issued by one replica executes on another" in proc.stdout

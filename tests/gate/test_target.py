@@ -133,3 +133,28 @@ def test_the_delivery_policy_defaults_to_the_documented_one_and_can_be_given(tmp
 def test_a_bad_delivery_policy_is_a_usage_error_naming_the_key(tmp_path: Path, line: str, named: str) -> None:
     with pytest.raises(UsageError, match=named):
         Target.from_config(None, config(tmp_path, line), environ={})
+
+
+def _with_replicas(tmp_path: Path, replicas: str) -> Path:
+    path = tmp_path / "staging.toml"
+    path.write_text(f'[target]\nbase_url = "https://relay.example.com/"\nreplica_urls = {replicas}\n')
+    return path
+
+
+def test_replica_urls_reach_each_replica_and_the_base_url_stays_first(tmp_path: Path) -> None:
+    replicas = '["http://10.0.3.11:8000/", "http://10.0.3.12:8000"]'
+    target = Target.from_config(None, _with_replicas(tmp_path, replicas), environ={})
+    assert target.base_url == "https://relay.example.com"  # requests go through the entry point
+    assert target.replicas == ["http://10.0.3.11:8000", "http://10.0.3.12:8000"]
+    assert target.base_urls == ["https://relay.example.com", *target.replicas]  # "every replica" steps
+
+
+def test_without_replica_urls_the_base_url_is_the_only_replica(tmp_path: Path) -> None:
+    target = Target.from_config(None, _toml(tmp_path, ""), environ={})
+    assert target.replicas == [target.base_url] and target.base_urls == [target.base_url]
+
+
+@pytest.mark.parametrize("replicas", ['"http://10.0.3.11"', '["ftp://10.0.3.11"]', "[1, 2]"])
+def test_replica_urls_that_are_not_a_list_of_http_urls_are_refused(tmp_path: Path, replicas: str) -> None:
+    with pytest.raises(UsageError, match="replica_urls"):
+        Target.from_config(None, _with_replicas(tmp_path, replicas), environ={})
