@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from gate import durations, load_quota
+from gate.commands import load_distributed
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
 from gate.transport import Transport, probe
-from load import report, settings, slos
+from load import launch, report, settings, slos
 from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
@@ -84,6 +85,7 @@ def register(sub: Any) -> None:
         help="recompute the verdict of a load.json and exit",
     )
     add_target_args(p)
+    load_distributed.add_arguments(p)  # --master / --worker: workers on other hosts
     p.set_defaults(run=run)
 
 
@@ -101,6 +103,10 @@ def parse_duration(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.recompute is not None:
         return recompute(args.recompute, args.slos)
+    if args.worker:
+        return load_distributed.run_worker(args)
+    master_bind = load_distributed.master_bind(args)
+    workers = args.expect_workers if master_bind else args.workers
     spec = slos.load(args.slos)  # exit 2 naming the key, before anything starts
     weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))
     duration = parse_duration(args.duration)
@@ -108,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     rate, users = _model(args)
     if not 0 <= args.workers <= 64:
         raise UsageError("--workers must be between 0 and 64")
-    if args.workers and users < args.workers:
+    if workers and users < workers:
         raise UsageError(
-            f"{users} users cannot be spread over {args.workers} workers: raise --concurrency/--users"
+            f"{users} users cannot be spread over {workers} workers: raise --concurrency/--users"
         )
     _forecast(spec, weights, rate, duration)
 
@@ -163,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
             duration_s=duration,
             arrival_rate=rate,
             think_time=args.think_time,
-            workers=args.workers,
+            workers=workers,
+            master_bind=master_bind,
+            join_timeout_s=args.join_timeout if master_bind else launch.CONNECT_TIMEOUT_S,
             slos=(args.slos or slos.DEFAULT_PATH).resolve(),
             results=results.resolve(),
             run_id=run_id,
@@ -257,7 +265,7 @@ def _run_locust(plan: LocustPlan, described: dict[str, Any], secrets: list[str])
         if plan.arrival_rate
         else f"closed model, {plan.users} users"
     )
-    workers = f", {plan.workers} workers" if plan.workers else ""
+    workers = load_distributed.describe(plan)
     print(
         redactor.text(
             f"relay-gate load: run {plan.run_id} against {described['name']} ({plan.host}): {model}, "
