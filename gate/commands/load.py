@@ -1,8 +1,10 @@
 """``relay-gate load``: Locust against the reference stack or a deployment, judged against SLOs.
 
-Runs ``load/locustfile.py`` in Locust subprocesses (a single process, or ``--workers N`` on loopback
-with a master merging their HDR histograms), shows progress, and ends with the verdict per endpoint
-and SLO: measured value, threshold, pass/fail, error budget, and whether the run is valid evidence.
+Runs ``load/locustfile.py`` in Locust subprocesses (a single process, ``--workers N`` on loopback
+with a master merging their HDR histograms, or ``--master --expect-workers N`` for workers on other
+hosts started with ``--worker``: docs/load.md, "Workers on other hosts"), shows progress, and ends
+with the verdict per endpoint and SLO: measured value, threshold, pass/fail, error budget, and
+whether the run is valid evidence.
 Results: ``results/<run-id>/load/load.json`` (relay-gate/load@1) and ``run.json``.
 
 Load models: ``--rate R`` (open model, the default at 100 req/s: R requests/s on a fixed schedule,
