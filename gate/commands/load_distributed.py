@@ -85,6 +85,11 @@ def master_bind(args: argparse.Namespace) -> tuple[str, int] | None:
         raise UsageError("--master-bind-port must be a TCP port (1-65535)")
     if not 0 < args.join_timeout <= 3600:
         raise UsageError("--join-timeout must be more than 0 and at most 3600 seconds")
+    if not (args.target_url or args.target_config):
+        raise UsageError(
+            "--master needs --target-url: its workers must reach the target and hold its keys, and the "
+            "reference stack listens on this host's loopback with keys of its own"
+        )
     return args.master_bind_host, args.master_bind_port
 
 

@@ -36,7 +36,11 @@ def gate_load(*argv: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--master", "--expect-workers", "2", "--workers", "2"], "choose one"),
         (["--master", "--expect-workers", "2", "--join-timeout", "0"], "--join-timeout must be more than 0"),
         (["--master", "--expect-workers", "2", "--master-bind-port", "70000"], "--master-bind-port"),
-        (["--master", "--expect-workers", "20", "--rate", "50"], "10 users cannot be spread over 20 workers"),
+        (["--master", "--expect-workers", "2"], "--master needs --target-url"),
+        (
+            ["--master", "--expect-workers", "20", "--rate", "50", "--target-url", "http://127.0.0.1:9"],
+            "10 users cannot be spread over 20 workers",
+        ),
         (["--master", "--worker"], "not allowed with argument"),
         (["--worker"], "--worker needs --master-host"),
         (["--worker", "--master-host", "127.0.0.1"], "no API key"),
