@@ -41,31 +41,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run one worker for the master at --master-host (keys from RELAY_API_KEY(S))",
     )
-    g.add_argument("--expect-workers", type=int, default=None, help="--master: workers to wait for")
+    g.add_argument(
+        "--expect-workers", type=int, default=None, metavar="N", help="--master: workers to wait for"
+    )
     g.add_argument(
         "--master-bind-host",
         default="*",
+        metavar="HOST",
         help="--master: interface to listen on (default *: all; the port is unauthenticated, so "
         "bind a private network's address)",
     )
     g.add_argument(
         "--master-bind-port",
         type=int,
+        metavar="PORT",
         default=DEFAULT_MASTER_PORT,
         help=f"--master: port to listen on (default {DEFAULT_MASTER_PORT})",
     )
     g.add_argument(
         "--join-timeout",
         type=float,
+        metavar="SECONDS",
         default=identity.DEFAULT_JOIN_TIMEOUT_S,
         help=f"--master: seconds the workers have to join (default {identity.DEFAULT_JOIN_TIMEOUT_S:g}); "
         "the run starts with those that did and is INVALID, naming them",
     )
-    g.add_argument("--master-host", default=None, help="--worker: the master's host name or address")
-    g.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT, help="--worker: the master's port")
+    g.add_argument(
+        "--master-host", default=None, metavar="HOST", help="--worker: the master's host name or address"
+    )
+    g.add_argument(
+        "--master-port",
+        type=int,
+        default=DEFAULT_MASTER_PORT,
+        metavar="PORT",
+        help="--worker: the master's port",
+    )
     g.add_argument(
         "--source-address",
         default=None,
+        metavar="ADDRESS",
         help="--worker: send the requests from this local IP address (RELAY_LOAD_SOURCE_ADDRESS)",
     )
 
