@@ -28,7 +28,7 @@ import gevent
 from locust import events
 from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from load import identity
 from load.state import STATE
@@ -66,7 +66,6 @@ def _worker_connect(client_id: str, **_: Any) -> None:
     runner = _master()
     if runner is None:
         return
-    STATE.fleet.connected.setdefault(client_id, time.monotonic())
     if runner.state in (STATE_SPAWNING, STATE_RUNNING) and client_id not in STATE.fleet.participants:
         STATE.fleet.late.add(client_id)
         log.error("worker %s joined after the test had started: the run is not valid evidence", client_id)
@@ -169,7 +168,9 @@ def test_started(environment: Environment) -> int:
     _refuse_unidentified(runner)
     fleet = STATE.fleet
     fleet.reset_test()
-    fleet.participants = {c.id for c in runner.clients.all if c.id in fleet.accepted and c.state != "missing"}
+    fleet.participants = {
+        c.id for c in runner.clients.all if c.id in fleet.accepted and c.state != STATE_MISSING
+    }
     return len(fleet.participants)
 
 

@@ -110,7 +110,6 @@ class Fleet:
     info: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> its hello
     accepted: set[str] = field(default_factory=set)
     refused: dict[str, str] = field(default_factory=dict)  # node -> why
-    connected: dict[str, float] = field(default_factory=dict)  # node -> when it connected (monotonic)
     participants: set[str] = field(default_factory=set)  # accepted workers the test started with
     late: set[str] = field(default_factory=set)  # joined after the test had started
     timed_out: bool = False  # the join timeout passed with fewer than ``expected`` workers

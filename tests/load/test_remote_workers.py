@@ -301,3 +301,33 @@ def test_a_worker_joining_after_the_start_is_named(tmp_path: Path, procs: Procs)
     doc = load_json(tmp_path / "results")
     (node,) = doc["facts"]["workers"]["late"]
     assert f"worker {node} (pid {late.pid}) joined after the test had started" in reasons(doc)
+
+
+PLAIN = """
+from locust import FastHttpUser, task
+
+
+class Plain(FastHttpUser):
+    @task
+    def index(self):
+        self.client.get("/actions")
+"""
+
+
+def test_a_worker_that_does_not_introduce_itself_is_refused(tmp_path: Path, procs: Procs) -> None:
+    """A worker running some other locustfile (no relay-gate plugin) never says what it runs."""
+    port = free_port()
+    plain = tmp_path / "plain_locustfile.py"
+    plain.write_text(PLAIN)
+    with fakeserver.answering() as url:
+        master, log = locust_master(procs, tmp_path, url, port, expect=1, join=2, t=30)
+        worker = procs.start(
+            [sys.executable, "-m", "locust", "-f", str(plain), "--worker", "--master-port", str(port)],
+            env={},
+            log=tmp_path / "plain.out",
+        )
+        assert wait(master, log, timeout=60) == EXIT_INVALID, log.read_text()[-3000:]
+        wait(worker, tmp_path / "plain.out")  # told to quit
+    doc = load_json(tmp_path / "results")
+    (node,) = doc["facts"]["workers"]["refused"]
+    assert f"worker {node} was refused: it did not introduce itself within 5 s of connecting" in reasons(doc)
