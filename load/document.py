@@ -62,6 +62,7 @@ def build(environment: Environment) -> dict[str, Any]:
             "exceptions": exceptions,
             "unhandled_errors": bool(locust_log.unhandled_greenlet_exception),
             "missing_workers": STATE.missing,
+            **({"workers": STATE.fleet.facts()} if isinstance(runner, MasterRunner) else {}),
         },
         "series": STATE.recorder.series_json(STATE.t0_epoch),
         "series_start_epoch": int(STATE.t0_epoch),

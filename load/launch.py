@@ -1,4 +1,5 @@
-"""Start Locust for ``relay-gate load``: one process, or a master and N workers, all on loopback.
+"""Start Locust for ``relay-gate load``: one process, a master and N workers on loopback, or a master
+alone whose workers run on other hosts (``relay-gate load --master``, see :attr:`LocustPlan.master_bind`).
 
 Locust monkey-patches its process with gevent, so it only ever runs here as child processes; this
 module itself never imports it. Each process's output goes, redacted as it comes, to a log file under
@@ -57,6 +58,11 @@ class LocustPlan:
     request_log: Path | None = None
     # what must not reach the log files (the keys in ``env`` are added anyway)
     secrets: list[str] = field(default_factory=list, repr=False)
+    # --master: (host, port) the master listens on for ``workers`` workers started elsewhere
+    # (``relay-gate load --worker``, plain ``locust --worker``); it starts none itself
+    master_bind: tuple[str, int] | None = None
+    # how long the master waits for its workers to join before it runs with those that did (INVALID)
+    join_timeout_s: float = CONNECT_TIMEOUT_S
 
     @property
     def spawn_rate(self) -> int:
@@ -93,7 +99,7 @@ class LocustRun:
         # -P: Locust runs in the caller's folder, whose own load/ or gate/ must not shadow ours
         return [sys.executable, "-P", "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "INFO"]
 
-    def master_argv(self, port: int | None) -> list[str]:
+    def master_argv(self, port: int | None, bind_host: str = "127.0.0.1") -> list[str]:
         p = self.plan
         argv = [
             *self._common(),
@@ -107,13 +113,17 @@ class LocustRun:
             argv += ["--request-log", str(p.request_log)]
         if port is not None:
             argv += [
-                "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                "--expect-workers", str(p.workers), "--expect-workers-max-wait", str(CONNECT_TIMEOUT_S),
+                "--master", "--master-bind-host", bind_host, "--master-bind-port", str(port),
+                "--expect-workers", str(p.workers), "--join-timeout", f"{p.join_timeout_s:g}",
             ]  # fmt: skip
         return argv
 
     def worker_argv(self, port: int) -> list[str]:
-        return [*self._common(), "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+        # the worker reads the master's spec: the master refuses a worker whose spec differs
+        return [
+            *self._common(), "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+            "--slos", str(self.plan.slos),
+        ]  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str]) -> _Proc:
         log = self.log_dir / f"{name}.log"
@@ -130,6 +140,17 @@ class LocustRun:
         self.progress_file.unlink(missing_ok=True)
         if not self.plan.workers:
             self.master = self._spawn("locust", self.master_argv(None))
+            return
+        if self.plan.master_bind is not None:  # the workers run elsewhere and connect to it
+            host, port = self.plan.master_bind
+            self.master = self._spawn("master", self.master_argv(port, host))
+            self.master_port = port
+            try:
+                self._await_listening(self.master, port, host)
+            except BaseException:
+                end_group(self.master.popen)
+                self.master.finish()
+                raise
             return
         self.master, port = on_free_port("locust master", self._start_master)
         if exit_status(self.master.popen) is not None:
@@ -149,7 +170,7 @@ class LocustRun:
         return master, port
 
     @staticmethod
-    def _await_listening(master: _Proc, port: int) -> None:
+    def _await_listening(master: _Proc, port: int, host: str = "127.0.0.1") -> None:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not listens(master.popen.pid, port):
             status = exit_status(master.popen)
@@ -158,14 +179,14 @@ class LocustRun:
                     raise PortTaken(
                         "locust master",
                         port,
-                        f"127.0.0.1:{port} was taken before the master could bind it (exit {status})",
+                        f"{host}:{port} was taken before the master could bind it (exit {status})",
                         log_tail=tail(master.log),
                     )
                 return
             if time.monotonic() > deadline:
                 raise StackError(
                     "locust master",
-                    f"did not listen on 127.0.0.1:{port} within {CONNECT_TIMEOUT_S} s",
+                    f"did not listen on {host}:{port} within {CONNECT_TIMEOUT_S} s",
                     fix=f"read {master.log}",
                     log_tail=tail(master.log),
                 )
@@ -173,7 +194,8 @@ class LocustRun:
 
     @property
     def deadline_s(self) -> float:
-        return self.plan.duration_s + CONNECT_TIMEOUT_S + GRACE_S
+        join = self.plan.join_timeout_s if self.plan.workers else 0.0
+        return self.plan.duration_s + CONNECT_TIMEOUT_S + join + GRACE_S
 
     def running(self) -> bool:
         return self.master is not None and exit_status(self.master.popen) is None

@@ -31,7 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from gate.errors import EXIT_INFRA, EXIT_USAGE, GateError
 from gate.results import new_run_id, utc_now
-from load import distributed, document, report, settings, slos
+from load import distributed, document, identity, report, settings, slos, transport
 from load.endpoints import endpoint_for
 from load.pacing import Pacer
 from load.recorder import ERROR_OUTCOMES, SERIES_HORIZON_S, classify
@@ -94,12 +94,28 @@ def _arguments(parser: Any) -> None:
         "to this file; in a distributed run each worker writes <stem>.worker-<index><suffix> beside it "
         "(load/requestlog.py)",
     )
+    g.add_argument(
+        "--join-timeout",
+        type=float,
+        default=None,
+        env_var="RELAY_LOAD_JOIN_TIMEOUT",
+        help="master with --expect-workers: seconds to wait for the workers to join (default "
+        f"{identity.DEFAULT_JOIN_TIMEOUT_S:g}, or --expect-workers-max-wait; 0 waits forever); fewer "
+        "make the run INVALID, naming who joined",
+    )
+    g.add_argument(
+        "--source-address",
+        default="",
+        env_var="RELAY_LOAD_SOURCE_ADDRESS",
+        help="send this process's requests from this local IP address (a multi-homed load generator)",
+    )
 
 
 @events.init.add_listener
 def _init(environment: Environment, runner: Any, **_: Any) -> None:
     # until a verdict is reached, this process has failed: a crash must never exit 0 (or 3)
     environment.process_exit_code = EXIT_INFRA
+    STATE.environment = environment
     opts = environment.parsed_options
     try:
         STATE.keys = settings.require_keys(os.environ)
@@ -107,9 +123,20 @@ def _init(environment: Environment, runner: Any, **_: Any) -> None:
         STATE.think = settings.parse_think_time(opts.think_time)
         if opts.arrival_rate < 0:
             raise ValueError(f"--arrival-rate must not be negative (got {opts.arrival_rate:g})")
+        if opts.join_timeout is not None and opts.join_timeout < 0:
+            raise ValueError(f"--join-timeout must not be negative (got {opts.join_timeout:g})")
+        # a worker reads its spec too: the master refuses one whose spec differs from its own
+        STATE.spec = slos.load(Path(opts.slos))
         if not isinstance(runner, WorkerRunner):
-            STATE.spec = slos.load(Path(opts.slos))
             STATE.run_id = opts.run_id or new_run_id()
+        if opts.source_address:
+            transport.bind_source(opts.source_address)
+        STATE.identity = identity.introduce(
+            locustfiles=getattr(environment, "parsed_locustfiles", None) or [],
+            spec=STATE.spec,
+            environ=os.environ,
+            source_address=opts.source_address or None,
+        )
     except (GateError, ValueError) as exc:
         print(f"relay-gate load: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -127,7 +154,7 @@ def _test_start(environment: Environment, **_: Any) -> None:
     rate: float | None = float(opts.arrival_rate) or None
     if isinstance(runner, MasterRunner):
         # custom options travel to the workers in the spawn message: each sends its share of the rate
-        opts.relay_workers = max(1, runner.worker_count)
+        opts.relay_workers = max(1, distributed.test_started(environment))
     elif isinstance(runner, WorkerRunner) and rate is not None:
         rate /= max(1, int(getattr(opts, "relay_workers", 1)))
     STATE.pacer = Pacer(rate, STATE.think)
@@ -262,8 +289,12 @@ def _quitting(environment: Environment, **_: Any) -> None:
     if STATE.request_log is not None:
         STATE.request_log.close()  # normally closed at the stop already; a crash path must not lose it
     if isinstance(runner, WorkerRunner):
-        # the master judges; a worker succeeded if its final measurements went out (or no test ran)
-        environment.process_exit_code = 0 if STATE.final_sent or not STATE.started else EXIT_INFRA
+        # the master judges; a worker succeeded if its final measurements went out (or no test ran);
+        # one the master refused runs something else than the master: a configuration error
+        if STATE.refused is not None:
+            environment.process_exit_code = EXIT_USAGE
+        else:
+            environment.process_exit_code = 0 if STATE.final_sent or not STATE.started else EXIT_INFRA
         return
     if not STATE.started:
         print("relay-gate load: no test ran, so there is no verdict", file=sys.stderr)

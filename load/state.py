@@ -9,7 +9,9 @@ import itertools
 import time
 from typing import Any
 
+from gate.results import utc_now
 from load import slos
+from load.identity import Fleet
 from load.pacing import Pacer
 from load.recorder import Recorder
 from load.requestlog import RequestLog
@@ -25,6 +27,10 @@ class RunState:
         self._execute_cycle: Any = None
         self.monitor: Any = None  # the greenlet sampling CPU and writing progress
         self.request_log: RequestLog | None = None  # --request-log: one line per request
+        self.environment: Any = None  # Locust's Environment, once ``init`` ran
+        self.identity: dict[str, Any] = {}  # what this process runs (load/identity.py)
+        self.fleet = Fleet()  # master: who joined, who was refused (kept across tests: joins come first)
+        self.refused: str | None = None  # worker: why the master refused it
         self.reset()
 
     def reset(self) -> None:
@@ -71,6 +77,14 @@ class RunState:
         if self._execute_cycle is None:
             self._execute_cycle = itertools.cycle(self.keys)
         return str(next(self._execute_cycle))
+
+    def start_empty(self) -> None:
+        """A test that starts and stops at once (a master whose workers never joined): the verdict is
+        then computed from no measurements, and says why."""
+        self.reset()
+        self.started_at = utc_now()
+        self.t0_epoch = time.time()
+        self.t0_perf = self.stopped_perf = time.perf_counter()
 
     def freeze(self, users: int) -> None:
         """Stop recording: requests still in flight are charged the time since they were due."""

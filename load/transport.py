@@ -40,6 +40,29 @@ def ssl_context_factory(environ: Mapping[str, str]) -> Callable[..., Any] | None
     return factory
 
 
+def bind_source(address: str) -> None:
+    """Send every new connection of this process's users from ``address`` (a multi-homed generator,
+    or several workers on one host told apart by address). geventhttpclient makes its sockets in
+    ``ConnectionPool._create_tcp_socket`` (documented there as the socket factory to override); the
+    users' pools are made per User, so binding there covers plain and TLS connections alike."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise LoadSettingsError(f"--source-address must be an IP address (got {address!r})") from None
+    from geventhttpclient.connectionpool import ConnectionPool
+
+    make = ConnectionPool._create_tcp_socket
+
+    def bound(self: Any, family: int, socktype: int, protocol: int) -> Any:
+        sock = make(self, family, socktype, protocol)
+        sock.bind((address, 0))
+        return sock
+
+    ConnectionPool._create_tcp_socket = bound  # type: ignore[method-assign]
+
+
 def proxy(environ: Mapping[str, str]) -> tuple[str | None, int | None]:
     """(host, port) of the proxy to use, or (None, None)."""
     value = (environ.get(PROXY_ENV) or "").strip()

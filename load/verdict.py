@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 from gate.verdict import Item, Outcome, decide, earn
-from load import hdr
+from load import hdr, identity
 from load.recorder import ERROR_OUTCOMES
 from load.slos import SloSpec
 
@@ -169,6 +169,8 @@ def _validity(spec: SloSpec, doc: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     missing = facts.get("missing_workers", [])
+    workers = facts.get("workers")
+    names = (workers or {}).get("names", {})
     checks.append(
         _check(
             "worker_reports",
@@ -176,9 +178,22 @@ def _validity(spec: SloSpec, doc: dict[str, Any]) -> list[dict[str, Any]]:
             "verdict",
             "every worker delivered its final measurements"
             if not missing
-            else f"no final measurements from {', '.join(missing)}: the merged histograms are incomplete",
+            else f"no final measurements from {', '.join(names.get(n, n) for n in missing)} (it died or "
+            "lost its connection to the master): the merged histograms are incomplete",
         )
     )
+    if workers is not None:  # a distributed run: who joined, who was refused, who came late
+        trouble = identity.problems(workers)
+        checks.append(
+            _check(
+                "workers",
+                not trouble,
+                "verdict",
+                "; ".join(trouble)
+                or f"{len(workers.get('joined', []))} workers joined in time, each running the master's "
+                "code, SLO spec and request settings",
+            )
+        )
 
     limit = spec.validity.max_generator_cpu_pct
     hot = []

@@ -1,8 +1,10 @@
 """``relay-gate load``: Locust against the reference stack or a deployment, judged against SLOs.
 
-Runs ``load/locustfile.py`` in Locust subprocesses (a single process, or ``--workers N`` on loopback
-with a master merging their HDR histograms), shows progress, and ends with the verdict per endpoint
-and SLO: measured value, threshold, pass/fail, error budget, and whether the run is valid evidence.
+Runs ``load/locustfile.py`` in Locust subprocesses (a single process, ``--workers N`` on loopback
+with a master merging their HDR histograms, or ``--master --expect-workers N`` for workers on other
+hosts started with ``--worker``: docs/load.md, "Workers on other hosts"), shows progress, and ends
+with the verdict per endpoint and SLO: measured value, threshold, pass/fail, error budget, and
+whether the run is valid evidence.
 Results: ``results/<run-id>/load/load.json`` (relay-gate/load@1) and ``run.json``.
 
 Load models: ``--rate R`` (open model, the default at 100 req/s: R requests/s on a fixed schedule,
@@ -36,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from gate import durations, load_quota
+from gate.commands import load_distributed
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
 from gate.stack import Stack, StackConfig
 from gate.target import Target
 from gate.transport import Transport, probe
-from load import baseline, report, settings, slos
+from load import baseline, launch, report, settings, slos
 from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
@@ -98,6 +101,7 @@ def register(sub: Any) -> None:
         "regressions of p99 are a breach",
     )
     add_target_args(p)
+    load_distributed.add_arguments(p)  # --master / --worker: workers on other hosts
     p.set_defaults(run=run)
 
 
@@ -115,6 +119,10 @@ def parse_duration(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.recompute is not None:
         return recompute(args.recompute, args.slos, args.baseline)
+    if args.worker:
+        return load_distributed.run_worker(args)
+    master_bind = load_distributed.master_bind(args)
+    workers = args.expect_workers if master_bind else args.workers
     spec = slos.load(args.slos)  # exit 2 naming the key, before anything starts
     weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))
     duration = parse_duration(args.duration)
@@ -127,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
         baseline.check_comparable(base, model)
     if not 0 <= args.workers <= 64:
         raise UsageError("--workers must be between 0 and 64")
-    if args.workers and users < args.workers:
+    if workers and users < workers:
         raise UsageError(
-            f"{users} users cannot be spread over {args.workers} workers: raise --concurrency/--users"
+            f"{users} users cannot be spread over {workers} workers: raise --concurrency/--users"
         )
     _forecast(spec, weights, rate, duration)
 
@@ -182,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
             duration_s=duration,
             arrival_rate=rate,
             think_time=args.think_time,
-            workers=args.workers,
+            workers=workers,
+            master_bind=master_bind,
+            join_timeout_s=args.join_timeout if master_bind else launch.CONNECT_TIMEOUT_S,
             slos=(args.slos or slos.DEFAULT_PATH).resolve(),
             results=results.resolve(),
             run_id=run_id,
@@ -282,7 +292,7 @@ def _run_locust(
         if plan.arrival_rate
         else f"closed model, {plan.users} users"
     )
-    workers = f", {plan.workers} workers" if plan.workers else ""
+    workers = load_distributed.describe(plan)
     print(
         redactor.text(
             f"relay-gate load: run {plan.run_id} against {described['name']} ({plan.host}): {model}, "
