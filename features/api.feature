@@ -55,11 +55,12 @@ Feature: The API contract
     When the developer executes that preview
     Then the receiver got exactly the bytes the preview showed, at the host the preview named
 
-  @needs-dev-key @needs-admin-key @needs-receiver @quota-none
+  @needs-dev-key @needs-admin-key @needs-receiver @quota-1
   Scenario: A preview has no side effects: no webhook and no audit record
     When the developer previews 3 actions
     Then the receiver got no delivery from them
     And the audit log has no record of them
+    And previews beyond the workspace's whole quota spend none of its executes
 
   @needs-dev-key @needs-second-workspace @needs-receiver @quota-6
   Scenario: A preview_id executes only unaltered and in the workspace it was issued to, as often as asked
@@ -173,6 +174,8 @@ Feature: The API contract
       | MAX_BODY_BYTES     | chunked  | 200    |
       | MAX_BODY_BYTES + 1 | chunked  | 413    |
       | 2 x MAX_BODY_BYTES | chunked  | 413    |
+      | MAX_BODY_BYTES     | trickled | 200    |
+      | MAX_BODY_BYTES + 1 | trickled | 413    |
     Then each padded preview is answered with the status listed
 
   @needs-dev-key @needs-receiver @quota-1

@@ -195,9 +195,13 @@ def padded(body: bytes, size: int) -> bytes:
     return body + b" " * (size - len(body))
 
 
-def in_chunks(body: bytes, size: int = 8192) -> Iterator[bytes]:
-    """An iterator, so httpx sends the body with chunked transfer coding and no Content-Length."""
+def in_chunks(body: bytes, size: int = 8192, *, pause_s: float = 0.0) -> Iterator[bytes]:
+    """An iterator, so httpx sends the body with chunked transfer coding and no Content-Length;
+    ``pause_s`` between chunks makes the server read them one by one (sent at once, a server may
+    read the whole body in one go, and a limit applied to each piece instead of the sum goes unseen)."""
     for i in range(0, len(body), size):
+        if i and pause_s:
+            time.sleep(pause_s)
         yield body[i : i + size]
 
 

@@ -227,6 +227,43 @@ class _LimitExclusive(BodyLimitMiddleware):
         await resp(scope, receive, send)
 
 
+class _LimitPerMessage(BodyLimitMiddleware):
+    """``size = len(body)`` where ``size += len(body)`` belongs: each piece the server reads is held
+    to the limit, not their sum -- a body sent at once arrives in one piece and is refused, one trickled
+    in chunks is read whole, whatever its size."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+        pieces: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            body = message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            pieces.append(body)
+            if not message.get("more_body", False):
+                break
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"".join(pieces), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def body_limit(cls: type[BodyLimitMiddleware]) -> Patch:
     def patch(app: FastAPI) -> None:
         for i, m in enumerate(app.user_middleware):
@@ -238,6 +275,7 @@ def body_limit(cls: type[BodyLimitMiddleware]) -> Patch:
 
 content_length_only = body_limit(_ContentLengthOnly)
 limit_exclusive = body_limit(_LimitExclusive)
+limit_per_message = body_limit(_LimitPerMessage)
 
 
 # -- request ids ---------------------------------------------------------------------------------------
@@ -538,6 +576,11 @@ async def test_delivery(relay: Relay, action: ResolvedAction) -> None:
     await relay.deliverer.deliver(
         action.destination, action.body(), request_id=str(uuid.uuid4()), webhook_id=new_webhook_id()
     )
+
+
+async def spend_quota(relay: Relay, action: ResolvedAction) -> None:
+    if relay.settings.rate_limit_enabled:  # "previews cost as much as executes: limit them too"
+        await relay.limiter.hit(action.workspace)
 
 
 async def pending_audit_row(relay: Relay, action: ResolvedAction) -> None:

@@ -104,6 +104,11 @@ DEFECTS = (
            "preview records a pending audit row \"for traceability\"",
            lambda: Variant(patch=api.preview_side_effect(api.pending_audit_row)),
            caught_by=(PREVIEW_FREE,)),
+    Defect("preview-spends-execute-quota", "api",
+           "each preview is counted against the workspace's execute quota (\"previews cost as much as "
+           "executes\")",
+           lambda: Variant(patch=api.preview_side_effect(api.spend_quota)),
+           caught_by=(PREVIEW_FREE,)),
     Defect("preview-id-mac-not-checked", "api",
            "execute trusts a preview_id's payload without checking its HMAC (\"we issued it\")",
            lambda: Variant(patch=api.preview_signer(mac=False)),
@@ -181,6 +186,11 @@ DEFECTS = (
     Defect("body-limit-trusts-content-length", "api",
            "the body limit checks Content-Length only: a chunked body of any size is read",
            lambda: Variant(patch=api.content_length_only),
+           caught_by=(BODY_LIMIT,)),
+    Defect("body-limit-counted-per-message", "api",
+           "the body limit holds each piece the server reads to the limit, not their sum: a body "
+           "trickled in chunks is read whole, whatever its size",
+           lambda: Variant(patch=api.limit_per_message),
            caught_by=(BODY_LIMIT,)),
     Defect("body-limit-refuses-exactly-the-limit", "api",
            "the body limit compares with >=: a body of exactly MAX_BODY_BYTES is refused",

@@ -126,6 +126,23 @@ def _(previewed: tuple[int, dict[str, Any] | None, float], receiver: ReceiverCli
     assert not caps, f"previews delivered webhooks: {[(c.path, c.header('webhook-id')) for c in caps]}"
 
 
+@then("previews beyond the workspace's whole quota spend none of its executes")
+def _(http: httpx.Client, dev: Credential, target: Target, recorder: Recorder) -> None:
+    """More previews than the quota allows executes, then one execute, which the quota plan left room
+    for: it is admitted unless the previews were counted. ``admitted`` is not used: it waits a 429 out,
+    and would hide the very quota previews must not spend."""
+    limit = target.rate_limit.limit if target.rate_limit is not None else 10
+    for i in range(limit + 1):
+        _preview(http, dev, ascii_notify(f"quota preview #{i + 1}"))
+    r = http.post("/actions/execute", headers=dev.authorization, json=ascii_notify("quota after previews"))
+    recorder.note("preview_quota", {"previews": limit + 1, "execute": r.status_code,
+                                    "retry_after": r.headers.get("retry-after")})  # fmt: skip
+    assert r.status_code == 200, (
+        f"after {limit + 1} previews an execute was refused ({r.status_code}, Retry-After "
+        f"{r.headers.get('retry-after')}): previews spent the workspace's execute quota"
+    )
+
+
 @then("the audit log has no record of them")
 def _(previewed: tuple[int, dict[str, Any] | None, float], http: httpx.Client, admin: Credential) -> None:
     _, before, _ = previewed

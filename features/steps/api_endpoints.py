@@ -345,6 +345,10 @@ def _(probed: dict[str, dict[str, httpx.Response]]) -> None:
 # -- the body limit ------------------------------------------------------------------------------------
 
 
+TRANSFERS = ("length", "chunked", "trickled")  # Content-Length; chunks sent at once; chunks 20 ms apart
+TRICKLE_PAUSE_S = 0.02
+
+
 def _size(expr: str, limit: int) -> int:
     sizes = {"MAX_BODY_BYTES": limit, "MAX_BODY_BYTES + 1": limit + 1, "2 x MAX_BODY_BYTES": 2 * limit}
     assert expr in sizes, f"unknown size {expr!r}: one of {sorted(sizes)}"
@@ -359,7 +363,12 @@ def _(
     out = []
     for row in _table(datatable):
         body = padded(doc, _size(row["size"], target.max_body_bytes))
-        content = in_chunks(body) if row["transfer"] == "chunked" else body
+        assert row["transfer"] in TRANSFERS, f"unknown transfer {row['transfer']!r}: one of {TRANSFERS}"
+        content = (
+            body
+            if row["transfer"] == "length"
+            else in_chunks(body, pause_s=TRICKLE_PAUSE_S if row["transfer"] == "trickled" else 0.0)
+        )
         r = http.post(
             "/actions/preview",
             content=content,
