@@ -82,6 +82,7 @@ Feature: Authentication and the audit log
     When an admin pages through the workspace's audit records one at a time
     Then the 3 executes come first, newest first, one per page
     And no record is listed twice, and each page's record is older than the one before
+    And every page read with a workspace or status filter holds only records that match it
 
   @needs-admin-key @quota-none
   Scenario: The audit log takes a limit from 1 to 500, and refuses 0 and 501

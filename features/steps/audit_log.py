@@ -142,6 +142,34 @@ def _(audit_pages: list[list[dict[str, Any]]]) -> None:
     assert all(a > b for a, b in itertools.pairwise(keys)), f"pages not newest first: {keys}"
 
 
+FILTERED_PAGES = 25  # one record a page: deep enough to reach records of other workspaces and statuses
+
+
+@then("every page read with a workspace or status filter holds only records that match it")
+def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: Recorder) -> None:
+    """A cursor continues a filtered listing: the pages after the first are as filtered as the first
+    (a cursor that "already pins the position" and drops the filters lists whatever is older)."""
+    wrong: list[str] = []
+    walked: dict[str, int] = {}
+    for key, value in (("workspace", dev.workspace), ("status", "ok")):
+        params: dict[str, Any] = {key: value, "limit": 1}
+        for page in range(FILTERED_PAGES):
+            r = http.get("/audit", headers=admin.authorization, params=params)
+            assert r.status_code == 200, f"GET /audit {params} answered {r.status_code}: {r.text[:300]}"
+            doc = r.json()
+            wrong += [
+                f"page {page + 1} of {key}={value}: record {i['id']} has {key} {i.get(key)!r}"
+                for i in doc["items"]
+                if i.get(key) != value
+            ]
+            walked[f"{key}={value}"] = page + 1
+            if not doc.get("next_cursor"):
+                break
+            params["cursor"] = doc["next_cursor"]
+    recorder.note("audit_filtered_pages", {"pages": walked, "wrong": wrong})
+    assert not wrong, "a filtered listing lost its filter on a later page:\n" + "\n".join(wrong[:10])
+
+
 @when("an admin reads the audit log with these limits", target_fixture="audit_limits")
 def _(
     http: httpx.Client, admin: Credential, datatable: list[list[str]], recorder: Recorder
