@@ -89,6 +89,7 @@ Feature: Per-workspace rate limiting
     When Redis is killed and executes are sent to every replica
     Then every execute succeeds, none with a 5xx
     And every replica's rate limiter has fallen back to the in-process limiter
+    And the fallback's X-RateLimit-Reset is epoch seconds within one window, as Redis's is
     When Redis is started again
     Then every replica's rate limiter is back on Redis within 5 seconds
 

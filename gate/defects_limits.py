@@ -345,6 +345,14 @@ def fallback_without_limit(settings: Settings, on_change: Callable[[str], None])
     return limiter
 
 
+def fallback_monotonic_reset(settings: Settings, on_change: Callable[[str], None]) -> FallbackRateLimiter:
+    """``wall = now`` where ``wall = self._wall()`` belongs: the fallback stamps X-RateLimit-Reset from
+    its monotonic clock (seconds since boot), not epoch seconds."""
+    limiter = build_limiter(settings, on_backend_change=on_change)
+    limiter.memory._wall = limiter.memory._clock
+    return limiter
+
+
 def reprobe_uncapped(settings: Settings, on_change: Callable[[str], None]) -> FallbackRateLimiter:
     """The re-probe backoff doubles for as long as Redis is away: REDIS_REPROBE_MAX_S is never applied."""
     limiter = build_limiter(settings, on_backend_change=on_change)
@@ -472,6 +480,11 @@ DEFECTS: tuple[Defect, ...] = (
            "while Redis is away the fallback lets every execute through: no per-replica bound at all",
            lambda: Variant(limiter=fallback_without_limit),
            caught_by=(RL_FALLBACK_BOUND, RL_DEFAULTS)),
+    Defect("fallback-reset-on-the-monotonic-clock", "rate_limit",
+           "the in-process fallback stamps X-RateLimit-Reset from its monotonic clock (seconds since "
+           "boot), not epoch seconds",
+           lambda: Variant(limiter=fallback_monotonic_reset), needs_control=True,
+           caught_by=(RL_KILLED,)),
     Defect("reprobe-backoff-uncapped", "rate_limit",
            "the re-probe backoff doubles without end: REDIS_REPROBE_MAX_S is never applied",
            lambda: Variant(limiter=reprobe_uncapped),

@@ -21,6 +21,7 @@ from pytest_bdd import given, parsers, then, when
 from features import skips
 from features.rate_limit_support import Hit, check_all, parallel
 from features.recording import Recorder
+from gate.oracles import ratelimit
 from gate.target import Credential, Target
 
 OUTAGE_CLIENT_TIMEOUT_S = 4.0  # give up on a stalled execute: twice the 2 s bound, well under the 10 s stall
@@ -181,6 +182,33 @@ def _(rl_replicas: dict[str, httpx.Client], recorder: Recorder) -> None:
     _, state = _wait_backend(rl_replicas, "memory", timeout_s=1)
     recorder.note("backend_during_outage", state["readings"])
     assert not state["pending"], f"replicas not on the in-process limiter while Redis is away: {state}"
+
+
+@then("the fallback's X-RateLimit-Reset is epoch seconds within one window, as Redis's is")
+def _(rl_outage: list[Hit], target: Target, recorder: Recorder) -> None:
+    """docs/service.md: X-RateLimit-Reset is epoch seconds on admitted and refused executes alike -- the
+    in-process fallback included (a fallback that stamps its own monotonic clock sends a small number,
+    which reads as a reset hours away)."""
+    assert target.rate_limit is not None
+    window_s = target.rate_limit.window_s
+    wrong, seen = [], []
+    for h in rl_outage:
+        if h.response is None:
+            continue
+        parsed = ratelimit.parse(h.response.headers.multi_items(), now=h.received_at)
+        field = parsed.reset
+        seen.append({"replica": h.replica, "reset": field.raw})
+        if not field.ok or field.value is None:
+            wrong.append(f"{h.replica}: X-RateLimit-Reset {field.describe()}")
+            continue
+        m = field.value
+        if m.kind != "epoch" or not (h.sent_at - 1 <= m.at <= h.received_at + window_s + 1):
+            wrong.append(
+                f"{h.replica}: X-RateLimit-Reset {field.raw} read as {m.kind}, {m.delta:+.1f} s from now; "
+                f"expected epoch seconds within the {window_s} s window"
+            )
+    recorder.note("fallback_reset", seen)
+    check_all(wrong, "the fallback limiter's X-RateLimit-Reset")
 
 
 @when("Redis answers again", target_fixture="rl_redis_back_at")

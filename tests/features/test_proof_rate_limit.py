@@ -52,6 +52,7 @@ CATCHES: dict[str, tuple[str, ...]] = {
     "remaining-negative": (SMOKE, EXACT, LONG),
     "ratelimit-policy-unquoted": (IETF, LONG, DEFAULTS),
     "fallback-fails-closed": (KILLED, HUNG, FALLBACK_BOUND, REPROBE),
+    "fallback-reset-on-the-monotonic-clock": (KILLED,),
     "no-redis-timeout": (HUNG,),
     "limiter-incr-expire-not-atomic": (KEYS, NO_TTL),
     # gate/defects.py names every scenario that may fail against it (no window, no Redis); the parallel
