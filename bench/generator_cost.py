@@ -6,8 +6,11 @@ once with a relay-shaped body), so the target is not the bottleneck, and use ``G
 (``--weights list=1``), the request plain Locust sends too.
 
 - **compare-plain**: in one run, rounds of plain Locust (bench/plain_locustfile.py: ``FastHttpUser``
-  paced by ``constant_throughput``) and ``relay-gate load --rate R`` (open model, HDR, coordinated-
-  omission correction), same target, rate, users and duration, alternating which goes first. CPU is
+  paced by ``constant_throughput``), the same plain user paced on one even schedule
+  (``BENCH_SCHEDULE=even``: the open model's arrival shape without its bookkeeping) and
+  ``relay-gate load --rate R`` (open model, HDR, coordinated-omission correction), same target, rate,
+  users and duration, each going first in turn. Also how often each Locust process blocked (voluntary
+  context switches) per request: a wake-up from idle is most of what a request costs here. CPU is
   read from ``/proc/<pid>/stat`` of each process when it has exited but before it is reaped
   (``waitid(WNOWAIT)``), so it is the whole life of the process: the Locust process of plain Locust;
   for relay-gate the Locust process (``cutime``/``cstime`` of the CLI, which reaps it; plus a few
@@ -20,6 +23,7 @@ Timings on a shared 2-core machine are noisy: the figures are ratios within one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,10 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 BENCH = Path(__file__).resolve().parent
 KEY = "bench-key"
@@ -64,27 +70,49 @@ def users_for(rate: float) -> int:
     return max(10, math.ceil(rate / 10.0))  # load.openmodel.default_pool: what relay-gate load uses
 
 
-def _finish(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, float]:
-    """Wait for ``proc`` to exit, read its CPU seconds (own and reaped children's) while it is a
-    zombie, then reap it."""
+def _finish(
+    proc: subprocess.Popen[bytes], timeout: float, watch: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """Wait for ``proc`` to exit (calling ``watch`` now and then), read its CPU seconds (own and
+    reaped children's) and voluntary context switches while it is a zombie, then reap it."""
     deadline = time.monotonic() + timeout
-    while True:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if info is not None:
-            break
-        if time.monotonic() > deadline:
+    try:
+        while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.args!r} did not end within {timeout:.0f} s")
+            if watch is not None:
+                watch()
+            time.sleep(0.5)
+    except BaseException:  # timed out, or the bench was interrupted: leave nothing running
+        proc.terminate()  # relay-gate load stops its Locust on SIGTERM
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise RuntimeError(f"{proc.args!r} did not end within {timeout:.0f} s")
-        time.sleep(0.1)
+        raise
     stat = Path(f"/proc/{proc.pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime, cutime, cstime = (int(x) / CLK_TCK for x in fields[11:15])
+    vcsw = _voluntary_switches(proc.pid)
     rc = proc.wait()
-    return {"rc": rc, "cpu_s": utime + stime, "children_cpu_s": cutime + cstime}
+    return {"rc": rc, "cpu_s": utime + stime, "children_cpu_s": cutime + cstime, "vcsw": vcsw}
 
 
-def run_plain(url: str, rate: float, duration: int, out: Path) -> dict[str, Any]:
+def _voluntary_switches(pid: int) -> int:
+    """How often the process blocked (gave up the CPU to wait): once per wake-up from idle."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_plain(
+    url: str, rate: float, duration: int, out: Path, *, schedule: str = "constant_throughput"
+) -> dict[str, Any]:
     users = users_for(rate)
     stats = out / "plain-stats"
     argv = [
@@ -93,31 +121,45 @@ def run_plain(url: str, rate: float, duration: int, out: Path) -> dict[str, Any]
         "-t", f"{duration}s", "--stop-timeout", "0", "--json-file", str(stats), "--loglevel", "WARNING",
     ]  # fmt: skip
     env = {**os.environ, "BENCH_RATE": f"{rate:g}", "BENCH_USERS": str(users), "RELAY_API_KEY": KEY}
+    env["BENCH_SCHEDULE"] = schedule
     with open(out / "plain.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         cpu = _finish(proc, duration + 60)
     entries = json.loads((out / "plain-stats.json").read_text())
     requests = sum(int(e["num_requests"]) for e in entries)
     return {
-        "kind": "plain",
+        "kind": "plain" if schedule == "constant_throughput" else f"plain-{schedule}",
         "requests": requests,
         "achieved_rps": round(requests / duration, 1),
         "locust_cpu_s": round(cpu["cpu_s"], 2),
         "command_cpu_s": round(cpu["cpu_s"], 2),
+        "blocked_per_request": round(cpu["vcsw"] / requests, 3) if requests else None,
     }
+
+
+def run_plain_even(url: str, rate: float, duration: int, out: Path) -> dict[str, Any]:
+    return run_plain(url, rate, duration, out, schedule="even")
 
 
 def run_relay_gate(url: str, rate: float, duration: int, out: Path) -> dict[str, Any]:
     results = out / "relay-gate"
     argv = [
-        sys.executable, "-m", "gate.cli", "load", "--target-url", url, "--rate", f"{rate:g}",
+        sys.executable, "-P", "-m", "gate.cli", "load", "--target-url", url, "--rate", f"{rate:g}",
         "--weights", "list=1", "--duration", f"{duration}s", "--results", str(results),
     ]  # fmt: skip
     env = {**os.environ, "RELAY_API_KEY": KEY}
     env.pop("RELAY_API_KEYS", None)
+    switches = {"locust": 0}
+
+    def watch() -> None:  # Locust is the CLI's child, reaped by it: read its switches while it runs
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(proc.pid).children():
+                if "locust" in child.cmdline():
+                    switches["locust"] = child.num_ctx_switches().voluntary
+
     with open(out / "relay-gate.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        cpu = _finish(proc, duration + 120)
+        cpu = _finish(proc, duration + 120, watch)
     if cpu["rc"] in (2, 5):
         raise RuntimeError(f"relay-gate load exited {cpu['rc']}: read {out / 'relay-gate.log'}")
     doc = json.loads((results / "load" / "load.json").read_text())
@@ -132,6 +174,8 @@ def run_relay_gate(url: str, rate: float, duration: int, out: Path) -> dict[str,
         "locust_cpu_s": round(cpu["children_cpu_s"], 2),
         "cli_cpu_s": round(cpu["cpu_s"], 2),
         "command_cpu_s": round(cpu["cpu_s"] + cpu["children_cpu_s"], 2),
+        # read up to 0.5 s before Locust ended: a slight undercount
+        "blocked_per_request": round(switches["locust"] / requests, 3) if requests else None,
     }
 
 
@@ -153,7 +197,8 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
     rows = []
     with canned_target() as url:
         for i in range(rounds):
-            order = (run_plain, run_relay_gate) if i % 2 == 0 else (run_relay_gate, run_plain)
+            kinds = [run_plain, run_plain_even, run_relay_gate]
+            order = kinds[i % 3 :] + kinds[: i % 3]  # each goes first once in three rounds
             pair = {}
             for fn in order:
                 where = out / f"round-{i}-{fn.__name__}"
@@ -163,15 +208,19 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
                 r["command_cpu_s_per_1000"] = per_1000(r, "command_cpu_s")
                 print(json.dumps({"round": i, **r}), flush=True)
                 pair[r["kind"]] = r
-            plain, gate = pair["plain"], pair["relay-gate"]
+            plain, even, gate = pair["plain"], pair["plain-even"], pair["relay-gate"]
             rows.append(
                 {
                     "round": i,
                     "plain": plain,
+                    "plain_even": even,
                     "relay_gate": gate,
                     "ratio_locust": round(gate["locust_cpu_s_per_1000"] / plain["locust_cpu_s_per_1000"], 3),
                     "ratio_command": round(
                         gate["command_cpu_s_per_1000"] / plain["command_cpu_s_per_1000"], 3
+                    ),
+                    "ratio_locust_vs_even": round(
+                        gate["locust_cpu_s_per_1000"] / even["locust_cpu_s_per_1000"], 3
                     ),
                 }
             )
@@ -183,6 +232,11 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
         "rounds": rows,
         "ratio_locust_median": statistics.median(r["ratio_locust"] for r in rows),
         "ratio_command_median": statistics.median(r["ratio_command"] for r in rows),
+        "ratio_locust_vs_even_median": statistics.median(r["ratio_locust_vs_even"] for r in rows),
+        "blocked_per_request_median": {
+            kind: statistics.median(r[kind]["blocked_per_request"] or 0.0 for r in rows)
+            for kind in ("plain", "plain_even", "relay_gate")
+        },
     }
 
 

@@ -15,8 +15,9 @@ The figures are ratios and percentiles measured in one run on this machine, not 
 
 What the generator itself costs (bench/generator_cost.py, against a canned loopback target):
 
-- ``--compare-plain [--rate 1000] [--duration 40] [--rounds 2]``: CPU seconds per 1,000 requests of
-  plain Locust (``FastHttpUser`` + ``constant_throughput``) and of ``relay-gate load``, side by side;
+- ``--compare-plain [--rate 1000] [--duration 40] [--rounds 3]``: CPU seconds per 1,000 requests of
+  plain Locust (``FastHttpUser`` + ``constant_throughput``, and the same user on one even schedule) and
+  of ``relay-gate load``, side by side;
 - ``--max-rate [--start-rate 1000] [--step 250] [--duration 20]``: the highest rate one generator
   process holds within ±2 % with CPU p90 < 90 %, stepping the rate up.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +67,7 @@ def main() -> int:
     cost = ap.add_mutually_exclusive_group()
     cost.add_argument("--compare-plain", action="store_true", help="CPU per 1,000 requests vs plain Locust")
     cost.add_argument("--max-rate", action="store_true", help="highest rate one generator process holds")
-    ap.add_argument("--rounds", type=int, default=2, help="--compare-plain: pairs of runs (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare-plain: rounds of runs (default 3)")
     ap.add_argument("--start-rate", type=float, default=1000.0, help="--max-rate: first rate")
     ap.add_argument("--step", type=float, default=250.0, help="--max-rate: rate increment")
     args = ap.parse_args()
@@ -135,6 +137,9 @@ def main() -> int:
 
 def generator_cost_main(args: argparse.Namespace) -> int:
     import generator_cost  # bench/ is the script's folder, so on sys.path
+
+    # SIGTERM unwinds like Ctrl-C: the canned target and a running load are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     argv = sys.argv[1:]
     rate = args.rate if "--rate" in argv else 1000.0
