@@ -12,12 +12,21 @@ runs, samples the resident memory of every Locust process every few seconds. Rep
 
 Run: ``python bench/load_bench.py [--rate 300] [--duration 600] [--workers 0] [--out DIR]``.
 The figures are ratios and percentiles measured in one run on this machine, not assertions.
+
+What the generator itself costs (bench/generator_cost.py, against a canned loopback target):
+
+- ``--compare-plain [--rate 1000] [--duration 40] [--rounds 3]``: CPU seconds per 1,000 requests of
+  plain Locust (``FastHttpUser`` + ``constant_throughput``, and the same user on one even schedule) and
+  of ``relay-gate load``, side by side;
+- ``--max-rate [--start-rate 1000] [--step 250] [--duration 20]``: the highest rate one generator
+  process holds within ±2 % with CPU p90 < 90 %, stepping the rate up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,7 +64,15 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--sample-every", type=float, default=5.0, help="RSS sampling interval, seconds")
     ap.add_argument("--out", type=Path, default=Path("results") / f"bench-load-{int(time.time())}")
+    cost = ap.add_mutually_exclusive_group()
+    cost.add_argument("--compare-plain", action="store_true", help="CPU per 1,000 requests vs plain Locust")
+    cost.add_argument("--max-rate", action="store_true", help="highest rate one generator process holds")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare-plain: rounds of runs (default 3)")
+    ap.add_argument("--start-rate", type=float, default=1000.0, help="--max-rate: first rate")
+    ap.add_argument("--step", type=float, default=250.0, help="--max-rate: rate increment")
     args = ap.parse_args()
+    if args.compare_plain or args.max_rate:
+        return generator_cost_main(args)
 
     argv = [
         sys.executable, "-m", "gate.cli", "load", "--rate", f"{args.rate:g}",
@@ -115,6 +132,29 @@ def main() -> int:
     }
     (args.out / "bench-load.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps({k: v for k, v in figures.items() if k != "rss_samples"}, indent=2))
+    return 0
+
+
+def generator_cost_main(args: argparse.Namespace) -> int:
+    import generator_cost  # bench/ is the script's folder, so on sys.path
+
+    # SIGTERM unwinds like Ctrl-C: the canned target and a running load are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    argv = sys.argv[1:]
+    rate = args.rate if "--rate" in argv else 1000.0
+    if args.compare_plain:
+        duration = args.duration if "--duration" in argv else 40
+        figures = generator_cost.compare_plain(rate=rate, duration=duration, rounds=args.rounds, out=args.out)
+        name = "bench-compare-plain.json"
+    else:
+        duration = args.duration if "--duration" in argv else 20
+        figures = generator_cost.max_rate(
+            start=args.start_rate, step=args.step, duration=duration, out=args.out
+        )
+        name = "bench-max-rate.json"
+    (args.out / name).write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("rounds", "steps")}, indent=2))
     return 0
 
 

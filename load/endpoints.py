@@ -6,6 +6,7 @@ back to one of these names.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -28,6 +29,7 @@ ENDPOINTS: dict[str, Endpoint] = {
 BY_ROUTE: dict[tuple[str, str], str] = {(e.method, e.route): e.name for e in ENDPOINTS.values()}
 
 
+@functools.lru_cache(maxsize=1024)  # once per response in the generator; a locustfile has few routes
 def endpoint_for(method: str, route: str) -> str:
     """The endpoint name of a sample, or ``"METHOD route"`` for a request of a journey someone added."""
     return BY_ROUTE.get((method.upper(), route), f"{method.upper()} {route}")

@@ -25,6 +25,7 @@ HTTP proxy (``host:port``); ``relay-gate load`` sets them from the target config
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -52,15 +53,18 @@ def expect(resp: ResponseContextManager, field: str) -> None:
     A 429 is marked failed in Locust's own table (so it shows there), but the HDR recorder counts it
     apart from errors: the rate limiter doing its job is not a server error.
     """
-    if resp.status_code == 0:
+    status = resp.status_code  # a property that asks the parser each time: read it once
+    if status == 0:
         resp.failure(f"no response: {type(resp.error).__name__}: {resp.error}")
-    elif resp.status_code == 429:
+    elif status == 429:
         resp.failure("429 rate limited (counted apart, not a server error)")
-    elif resp.status_code != 200:
-        resp.failure(f"HTTP {resp.status_code}")
+    elif status != 200:
+        resp.failure(f"HTTP {status}")
     else:
         try:
-            body = resp.json()
+            # the bytes, not resp.json(): JSON is UTF-8 (RFC 8259), and resp.text would first work out
+            # a charset from the headers and decode, on every response (invalid UTF-8 fails here too)
+            body = json.loads(resp.content or b"")
         except ValueError:
             resp.failure("200 without a JSON body")
             return

@@ -34,7 +34,7 @@ from gate.results import new_run_id, utc_now
 from load import distributed, document, identity, report, settings, slos, transport
 from load.endpoints import endpoint_for
 from load.pacing import Pacer
-from load.recorder import ERROR_OUTCOMES, SERIES_HORIZON_S, classify
+from load.recorder import ERROR_OUTCOMES, SERIES_HORIZON_S, classify, timings
 from load.render import render
 from load.requestlog import RequestLog
 from load.state import STATE
@@ -179,14 +179,8 @@ def _on_request(
 ) -> None:
     if STATE.frozen or not STATE.started:
         return  # after the stop (or before a start) a sample belongs to no run
-    paced = STATE.pacer.done(context or {})
-    latency = max(0.0, response_time) / 1000.0
-    if paced is not None:
-        intended, sent = paced
-        lag = max(0.0, sent - intended)
-        corrected = lag + latency
-    else:
-        lag, corrected = None, latency
+    paced = STATE.pacer.done(context) if context else None
+    latency, corrected, lag = timings(response_time, paced)
     status = int(getattr(response, "status_code", 0) or 0)
     endpoint = endpoint_for(request_type, name)
     if STATE.request_log is not None:

@@ -48,6 +48,19 @@ def classify(status: int, *, failed: bool) -> str:
     return "bad_response" if failed else "ok"
 
 
+def timings(response_time_ms: float, paced: tuple[float, float] | None) -> tuple[float, float, float | None]:
+    """``(latency_s, corrected_s, lag_s)`` of one response from Locust's response time and, in the
+    open model, its ``(intended, sent)`` times: the coordinated-omission correction. The corrected
+    latency counts from when the schedule wanted the request sent, so time spent waiting for a free
+    user (a stalled server holds them all) is charged to the request; ``lag_s`` is that wait (never
+    negative: a request is never sent before it is due). Closed model: no lag, corrected = latency."""
+    latency = max(0.0, response_time_ms) / 1000.0
+    if paced is None:
+        return latency, latency, None
+    lag = max(0.0, paced[1] - paced[0])
+    return latency, lag + latency, lag
+
+
 def coarse_us(us: int) -> int:
     """Round up to 2 significant digits: the per-second series keeps small sparse histograms (the
     verdict never uses them; it reads the full HDR histograms)."""
@@ -110,18 +123,34 @@ class _Second:
     latency: dict[int, int] = field(default_factory=dict)  # coarse µs -> samples
 
 
+# samples wait in a list and are added in batches of this many (or before anything reads the recorder)
+DRAIN_EVERY = 128
+
+
 class Recorder:
+    """Every sample of a Locust process. :meth:`record` is on the request path, so it only keeps the
+    sample; :meth:`drain` adds kept samples to the histograms, counts and series in a batch, which
+    costs a fraction of doing it sample by sample (hdr.record_many). Whatever reads the recorder
+    (``endpoints``, :meth:`export_delta`, :meth:`finalize`, :meth:`series_json`) drains first, so no
+    reader ever sees a sample missing."""
+
     def __init__(self) -> None:
-        self.endpoints: dict[str, EndpointRecord] = {}
+        self._endpoints: dict[str, EndpointRecord] = {}
+        self._pending: list[tuple[str, int, str, float, float, float | None, float]] = []
         self._open: dict[int, dict[str, _Second]] = {}  # seconds still receiving samples
         # endpoint -> second -> [n, err, 429, p95, p50, p99]
         self.series: dict[str, dict[int, list[Any]]] = {}
         self._latest_second = 0
 
+    @property
+    def endpoints(self) -> dict[str, EndpointRecord]:
+        self.drain()
+        return self._endpoints
+
     def endpoint(self, name: str) -> EndpointRecord:
-        rec = self.endpoints.get(name)
+        rec = self._endpoints.get(name)
         if rec is None:
-            rec = self.endpoints[name] = EndpointRecord()
+            rec = self._endpoints[name] = EndpointRecord()
         return rec
 
     # -- recording (every process) ---------------------------------------------------------------
@@ -136,26 +165,69 @@ class Recorder:
         lag_s: float | None,
         epoch_s: float,
     ) -> None:
-        rec = self.endpoint(endpoint)
-        rec.counts[outcome] += 1
-        key = str(status)
-        rec.statuses[key] = rec.statuses.get(key, 0) + 1
-        if outcome != "rate_limited":
-            ok = hdr.record_seconds(rec.corrected, corrected_s)
-            ok = hdr.record_seconds(rec.uncorrected, latency_s) and ok
-            if not ok:
-                rec.clamped += 1
-        if lag_s is not None:
-            hdr.record_seconds(rec.lag, max(lag_s, 1e-6))
-        second = self._second(int(epoch_s), endpoint)
-        second.count += 1
-        if outcome in ERROR_OUTCOMES:
-            second.errors += 1
-        elif outcome == "rate_limited":
-            second.rate_limited += 1
-        if outcome != "rate_limited":
-            c = coarse_us(max(1, round(corrected_s * 1_000_000)))
-            second.latency[c] = second.latency.get(c, 0) + 1
+        """One response: ``latency_s`` from the actual send, ``corrected_s`` from the intended send
+        (open model; the same in the closed model), ``lag_s`` how late it left (None: closed model),
+        ``epoch_s`` when it completed (its second in the series)."""
+        pending = self._pending
+        pending.append((endpoint, status, outcome, latency_s, corrected_s, lag_s, epoch_s))
+        if len(pending) >= DRAIN_EVERY:
+            self.drain()
+
+    def drain(self) -> None:
+        """Add the kept samples: what recording them one by one would have added, exactly."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        by_endpoint: dict[str, list[tuple[str, int, str, float, float, float | None, float]]] = {}
+        for sample in pending:
+            group = by_endpoint.get(sample[0])
+            if group is None:
+                group = by_endpoint[sample[0]] = []
+            group.append(sample)
+        for name, samples in by_endpoint.items():
+            self._add(name, samples)
+
+    def _add(self, name: str, samples: list[tuple[str, int, str, float, float, float | None, float]]) -> None:
+        rec = self.endpoint(name)
+        counts = rec.counts
+        statuses: dict[int, int] = {}
+        corrected: list[int] = []
+        uncorrected: list[int] = []
+        lags: list[int] = []
+        low, high = hdr.LOWEST_US, hdr.HIGHEST_US
+        clamped = 0
+        last_sec, second = None, _Second()
+        for _, status, outcome, latency_s, corrected_s, lag_s, epoch_s in samples:
+            counts[outcome] += 1
+            statuses[status] = statuses.get(status, 0) + 1
+            limited = outcome == "rate_limited"
+            if not limited:  # 429s stay out of the latency histograms
+                c = round(corrected_s * 1_000_000)
+                u = round(latency_s * 1_000_000)
+                if c < low or c > high or u < low or u > high:
+                    clamped += 1
+                corrected.append(low if c < low else high if c > high else c)
+                uncorrected.append(low if u < low else high if u > high else u)
+            if lag_s is not None:
+                lags.append(hdr.to_us(max(lag_s, 1e-6)))
+            sec = int(epoch_s)
+            if sec != last_sec:
+                second, last_sec = self._second(sec, name), sec
+            second.count += 1
+            if limited:
+                second.rate_limited += 1
+                continue
+            if outcome in ERROR_OUTCOMES:
+                second.errors += 1
+            k = coarse_us(c if c > 1 else 1)
+            second.latency[k] = second.latency.get(k, 0) + 1
+        for status, n in statuses.items():
+            key = str(status)
+            rec.statuses[key] = rec.statuses.get(key, 0) + n
+        rec.clamped += clamped
+        hdr.record_many(rec.corrected, corrected)
+        hdr.record_many(rec.uncorrected, uncorrected)
+        hdr.record_many(rec.lag, lags)
 
     def record_unfinished(self, endpoint: str, corrected_s: float) -> None:
         """A request still in flight when the run stopped: its latency is at least this long."""
@@ -176,15 +248,16 @@ class Recorder:
     # -- worker -> master ------------------------------------------------------------------------
     def export_delta(self) -> dict[str, Any]:
         """Everything recorded since the last call, encoded for a Locust message; then start afresh."""
+        self.drain()
         delta = {
-            "endpoints": {name: rec.export() for name, rec in self.endpoints.items()},
+            "endpoints": {name: rec.export() for name, rec in self._endpoints.items()},
             "seconds": [
                 [sec, name, s.count, s.errors, s.rate_limited, [[k, v] for k, v in s.latency.items()]]
                 for sec, per in self._open.items()
                 for name, s in per.items()
             ],
         }
-        self.endpoints = {}
+        self._endpoints = {}
         self._open = {}
         return delta
 
@@ -204,6 +277,7 @@ class Recorder:
     def finalize(self, *, horizon: int = 0) -> None:
         """Turn seconds older than ``horizon`` seconds into series rows and drop their sample
         counts, so memory stays flat over a long run."""
+        self.drain()
         cutoff = self._latest_second - horizon
         for sec in [s for s in self._open if s <= cutoff]:
             for name, s in self._open.pop(sec).items():

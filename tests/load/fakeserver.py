@@ -4,6 +4,7 @@ with a body each journey accepts, and one that accepts connections and never ans
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import threading
@@ -15,16 +16,18 @@ BODY = json.dumps({"actions": [], "preview_id": "p" * 16, "request_id": "r" * 16
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    bodies: Iterator[bytes] = itertools.repeat(BODY)
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        body = next(self.bodies)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(BODY)
+        self.wfile.write(body)
 
     do_GET = do_POST = _answer
 
@@ -33,8 +36,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def answering() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def answering(bodies: list[bytes] | None = None) -> Iterator[str]:
+    """Answers 200 to everything, with ``BODY`` or else ``bodies`` in turn."""
+    handler = type("Handler", (_Handler,), {"bodies": itertools.cycle(bodies or [BODY])})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

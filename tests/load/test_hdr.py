@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from load import hdr
@@ -63,3 +65,30 @@ def test_the_summary_agrees_with_single_percentiles() -> None:
     s = hdr.summary_ms(h)
     for p in hdr.REPORTED:
         assert s[hdr.percentile_key(p)] == hdr.value_ms(h, p)
+
+
+def test_record_many_fills_the_same_buckets_as_record_value() -> None:
+    # every bucket boundary region of the range, both ends, and a spread of random values
+    rng = random.Random(11)
+    values = [hdr.LOWEST_US, hdr.HIGHEST_US, 2047, 2048, 2049, 4095, 4096, 1_000_000, 59_999_999]
+    values += [2**k + d for k in range(1, 26) for d in (-1, 0, 1) if 1 <= 2**k + d <= hdr.HIGHEST_US]
+    values += [rng.randint(hdr.LOWEST_US, hdr.HIGHEST_US) for _ in range(5000)]
+    values += [round(rng.lognormvariate(8, 2)) % hdr.HIGHEST_US + 1 for _ in range(5000)]
+    one_by_one, batched = hdr.new(), hdr.new()
+    for v in values:
+        assert one_by_one.record_value(v)
+    hdr.record_many(batched, values[:100])
+    hdr.record_many(batched, values[100:])
+    hdr.record_many(batched, [])
+    assert list(batched.counts) == list(one_by_one.counts)
+    assert batched.get_total_count() == one_by_one.get_total_count() == len(values)
+    assert (batched.get_min_value(), batched.get_max_value()) == (
+        one_by_one.get_min_value(),
+        one_by_one.get_max_value(),
+    )
+    assert hdr.encode(batched) == hdr.encode(one_by_one)
+
+
+def test_to_us_rounds_and_clamps_as_record_seconds_does() -> None:
+    assert hdr.to_us(0.0012494) == 1249 and hdr.to_us(0.0) == hdr.LOWEST_US
+    assert hdr.to_us(120.0) == hdr.HIGHEST_US and hdr.to_us(-1.0) == hdr.LOWEST_US

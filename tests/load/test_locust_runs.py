@@ -59,6 +59,26 @@ def test_plain_locust_writes_results_and_exits_with_the_verdict(tmp_path: Path) 
     assert "load-test-key-0123456789" not in json.dumps(doc)
 
 
+def test_every_response_lands_and_a_body_that_is_not_the_endpoints_json_is_a_bad_response(
+    tmp_path: Path,
+) -> None:
+    # the check parses the body's bytes: not JSON, invalid UTF-8, no body, or JSON without the field
+    bad = [b"<html>", b'{"actions": "\xff\xfe"}', b"", b'{"preview_id": "p"}']
+    with fakeserver.answering([fakeserver.BODY, *bad]) as url:
+        proc, doc = locust(tmp_path, url)
+    assert doc is not None, proc.stderr[-3000:]
+    ep = doc["endpoints"]["list"]
+    counts = ep["counts"]
+    assert ep["requests"] == counts["ok"] + counts["bad_response"] > 60
+    assert counts["ok"] > 0 and counts["bad_response"] > 2 * counts["ok"]  # 4 of every 5 bodies are wrong
+    # every response Locust counted is in the histograms (batched on the request path, none lost);
+    # Locust may also count one still in flight at the stop, which the histograms hold as unfinished
+    assert ep["requests"] <= ep["latency_ms"]["locust"]["count"] <= ep["requests"] + ep["unfinished"]
+    assert ep["latency_ms"]["corrected"]["count"] == ep["requests"] + ep["unfinished"]
+    assert ep["latency_ms"]["uncorrected"]["count"] == ep["requests"]
+    assert ep["latency_ms"]["lag"]["count"] == ep["requests"]
+
+
 def test_zero_requests_is_not_valid_evidence(tmp_path: Path) -> None:
     with fakeserver.black_hole() as url:
         proc, doc = locust(tmp_path, url)
