@@ -21,7 +21,6 @@ from pytest_bdd import given, parsers, then, when
 from features import skips
 from features.rate_limit_support import Hit, check_all, parallel
 from features.recording import Recorder
-from gate.oracles import ratelimit
 from gate.target import Credential, Target
 
 OUTAGE_CLIENT_TIMEOUT_S = 4.0  # give up on a stalled execute: twice the 2 s bound, well under the 10 s stall
@@ -195,8 +194,7 @@ def _(rl_outage: list[Hit], target: Target, recorder: Recorder) -> None:
     for h in rl_outage:
         if h.response is None:
             continue
-        parsed = ratelimit.parse(h.response.headers.multi_items(), now=h.received_at)
-        field = parsed.reset
+        field = h.rl.reset  # the oracle's reading, cached on the hit
         seen.append({"replica": h.replica, "reset": field.raw})
         if not field.ok or field.value is None:
             wrong.append(f"{h.replica}: X-RateLimit-Reset {field.describe()}")

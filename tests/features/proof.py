@@ -16,6 +16,7 @@ Either way the clean stack passes the whole feature, once per area.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ def depth() -> str:
     return value
 
 
+@functools.cache
 def scenario_nodeids() -> dict[str, str]:
     """Every scenario title of features/*.feature -> the pytest node id pytest-bdd gives it (the
     feature ``X.feature`` is bound by ``features/test_X.py``)."""
