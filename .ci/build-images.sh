@@ -130,7 +130,7 @@ build_postgres() {
   mkdir -p "$rootfs/var/lib/postgresql/data" "$rootfs/var/run/postgresql"
   chroot "$rootfs" chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
   # `docker import` cannot set STOPSIGNAL (the official image's is SIGINT, a fast shutdown): a plain
-  # `docker stop` here sends SIGTERM (smart shutdown). gate/containers.py passes stop_signal=SIGINT itself.
+  # `docker stop` here sends SIGTERM (smart shutdown). gate/stack/containers/backend.py passes stop_signal=SIGINT itself.
   cat >"$rootfs/usr/local/bin/docker-entrypoint.sh" <<'EOF'
 #!/bin/sh
 # relay-gate-local/postgres entrypoint: the official postgres image's interface, minus initdb.d scripts.

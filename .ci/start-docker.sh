@@ -3,7 +3,7 @@
 # (CI, a dev VM): installs nothing (apt-get install -y docker.io first), waits until `docker info` answers.
 #
 # The machines this runs on have loopback-only networking and no iptables to spare, so the engine gets no
-# bridge and touches no firewall rules: containers must use the host network (gate/containers.py does).
+# bridge and touches no firewall rules: containers must use the host network (gate/stack/containers/backend.py does).
 # Already running? Then it only checks that it answers. Exits non-zero with the log tail on failure.
 #
 # Environment:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 
 
 class DelayProxy:

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import psycopg
 
-from gate.backup import take_backup
-from gate.drill import DrillOptions, run_drill, seed_bulk_table
-from gate.fingerprint import PgConn
-from gate.pg_server import EmbeddedPostgres
-from gate.pg_tools import find_tool
+from gate.drill.backup import take_backup
+from gate.drill.fingerprint import PgConn
+from gate.drill.restore import DrillOptions, run_drill, seed_bulk_table
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.postgres.tools import find_tool
 
 # The CLI in a child process that reports its own peak RSS (KiB) on its last stderr line.
 WRAPPER = (

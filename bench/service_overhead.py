@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 import redis
 
-from gate.procs import free_port, wait_until
-from gate.receiver import Receiver
-from gate.redis_server import EmbeddedRedis
-from gate.threaded import ThreadedServer
+from gate.stack.procs import free_port, wait_until
+from gate.stack.receiver import Receiver
+from gate.stack.redis_server import EmbeddedRedis
+from tests.threaded import ThreadedServer
 
 DEV = "bench-dev-key-0123456789"
 
@@ -133,7 +133,7 @@ def middleware_ratio(seconds: int, rounds: int, access_log: bool) -> None:
 
 
 def redis_commands_per_decision(n: int) -> None:
-    from gate.pg_server import EmbeddedPostgres
+    from gate.stack.postgres.server import EmbeddedPostgres
     from service.app import create_app
     from service.audit import migrate
     from service.config import Settings

@@ -12,7 +12,7 @@ import re
 import statistics
 import time
 
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 
 STEP = re.compile(r"^\s+(.+): ready in ([\d.]+) s$")
 
@@ -40,7 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     for backend in args.backends:
         if backend == "containers":
-            from gate.containers import docker_available
+            from gate.stack.containers.backend import docker_available
 
             ok, why = docker_available()
             if not ok:

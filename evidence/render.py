@@ -102,7 +102,7 @@ def provenance(res: Results) -> dict[str, Any]:
         "servers": servers,
         "tools": tools,
         "missing": None if res.run else "run.json is missing: the provenance of these results is unknown",
-        # a deliberate defect of gate/defects.py was switched on (selftest, proof tests)
+        # a deliberate defect of gate/proof/catalogue.py was switched on (selftest, proof tests)
         "defect": features_target.get("defect")
         or target.get("defect")
         or (res.faults or {}).get("target", {}).get("defect"),

@@ -20,12 +20,12 @@ import pytest
 
 from features import quota, redaction, skips
 from features.recording import Recorder, slug
-from gate import transport
+from gate.client import transport
+from gate.client.quota import PlanError
+from gate.client.target import Target
 from gate.errors import InfrastructureError, UsageError
-from gate.quota import PlanError
-from gate.receiver import ReceiverClient
 from gate.results import Redactor, record_infrastructure_error, utc_now, write_json
-from gate.target import Target
+from gate.stack.receiver import ReceiverClient
 from gate.verdict import SkipCategory
 
 # tag -> (what the target must offer, the reason given when it does not)

@@ -2,7 +2,7 @@
 
 :func:`reply_for` turns a table's words ("503 with Retry-After: 2", "301 to another path of the
 receiver", "200 trickled over WEBHOOK_TIMEOUT_S + 2.5 s") into a reply of the receiver's script
-(gate/receiver.py). :func:`execute_through` executes and collects the execute's attempts: the captures
+(gate/stack/receiver.py). :func:`execute_through` executes and collects the execute's attempts: the captures
 after it that carry its webhook-id or its X-Request-ID, or that arrived at the path a scripted redirect
 pointed to, with their arrival times on the receiver's clock. WEBHOOK_TIMEOUT_S, WEBHOOK_MAX_ATTEMPTS
 and WEBHOOK_BACKOFF_BASE_S are the target's (``[deliveries]`` of its config; the stack's own).
@@ -24,8 +24,8 @@ import httpx
 from features import skips
 from features.recording import Recorder
 from features.steps.common import Execution, admitted_execute
-from gate.receiver import Capture, ReceiverClient
-from gate.target import Credential, Target
+from gate.client.target import Credential, Target
+from gate.stack.receiver import Capture, ReceiverClient
 
 MAX_RETRY_AFTER_S = 30.0  # docs/webhooks.md: Retry-After is honoured up to 30 s
 MAX_BACKOFF_S = 30.0  # docs/webhooks.md: the backoff bound is capped at 30 s
@@ -61,7 +61,7 @@ _ANSWERS: list[tuple[re.Pattern[str], str]] = [
 
 
 def reply_for(answer: str, *, target: Target) -> dict[str, Any]:
-    """The receiver reply (gate/receiver.py's script) a table's words ask for."""
+    """The receiver reply (gate/stack/receiver.py's script) a table's words ask for."""
     for pattern, kind in _ANSWERS:
         m = pattern.fullmatch(answer.strip())
         if m is None:

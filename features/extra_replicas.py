@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from features.redis_switch import RedisSwitch
-from gate.target import Target
+from gate.client.target import Target
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Feature: Security headers on every response
   limit and crash alike — to carry the configured security headers exactly once, with their
   configured values, and to name no server implementation, so that no code path ships without them.
   The header policy itself is analysed (CSP, HSTS) and graded offline, Observatory style
-  (the rubric is in gate/headercheck.py).
+  (the rubric is in gate/oracles/headercheck.py).
 
   How each status is provoked:
     200 GET /_stcore/health · 401 GET /actions without a key · 404 GET an unknown path ·

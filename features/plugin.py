@@ -26,7 +26,7 @@ import pytest
 from features import skips
 from gate.errors import StackError
 from gate.results import record_infrastructure_error
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 
 # step definitions are plugins so every feature's test module sees them
 pytest_plugins = [
@@ -70,7 +70,7 @@ MARKERS = (
     "needs-second-workspace: keys for two workspaces",
     "needs-rate-limit-policy: the rate-limit policy (limit, window)",
     "needs-database: a database URL",
-    # what a scenario spends of the workspace quota (gate/quota.py plans them)
+    # what a scenario spends of the workspace quota (gate/client/quota.py plans them)
     "quota-none: sends no execute",
     "quota-1: one execute from a workspace with room left",
     "quota-3: three executes from a workspace with room left",
@@ -93,12 +93,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--defect",
         default=None,
-        help="start the session stack with this deliberate defect of gate/defects.py (proves the gate "
-        "fails; selftest and the proof tests pass it; the results and the evidence say so)",
+        help="start the session stack with this deliberate defect of gate/proof/catalogue.py (proves "
+        "the gate fails; selftest and the proof tests pass it; the results and the evidence say so)",
     )
     g = parser.getgroup("relay-gate target")
     g.addoption("--target-url", default=None, help="run the scenarios against this deployment")
-    g.addoption("--target-config", type=Path, default=None, help="TOML target config (see gate/target.py)")
+    g.addoption(
+        "--target-config", type=Path, default=None, help="TOML target config (see gate/client/target.py)"
+    )
     g.addoption("--results", type=Path, default=None, help="write scenario records and summary here")
 
 
@@ -138,7 +140,7 @@ def _prefer_present_images() -> None:
     """
     if not any(os.environ.get(v) is None for v in ("RELAY_GATE_REDIS_IMAGE", "RELAY_GATE_PG_IMAGE")):
         return
-    from gate.containers import docker_available
+    from gate.stack.containers.backend import docker_available
 
     if not docker_available()[0]:
         return  # no engine (or a stale socket): the containers tests skip, saying so
@@ -162,7 +164,7 @@ def _prefer_present_images() -> None:
 def stack_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.config.getoption("--backend")
     if backend == "containers":
-        from gate.containers import docker_available
+        from gate.stack.containers.backend import docker_available
 
         ok, why = docker_available()
         if not ok:

@@ -2,7 +2,7 @@
 request, used by the steps to know whose quota they spend.
 
 At collection (after ``-m``/``-k`` deselected what they did), the scenarios that will run against the
-target — those whose ``@needs-*`` tags the target meets — go to :func:`gate.quota.make_plan` with the
+target — those whose ``@needs-*`` tags the target meets — go to :func:`gate.client.quota.make_plan` with the
 target's policy and workspaces. The feature items are reordered as planned, the plan is printed and
 written to ``<results>/features/quota-plan.json``; a plan that cannot fit stops the session before
 any request (``<results>/features/plan-refused.txt``, exit 4 of pytest, 2 of ``relay-gate check``).
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from features.rate_limit_support import Ledger, primary_workspace, workspace_keys
-from gate.quota import SPENDS, Plan, PlanError, Scenario, make_plan
+from gate.client.quota import SPENDS, Plan, PlanError, Scenario, make_plan
+from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.results import PLAN_REFUSED_MARKER, Redactor, write_json
-from gate.stack import StackConfig
-from gate.target import Credential, RateLimitPolicy, Target
+from gate.stack.reference import StackConfig
 
 PLAN_FILE = "quota-plan.json"
 _PLAN_KEY = pytest.StashKey[Plan]()
@@ -56,7 +56,7 @@ def plan_session(
     scenarios = [i for i in items if spend_of(i) is not None]
     untagged = [i.nodeid for i in items if _is_scenario(i) and spend_of(i) is None]
     if untagged:
-        raise pytest.UsageError(f"scenario(s) without a @quota-* tag (gate/quota.py): {untagged[:3]}")
+        raise pytest.UsageError(f"scenario(s) without a @quota-* tag (gate/client/quota.py): {untagged[:3]}")
     policy, workspaces, primary, target = _shape(config)
     running = [i for i in scenarios if runs(i, target)]
     if policy is None or not any(spend_of(i) != "quota-none" for i in running):
@@ -102,7 +102,7 @@ def _reorder(items: list[pytest.Item], plan: Plan) -> None:
 
 def refuse(config: pytest.Config, problem: PlanError) -> None:
     message = (
-        f"the quota plan cannot fit: {problem}. Nothing was sent. (gate/quota.py; the target's "
+        f"the quota plan cannot fit: {problem}. Nothing was sent. (gate/client/quota.py; the target's "
         "[rate_limit] and [credentials] decide the room)"
     )
     results: Path | None = config.getoption("--results", default=None)

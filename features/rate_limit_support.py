@@ -20,8 +20,8 @@ import httpx
 
 from features.recording import Recorder
 from features.steps.common import NOTIFY
+from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.oracles import ratelimit
-from gate.target import Credential, RateLimitPolicy, Target
 
 # Retry-After is ceil()ed to whole seconds (< 1 s) and the client reads the clock after the answer:
 # Retry-After, RateLimit's t and X-RateLimit-Reset - now may differ by this much. Client and server

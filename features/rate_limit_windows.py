@@ -34,7 +34,7 @@ from features.rate_limit_support import (
     same_window,
 )
 from features.recording import Recorder
-from gate.target import Credential, RateLimitPolicy
+from gate.client.target import Credential, RateLimitPolicy
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from gate.client.transport import Transport
 from gate.results import Redactor, write_json
-from gate.transport import Transport
 
 BODY_EXCERPT = 2048
 SCENARIO_SCHEMA = ("scenario", 1)
@@ -37,7 +37,7 @@ def _excerpt(data: bytes) -> dict[str, Any]:
 class Recorder:
     def __init__(self, redactor: Redactor, *, transport: Transport | None = None) -> None:
         self.redactor = redactor
-        self.transport = transport or Transport()  # TLS verification and proxies (gate/transport.py)
+        self.transport = transport or Transport()  # TLS verification and proxies (gate/client/transport.py)
         self.exchanges: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ from typing import Any
 
 from features.steps.common import Delivery
 from gate.oracles import webhooks as wh
-from gate.receiver import Capture
+from gate.stack.receiver import Capture
 
 
 def keys_of(secrets_: Sequence[str]) -> list[bytes]:

@@ -9,7 +9,7 @@ GateError                 exit_code
       └── StackError              a stack component (redis, postgres, relay, receiver) failed;
            │                      names the component, the fix, and the tail of its log
            └── PortTaken          the port picked for a listener was taken before it could bind it,
-                                  or another server answers there: gate/ports.py tries another
+                                  or another server answers there: gate/stack/ports.py tries another
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the run's results folder (``load/logs/``), whose tail is shown when something go
 (or the lone process) appends one JSON line per second to a progress file, which
 :meth:`LocustRun.progress` reads.
 
-Each process leads its own process group, signalled only through gate/procs.py (never once reaped).
+Each process leads its own process group, signalled only through gate/stack/procs.py (never once reaped).
 The workers are started only once the master itself listens on its port (read from /proc): a port
 taken before the master bound it gets the master a new one, and workers never join someone else's.
 """
@@ -27,10 +27,10 @@ from typing import Any
 
 from gate import interrupts
 from gate.errors import PortTaken, StackError
-from gate.ports import address_in_use, listens, on_free_port
-from gate.procs import end_group, exit_status, signal_group, tail
 from gate.redacted_output import Child, spawn_to_log
 from gate.redaction import Redactor
+from gate.stack.ports import address_in_use, listens, on_free_port
+from gate.stack.procs import end_group, exit_status, signal_group, tail
 from load import settings
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"

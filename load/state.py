@@ -73,7 +73,7 @@ class RunState:
 
     def next_execute_key(self) -> str:
         """Executes take the keys round-robin request by request, whichever user sends them: each
-        workspace gets the same share of the quota-limited executes (gate/quota.py plans on that)."""
+        workspace gets the same share of the quota-limited executes (gate/client/quota.py plans on that)."""
         if self._execute_cycle is None:
             self._execute_cycle = itertools.cycle(self.keys)
         return str(next(self._execute_cycle))

@@ -1,6 +1,6 @@
 """TLS verification and the proxy for Locust's users, from the environment ``relay-gate load`` sets.
 
-gate/transport.py resolves the target config's ``[tls]`` and ``[network]`` in the parent and hands the
+gate/client/transport.py resolves the target config's ``[tls]`` and ``[network]`` in the parent and hands the
 result over as environment variables (so plain ``locust -f load/locustfile.py`` takes them too):
 
 ``RELAY_LOAD_CA_BUNDLE``    PEM CA certificates to trust instead of the default store (certifi's)
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gate.transport import CA_BUNDLE_ENV, CLIENT_CERT_ENV, CLIENT_KEY_ENV, PROXY_ENV
+from gate.client.transport import CA_BUNDLE_ENV, CLIENT_CERT_ENV, CLIENT_KEY_ENV, PROXY_ENV
 from load.settings import LoadSettingsError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 from tests.plugins.wheel_fixtures import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The promise matrix (gate/promises.py, docs/promises/*.toml) is complete and true: every normative
+"""The promise matrix (gate/proof/promises.py, docs/promises/*.toml) is complete and true: every normative
 statement of each document is accounted for, every promise is checked — by a scenario against a
 target, or, with the reason none can, by unit tests — every name it gives exists, and
 docs/promises.md is what the TOML files render to."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from evidence.criteria import catalogue
-from gate import promises
-from gate.defects import DEFECTS
-from gate.drill_defects import DRILL_DEFECTS
+from gate.proof import promises
+from gate.proof.catalogue import DEFECTS
+from gate.proof.defects_drill import DRILL_DEFECTS
 
 DOCS = ("docs/service.md", "docs/webhooks.md", "docs/drill.md")
 
@@ -42,7 +42,7 @@ def test_every_promise_a_scenario_checks_is_broken_by_a_catalogue_defect(matrix:
 
 def test_the_rendered_matrix_is_current(matrix: promises.Matrix) -> None:
     assert promises.MATRIX.read_text(encoding="utf-8") == promises.render(matrix), (
-        "docs/promises.md is stale: run `python -m gate.promises --write`"
+        "docs/promises.md is stale: run `python -m gate.proof.promises --write`"
     )
 
 

@@ -1,6 +1,6 @@
 """Steps for features/delivery.feature: how the relay answers the receiver's answers.
 
-The gate's receiver is scripted (gate/receiver.py: a status, headers, a delay, a trickled answer, a
+The gate's receiver is scripted (gate/stack/receiver.py: a status, headers, a delay, a trickled answer, a
 dropped connection) and answers 200 again when the scenario ends, whatever happened. What one execute
 made the relay do is :class:`features.delivery_attempts.Attempts`; signatures are judged by the gate's
 own oracle (:mod:`gate.oracles.webhooks`). The backoff scenario's replica steps are in
@@ -33,9 +33,9 @@ from features.delivery_attempts import (
 from features.recording import Recorder
 from features.signing_recompute import keys_of
 from features.steps.common import message, notify
+from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
-from gate.receiver import ReceiverClient
-from gate.target import Credential, Target
+from gate.stack.receiver import ReceiverClient
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ On the reference stack the gate backs up the stack's database itself (``take_bac
 read-only snapshot into a temp dir) and restores on the stack's own server. On a deployment the latest
 backup is the newest in ``[backups].dir`` (target.backups), read in place and never written (no
 verified marker either); the checks that damage a backup damage a copy in a temp dir
-(gate/drill_deployment.py ``copy_latest``), and the restore goes to a local embedded PostgreSQL (or the
+(gate/drill/deployment.py ``copy_latest``), and the restore goes to a local embedded PostgreSQL (or the
 server ``RELAY_GATE_RESTORE_TO`` names). The drill always drops what it created.
 
 Notes for RESTORE-DRILL-REPORT.md: ``backup`` (file, SHA-256, size, tables and rows of the manifest)
@@ -33,8 +33,13 @@ from pytest_bdd import given, parsers, then, when
 from features import skips
 from features.recording import Recorder
 from features.steps.common import admitted_execute, notify
-from gate.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup
-from gate.drill import (
+from gate.client.target import Credential, Target
+from gate.drill.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup
+from gate.drill.compare import ExpectedRows
+from gate.drill.deployment import copy_latest, restore_to
+from gate.drill.fingerprint import PgConn
+from gate.drill.record import write_results
+from gate.drill.restore import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
     EPHEMERAL_PREFIX,
@@ -43,12 +48,7 @@ from gate.drill import (
     human,
     run_drill,
 )
-from gate.drill_compare import ExpectedRows
-from gate.drill_deployment import copy_latest, restore_to
-from gate.drill_results import write_results
 from gate.durations import parse_duration
-from gate.fingerprint import PgConn
-from gate.target import Credential, Target
 
 EXECUTES = 3
 

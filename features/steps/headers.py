@@ -2,7 +2,7 @@
 
 Each status has one recipe (:data:`RECIPES`) that needs as little of the target as possible: 200, 401,
 404, 405 and 413 need nothing but the URL; 403 and 422 a developer key; 429 a key and the rate-limit
-policy; 500 the target's fault path. The judging is gate.headercheck's (pure functions); what was
+policy; 500 the target's fault path. The judging is gate.oracles.headercheck's (pure functions); what was
 received is noted as ``headers_by_status`` (like ``curl -I``), the analysis as ``findings`` and ``grade``.
 """
 
@@ -21,8 +21,8 @@ from pytest_bdd import parsers, then, when
 from features import quota, skips
 from features.recording import Recorder
 from features.steps.common import NOTIFY
-from gate import headercheck
-from gate.target import Credential, Target
+from gate.client.target import Credential, Target
+from gate.oracles import headercheck
 
 OVER_LIMIT_BYTES = 1024 * 1024  # the reference limit is 64 KiB; 1 MiB is over any sensible API's
 QUOTA_PROBE = {"preview_id": "relay-gate-headers-quota-probe"}  # counted, then refused: no side effect

@@ -27,8 +27,8 @@ from features.steps.headers import (
     _note_received,
     header_problems,
 )
+from gate.client.target import Credential, Target
 from gate.oracles.headers import PROFILES
-from gate.target import Credential, Target
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 # docs/service.md's endpoints (GET and HEAD /_stcore/health ... /openapi.json); executes are never sent

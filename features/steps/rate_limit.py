@@ -27,8 +27,8 @@ from features.rate_limit_support import (
 )
 from features.rate_limit_windows import WindowStart, align, assert_one_window, once_more_after_fallback
 from features.recording import Recorder
+from gate.client.target import RateLimitPolicy, Target
 from gate.oracles.ratelimit import Moment
-from gate.target import RateLimitPolicy, Target
 
 # -- fixtures --------------------------------------------------------------------------------------
 

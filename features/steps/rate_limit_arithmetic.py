@@ -23,7 +23,7 @@ from features.extra_replicas import ExtraReplicas, LongReplica
 from features.rate_limit_support import Hit, Ledger, check_all, execute
 from features.recording import Recorder
 from features.steps.rate_limit_outage import _backends
-from gate.target import Credential, Target
+from gate.client.target import Credential, Target
 
 # unset, the relay must fall back on the documented defaults (an empty value is ignored as unset)
 DEFAULTS_UNSET = ("RATE_LIMIT_ENABLED", "RATE_LIMIT_EXEC_PER_MIN", "RATE_LIMIT_WINDOW_S", "REDIS_URL")

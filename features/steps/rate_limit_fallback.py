@@ -22,7 +22,7 @@ from features.rate_limit_support import DELTA_RESET_JITTER_S, Hit, Ledger, check
 from features.recording import Recorder
 from features.redis_switch import RedisSwitch
 from features.steps.rate_limit_outage import _backends
-from gate.target import Credential, Target
+from gate.client.target import Credential, Target
 
 POLL_S = 0.05
 # a fallback bucket refills at quota / window per second: over an hour-long window and a burst of a few

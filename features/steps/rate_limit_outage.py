@@ -21,7 +21,7 @@ from pytest_bdd import given, parsers, then, when
 from features import skips
 from features.rate_limit_support import Hit, check_all, parallel
 from features.recording import Recorder
-from gate.target import Credential, Target
+from gate.client.target import Credential, Target
 
 OUTAGE_CLIENT_TIMEOUT_S = 4.0  # give up on a stalled execute: twice the 2 s bound, well under the 10 s stall
 _BACKEND_LINE = re.compile(r'^rate_limiter_backend\{backend="(?P<backend>[^"]+)"\}\s+(?P<value>\S+)$', re.M)

@@ -15,7 +15,7 @@ from features import skips
 from features.rate_limit_support import Burst, Ledger, parallel
 from features.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
 from features.recording import Recorder
-from gate.target import Credential, RateLimitPolicy, Target
+from gate.client.target import Credential, RateLimitPolicy, Target
 
 # -- concurrency -----------------------------------------------------------------------------------
 

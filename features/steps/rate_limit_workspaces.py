@@ -31,7 +31,7 @@ from features.rate_limit_support import (
 from features.rate_limit_windows import WindowStart, align, use_up
 from features.recording import Recorder
 from features.steps.common import NOTIFY
-from gate.target import RateLimitPolicy, Target
+from gate.client.target import RateLimitPolicy, Target
 
 # docs/service.md: a workspace id matches ^[a-z0-9][a-z0-9_-]{0,62}$; keys are rl:{workspace}:{window}
 RL_KEY = re.compile(r"rl:(?P<ws>[a-z0-9][a-z0-9_-]{0,62}):(?P<index>\d+)")

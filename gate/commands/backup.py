@@ -1,7 +1,7 @@
 """``relay-gate backup``: a snapshot-consistent ``pg_dump -Fc`` with its manifest, then retention.
 
 The backup goes to ``BACKUPS/YYYY-MM-DD/<db>-<UTC>.dump`` with ``<db>-<UTC>.manifest.json`` beside it
-(see gate/backup.py and docs/drill.md). Only once it is complete are old day folders pruned: those
+(see gate/drill/backup.py and docs/drill.md). Only once it is complete are old day folders pruned: those
 older than ``--keep-days`` go, except the newest backup a drill verified and the newest
 ``--keep-min`` backups. ``--dry-run`` takes no backup and removes nothing; it prints what pruning
 after a backup would remove.
@@ -22,9 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gate.backup import BACKUP_JOBS, DAY_RE, fsync_dir, list_backups, take_backup
+from gate.drill.backup import BACKUP_JOBS, DAY_RE, fsync_dir, list_backups, take_backup
+from gate.drill.fingerprint import PgConn
 from gate.errors import EXIT_INFRA, EXIT_OK, UsageError
-from gate.fingerprint import PgConn
 
 DEFAULT_KEEP_DAYS = 30
 

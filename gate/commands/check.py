@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import features
-from gate import redacted_output, step_summary, transport
+from gate import redacted_output, step_summary
+from gate.client import transport
+from gate.client.target import Target
 from gate.interrupts import as_interrupted
 from gate.paths import absolute, default_results
 from gate.results import (
@@ -34,7 +36,6 @@ from gate.results import (
     utc_now,
     write_json,
 )
-from gate.target import Target
 from gate.verdict import LABEL, Item, Outcome, Verdict, decide, scenario_outcome
 
 FEATURES_DIR = Path(features.__file__).resolve().parent

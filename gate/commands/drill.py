@@ -28,17 +28,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gate.drill import (
+from gate.drill.fingerprint import DEFAULT_JOBS
+from gate.drill.record import write_results
+from gate.drill.restore import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
     DrillOptions,
     human,
     run_drill,
 )
-from gate.drill_results import write_results
 from gate.durations import parse_duration
 from gate.errors import UsageError
-from gate.fingerprint import DEFAULT_JOBS
 from gate.results import existing_run_id, new_run_id
 
 

@@ -37,14 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gate import durations, load_quota
+from gate import durations
+from gate.client import load_quota
+from gate.client.target import Target
+from gate.client.transport import Transport, probe
 from gate.commands import load_distributed
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
 from gate.results import Redactor, existing_run_id, new_run_id, provenance, utc_now, write_json
-from gate.stack import Stack, StackConfig
-from gate.target import Target
-from gate.transport import Transport, probe
+from gate.stack.reference import Stack, StackConfig
 from load import baseline, launch, report, settings, slos
 from load.actions import ACTIONS_ENV
 from load.launch import LocustPlan, LocustRun
@@ -268,7 +269,7 @@ def _duration_for(samples: int, share: float, rate: float) -> int | None:
 
 
 def _probe(base_url: str, how: Transport) -> None:
-    # TLS verified and proxies as configured (gate/transport.py); InfrastructureError (5) names TLS
+    # TLS verified and proxies as configured (gate/client/transport.py); InfrastructureError (5) names TLS
     probe(base_url, how, timeout_s=PROBE_TIMEOUT_S)
 
 

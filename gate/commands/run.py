@@ -6,7 +6,7 @@ end, so a step that could not run shows as NOT RUN there. On the reference stack
 step gets a fresh stack — a scenario that kills Redis cannot touch the latency figures — and the
 drill backs up a database filled by real executes. With ``--target-url`` the same steps run against
 a deployment: the drill restores the deployment's own latest backup (``[backups].dir`` in the target
-config, gate/drill_deployment.py) into a local embedded PostgreSQL.
+config, gate/drill/deployment.py) into a local embedded PostgreSQL.
 
 Exit: the evidence pack's verdict — gate/verdict.py's one precedence over every criterion the results
 prove and every step run.json records (a false criterion 1 > a breached SLO 3 > an infrastructure
@@ -140,13 +140,13 @@ def _drill(
     args: argparse.Namespace, results: Path, target: Any
 ) -> tuple[int, str] | tuple[int, str, Outcome]:
     if target is not None:  # a deployment: its own latest backup, restored on a server of ours
-        from gate.drill_deployment import drill_deployment
+        from gate.drill.deployment import drill_deployment
 
         return drill_deployment(target, results)
     # the reference stack: a backup of its own database, filled by real executes, taken and drilled
     backups = Path(tempfile.mkdtemp(prefix="relay-gate-backups-"))
     try:
-        from gate.stack import Stack, StackConfig
+        from gate.stack.reference import Stack, StackConfig
 
         with Stack(StackConfig(backend=args.backend, replicas=1, rate_limit=1000, window_s=60)) as stack:
             keys = [k.key for k in stack.keys if k.role == "dev"]
@@ -169,7 +169,7 @@ def _preflight_load(args: argparse.Namespace, target: Any) -> None:
     the run before its first request (exit 2), not after the features and the drill ran."""
     if "load" in args.skip:
         return
-    from gate import load_quota
+    from gate.client import load_quota
     from load import baseline, settings
 
     weights = settings.parse_weights(args.weights or os.environ.get(settings.WEIGHTS_ENV))

@@ -1,8 +1,8 @@
 """``relay-gate selftest``: prove that the gate can fail.
 
 Runs the acceptance scenarios against the clean reference stack (everything it runs must pass), then
-against each deliberate defect of the service (gate/defects.py) and of the backup/drill tooling
-(gate/drill_defects.py), each on a fresh stack and limited to the defect's area: every defect must make
+against each deliberate defect of the service (gate/proof/catalogue.py) and of the backup/drill tooling
+(gate/proof/defects_drill.py), each on a fresh stack and limited to the defect's area: every defect must make
 at least one scenario fail. Prints, per defect, the scenarios that caught it.
 
 --defect NAME (repeatable) and --area AREA (repeatable) select a subset: the defects named plus every
@@ -55,8 +55,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the catalogue builds on the service app, which other verbs need not load
-    from gate import selftest
-    from gate.selftest_report import render_catalogue, write_run_json
+    from gate.proof import selftest
+    from gate.proof.report import render_catalogue, write_run_json
 
     subjects = selftest.select(args.defects, args.areas)  # UsageError -> exit 2
     if args.list:

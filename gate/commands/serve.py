@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import EXIT_INFRA
-from gate.receiver import TOKEN_ENV
-from gate.stack import BACKENDS, Stack, StackConfig
+from gate.stack.receiver import TOKEN_ENV
+from gate.stack.reference import BACKENDS, Stack, StackConfig
 
 DEFAULT_STACK_FILE = Path(".gate/stack.json")
 

@@ -6,7 +6,7 @@ SLO was breached (3) — and ``--on-fail`` is given, the rollback command runs: 
 (``railway redeploy ...``, ``fly releases rollback ...``, a script). When the gate itself could not
 judge — bad usage or config (2), scenarios that could not run (4), an unreachable target (5) — nothing
 is rolled back unless ``--on-fail-also`` names that code (e.g. ``--on-fail-also 4,5``): a CI hiccup must
-not undo a good release (gate/rollback_policy.py). The decision is recorded either way.
+not undo a good release (gate/commands/smoke_rollback.py). The decision is recorded either way.
 
 The command is split like a POSIX shell would split it (shlex) and run **without a shell**, so a
 value substituted into it from CI cannot inject commands; when you need pipes, ``&&`` or expansions,
@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gate import rollback_policy
+from gate.client.target import Target
 from gate.commands import check
+from gate.commands import smoke_rollback as rollback_policy
 from gate.errors import EXIT_OK, GateError, UsageError
 from gate.paths import default_results
 from gate.results import Redactor, new_run_id, utc_now, write_json
-from gate.target import Target
 
 DEFAULT_TIMEOUT_S = 300.0
 KEEP_BYTES = 64 * 1024  # of each output stream: the end is where a CLI says what went wrong

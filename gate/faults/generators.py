@@ -12,7 +12,7 @@ from typing import Any
 from gate import interrupts
 from gate.errors import InfrastructureError
 from gate.faults.model import LOAD_START_TIMEOUT_S, POLL_S, FaultConfig, Sample
-from gate.stack import Stack
+from gate.stack.reference import Stack
 from load import report, requestlog, settings, slos
 from load.launch import LocustPlan, LocustRun
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.stack import Backend
+from gate.stack.reference import Backend
 
 KIND, VERSION = "faults", 1
 DEFAULT_RATE = 100.0
@@ -95,7 +95,7 @@ class FaultConfig:
     rate: float = DEFAULT_RATE  # requests/s over both replicas
     backend: Backend = "embedded"
     timeline: Timeline = field(default_factory=Timeline)
-    defect: str | None = None  # tests: one of gate/defects.py, to prove the run can fail
+    defect: str | None = None  # tests: one of gate/proof/catalogue.py, to prove the run can fail
 
 
 @dataclass(frozen=True)

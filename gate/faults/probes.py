@@ -15,8 +15,8 @@ import psycopg
 
 from gate.errors import InfrastructureError
 from gate.faults.model import POLL_S, RECEIVER_QUIET_S
-from gate.receiver import ReceiverClient
-from gate.stack import Stack
+from gate.stack.receiver import ReceiverClient
+from gate.stack.reference import Stack
 
 _GAUGE = re.compile(r'^rate_limiter_backend\{backend="(?P<backend>[^"]+)"\}\s+(?P<value>\S+)$', re.M)
 

@@ -20,9 +20,9 @@ from gate.faults.model import (
 )
 from gate.faults.probes import Replicas, audit_rows, redis_timeout_ms, relay_setting, settled_captures
 from gate.faults.timeline import FaultTimeline
-from gate.receiver import ReceiverClient
 from gate.results import Redactor, provenance, utc_now, write_json
-from gate.stack import Stack, StackConfig
+from gate.stack.receiver import ReceiverClient
+from gate.stack.reference import Stack, StackConfig
 from load import settings
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from gate.faults.model import DB_READY_TIMEOUT_S, POLL_S, RECOVERY_BOUND_S, RECOVERY_WATCH_S, Timeline
 from gate.faults.probes import Replicas, database_answers, redis_answers
-from gate.stack import Stack
+from gate.stack.reference import Stack
 
 
 def _how(backend: str, embedded: str, containers: str) -> str:

@@ -4,7 +4,7 @@ run it — not a gate stack.
 Two replicas of ``python -m service`` (the service as shipped: no fault route, no harness) at the
 seed's settings — 60 executes per 60 s per workspace, the strict header profile — on a Redis, a
 PostgreSQL (migrated) and a webhook receiver of their own, plus a backup of its database written the
-way a nightly ``relay-gate backup`` would. ``--defect NAME`` runs ``python -m gate.harness --defect
+way a nightly ``relay-gate backup`` would. ``--defect NAME`` runs ``python -m gate.stack.relay --defect
 NAME`` instead: the same deployment with one of the catalogue's defects.
 
 It writes ``DIR/deployment.env`` (the variables a pipeline would hold: URL, keys, secrets, the
@@ -30,10 +30,10 @@ from types import FrameType
 
 import httpx
 
-from gate.backup import take_backup
-from gate.pg_server import EmbeddedPostgres
-from gate.ports import free_port
-from gate.redis_server import EmbeddedRedis
+from gate.drill.backup import take_backup
+from gate.stack.ports import free_port
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.redis_server import EmbeddedRedis
 from service.audit import migrate
 
 SEED_LIMIT, SEED_WINDOW_S = 60, 60
@@ -57,7 +57,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.deployment.deploy", description=__doc__)
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--defect", default=None, help="run this catalogue defect (gate/defects.py)")
+    parser.add_argument("--defect", default=None, help="run this catalogue defect (gate/proof/catalogue.py)")
     parser.add_argument("--replicas", type=int, default=2)
     args = parser.parse_args(argv)
     work: Path = args.dir.resolve()
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         env_base = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_GATE_", "RATE_LIMIT"))}
         with open(work / "receiver.log", "wb") as log:
             receiver = subprocess.Popen(
-                [sys.executable, "-m", "gate.receiver", "--port", str(receiver_port)],
+                [sys.executable, "-m", "gate.stack.receiver", "--port", str(receiver_port)],
                 env={**env_base, "RELAY_GATE_RECEIVER_TOKEN": token},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "DATABASE_URL": db_url,
             "PYTHONUNBUFFERED": "1",
         }  # fmt: skip
-        module = ["gate.harness", "--defect", args.defect] if args.defect else ["service"]
+        module = ["gate.stack.relay", "--defect", args.defect] if args.defect else ["service"]
         ports = [free_port() for _ in range(args.replicas)]
         for i, port in enumerate(ports):
             with open(work / f"relay-{i}.log", "wb") as log:

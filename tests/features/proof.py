@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_bdd.scenario import make_python_name
 
-from gate.defects import DEFECTS
+from gate.proof.catalogue import DEFECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 240
@@ -104,7 +104,8 @@ def run_feature(
 
 
 def assert_covers(area: str, catches: Mapping[str, object]) -> None:
-    """Every defect of ``area`` in gate/defects.py has a row in ``catches``, and no other defect has."""
+    """Every defect of ``area`` in gate/proof/catalogue.py has a row in ``catches``, and no other defect
+    has."""
     ours = {d.name for d in DEFECTS.values() if d.area == area}
     assert ours == set(catches), (
         f"{area} defects without a proof here: {sorted(ours - set(catches))}; "

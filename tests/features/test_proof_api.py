@@ -1,4 +1,4 @@
-"""Proof that the API-contract criteria can fail: each api-area defect of gate/defects_api.py, switched
+"""Proof that the API-contract criteria can fail: each api-area defect of gate/proof/defects_api.py, switched
 into the reference stack, makes exactly the scenarios named below fail (every other scenario of
 features/api.feature passes) and pytest exit 1; the clean stack passes them all. The defects marked
 needs-control in the catalogue stop PostgreSQL, kill Redis or start a replica of their own, which the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gate import defects_api as api
+from gate.proof import defects_api as api
 from tests.features import proof
 
 pytestmark = pytest.mark.stack

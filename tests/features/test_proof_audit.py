@@ -1,7 +1,7 @@
-"""Proof that the auth and audit criteria can fail: each audit-area defect of gate/defects.py, switched
-into the reference stack, makes the scenarios named below fail and pytest exit 1; the clean stack
+"""Proof that the auth and audit criteria can fail: each audit-area defect of gate/proof/catalogue.py,
+switched into the reference stack, makes the scenarios named below fail and pytest exit 1; the clean stack
 passes them. ``webhook-sent-when-audit-failed`` needs control of PostgreSQL, which the reference
-stack (embedded backend) has. The defects of gate/defects_api.py's audit area (the exact key, the
+stack (embedded backend) has. The defects of gate/proof/defects_api.py's audit area (the exact key, the
 listing's order, cursor, limit and filters, the record written before the webhook) are here too.
 
 Each run is a subprocess (``pytest features/test_audit.py --defect NAME --results DIR``), the same way
@@ -42,7 +42,7 @@ CATCHES: dict[str, set[str]] = {
     "audit-records-its-own-request-id": {
         "An admin finds the executes just made in the audit log, as the receiver saw them"
     },
-    # gate/defects_api.py: the exact key, the listing, the record before the webhook
+    # gate/proof/defects_api.py: the exact key, the listing, the record before the webhook
     "key-matched-by-its-prefix": {
         "Only the exact API key authenticates, whatever the case of the Bearer scheme"
     },

@@ -1,4 +1,4 @@
-"""Proof that the @headers scenarios can fail: each header defect of gate/defects.py is caught.
+"""Proof that the @headers scenarios can fail: each header defect of gate/proof/catalogue.py is caught.
 
 Each test runs features/test_headers.py in a subprocess against a reference stack started with one
 deliberate defect, and requires pytest to exit 1 with exactly the scenarios of :data:`CATCHES` failed
@@ -40,7 +40,7 @@ CATCHES: dict[str, set[str]] = {
     "csp-loosened-for-swagger-ui": ALL,
     # every scenario that sees a 2xx: the URL-only 200 and the varied ones
     "cache-control-sent-twice": {URL_ONLY, *VARIED},
-    # gate/defects_limits.py: what one recipe per status cannot see
+    # gate/proof/defects_limits.py: what one recipe per status cannot see
     "security-headers-only-on-json": {METHODS},  # GET /metrics, text/plain
     "security-headers-skipped-for-head": {METHODS, DEV_ENCODINGS},
     "cors-preflight-without-security-headers": {SHAPES},

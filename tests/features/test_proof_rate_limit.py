@@ -1,4 +1,5 @@
-"""Proof that features/rate_limit.feature can fail: each rate-limit defect of gate/defects.py is caught.
+"""Proof that features/rate_limit.feature can fail: each rate-limit defect of gate/proof/catalogue.py is
+caught.
 
 Every test runs the feature in a subprocess against a stack started with one deliberate defect
 (``--defect NAME``), only the scenarios that matter for it (``-k``), and requires pytest to exit 1
@@ -55,10 +56,10 @@ CATCHES: dict[str, tuple[str, ...]] = {
     "fallback-reset-on-the-monotonic-clock": (KILLED,),
     "no-redis-timeout": (HUNG,),
     "limiter-incr-expire-not-atomic": (KEYS, NO_TTL),
-    # gate/defects.py names every scenario that may fail against it (no window, no Redis); the parallel
-    # burst always does, the scenarios that align a burst only when no probe lands late in a second
+    # gate/proof/catalogue.py names every scenario that may fail against it (no window, no Redis); the
+    # parallel burst always does, the scenarios that align a burst only when no probe lands late in a second
     "limiter-not-shared-across-replicas": (PARALLEL, LONG, NO_TTL, REPROBE),
-    # gate/defects_limits.py. Masked on the 3 s window (the catalogue also names the 3 s scenarios a
+    # gate/proof/defects_limits.py. Masked on the 3 s window (the catalogue also names the 3 s scenarios a
     # burst in the last second of its window makes fail): only the long window always sees them
     "retry-after-one-window": (LONG,),
     "ratelimit-t-is-the-window": (LONG,),

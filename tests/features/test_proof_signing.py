@@ -1,5 +1,5 @@
-"""Proof that the signing and delivery criteria can fail: each signing defect of gate/defects.py and
-gate/defects_webhooks.py, switched into the reference stack, makes the scenarios named below fail and
+"""Proof that the signing and delivery criteria can fail: each signing defect of gate/proof/catalogue.py and
+gate/proof/defects_webhooks.py, switched into the reference stack, makes the scenarios named below fail and
 pytest exit 1; the clean stack passes them.
 
 Each run is a subprocess (``pytest features/test_signing.py features/test_delivery.py --defect NAME
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 from tests.features import proof
 
 pytestmark = pytest.mark.stack

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from features.redis_switch import RedisSwitch
-from gate.redis_server import EmbeddedRedis
+from gate.stack.redis_server import EmbeddedRedis
 
 
 def client(url: str) -> redis.Redis:

@@ -15,17 +15,17 @@ from typing import Any
 import psycopg
 import pytest
 
-import gate.backup as backup_mod
-import gate.fingerprint as fingerprint_mod
-from gate.backup import MANIFEST_SCHEMA, list_backups, sha256_of, take_backup
+import gate.drill.backup as backup_mod
+import gate.drill.fingerprint as fingerprint_mod
 from gate.cli import main
 from gate.commands.backup import plan_retention
-from gate.drill import DrillOptions, run_drill, seed_bulk_table
+from gate.drill.backup import MANIFEST_SCHEMA, list_backups, sha256_of, take_backup
+from gate.drill.fingerprint import PgConn
+from gate.drill.restore import DrillOptions, run_drill, seed_bulk_table
 from gate.errors import InfrastructureError, UsageError
-from gate.fingerprint import PgConn
-from gate.pg_server import EmbeddedPostgres
-from gate.pg_tools import find_tool
-from gate.procs import free_port
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.postgres.tools import find_tool
+from gate.stack.procs import free_port
 
 pytestmark = pytest.mark.stack
 
@@ -628,7 +628,7 @@ def test_a_temporary_table_is_not_backed_up(source: str, tmp_path: Path) -> None
 def test_compress_and_jobs_reach_pg_dump_and_the_hashing(
     source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gate.backup import BACKUP_JOBS
+    from gate.drill.backup import BACKUP_JOBS
 
     # pg_dump's gzip keeps a core busy: the other CPUs hash, four at most
     assert max(1, min(4, (os.cpu_count() or 1) - 1)) == BACKUP_JOBS
@@ -780,7 +780,7 @@ def test_text_keys_are_ordered_by_their_bytes_whatever_the_servers_locale() -> N
     """COLLATE "C" on every collatable key column, so a restore on a server with another locale orders
     them the same. Shown on the query: the bundled PostgreSQL has no locale but C (no ICU), so no server
     here could sort them otherwise."""
-    from gate.fingerprint import KeyCol, TablePlan, _chunk_query
+    from gate.drill.fingerprint import KeyCol, TablePlan, _chunk_query
 
     plan = TablePlan("public", "t", (KeyCol("name", True, False), KeyCol("n", False, True)))
     text = _chunk_query(plan, None, None).as_string(None)

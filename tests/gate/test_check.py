@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gate.procs import free_port
-from gate.stack import Stack, StackConfig
+from gate.stack.procs import free_port
+from gate.stack.reference import Stack, StackConfig
 
 pytestmark = pytest.mark.stack
 

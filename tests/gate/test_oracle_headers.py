@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from gate.client.target import Target
 from gate.oracles import headers as oracle
-from gate.target import Target
 from tests.service_doc import header_profiles
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER_PATH = (
     "gate/oracles/headers.py",
-    "gate/headercheck.py",
-    "gate/target.py",
+    "gate/oracles/headercheck.py",
+    "gate/client/target.py",
     "features/steps/headers.py",
 )
 

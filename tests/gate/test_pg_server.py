@@ -16,11 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gate import ports
 from gate.errors import PortTaken, StackError
-from gate.pg_install import source_bin_dir
-from gate.pg_rundirs import roomy
-from gate.pg_server import EmbeddedPostgres
+from gate.stack import ports
+from gate.stack.postgres.install import source_bin_dir
+from gate.stack.postgres.rundirs import roomy
+from gate.stack.postgres.server import EmbeddedPostgres
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,5 @@
-"""gate/ports.py: a listener whose port was taken before it bound gets another, a bounded number of times."""
+"""gate/stack/ports.py: a listener whose port was taken before it bound gets another, a bounded number of
+times."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import sys
 import pytest
 
 from gate.errors import PortTaken, StackError
-from gate.ports import BIND_ATTEMPTS, address_in_use, listens, on_free_port
+from gate.stack.ports import BIND_ATTEMPTS, address_in_use, listens, on_free_port
 
 
 def test_a_taken_port_is_replaced_by_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:
     picks = iter([7001, 7002, 7003])
-    monkeypatch.setattr("gate.ports.free_port", lambda host="127.0.0.1": next(picks))
+    monkeypatch.setattr("gate.stack.ports.free_port", lambda host="127.0.0.1": next(picks))
     tried: list[int] = []
 
     def launch(port: int) -> str:
@@ -29,7 +30,7 @@ def test_a_taken_port_is_replaced_by_a_fresh_one(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_first_port_can_be_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gate.ports.free_port", lambda host="127.0.0.1": 7100)
+    monkeypatch.setattr("gate.stack.ports.free_port", lambda host="127.0.0.1": 7100)
     assert on_free_port("relay[0]", lambda port: port, first=7050) == 7050
 
 
@@ -37,7 +38,7 @@ def test_after_the_last_attempt_the_error_names_the_component_and_every_port(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     picks = iter(range(7200, 7300))
-    monkeypatch.setattr("gate.ports.free_port", lambda host="127.0.0.1": next(picks))
+    monkeypatch.setattr("gate.stack.ports.free_port", lambda host="127.0.0.1": next(picks))
 
     def launch(port: int) -> None:
         raise PortTaken("receiver", port, f"127.0.0.1:{port} was taken", log_tail="[Errno 98] in use")
@@ -50,7 +51,7 @@ def test_after_the_last_attempt_the_error_names_the_component_and_every_port(
 
 
 def test_other_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gate.ports.free_port", lambda host="127.0.0.1": 7300)
+    monkeypatch.setattr("gate.stack.ports.free_port", lambda host="127.0.0.1": 7300)
     calls: list[int] = []
 
     def launch(port: int) -> None:
@@ -69,7 +70,7 @@ def test_other_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None
         "# Could not create server TCP listening socket 127.0.0.1:4: bind: Address already in use",
         'LOG:  could not bind IPv4 address "127.0.0.1": Address already in use',
         "The Locust master port (127.0.0.1:4) was busy. (Socket bind failure: Address already in use)",
-        "python -m gate.receiver: cannot listen on 127.0.0.1:4: [Errno 98] Address already in use",
+        "python -m gate.stack.receiver: cannot listen on 127.0.0.1:4: [Errno 98] Address already in use",
     ],
 )
 def test_bind_failures_are_recognised_in_every_servers_words(line: str) -> None:

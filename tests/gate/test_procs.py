@@ -1,4 +1,4 @@
-"""gate/procs.py: a process group is signalled only while its leader is unreaped, and ends whole.
+"""gate/stack/procs.py: a process group is signalled only while its leader is unreaped, and ends whole.
 
 After a leader is reaped its PID, which is its group's id, can be handed to an unrelated process group:
 ``os.killpg`` on it then hits a stranger. These tests spy on ``os.killpg`` and fail on any call made
@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from gate.errors import PortTaken, StackError
-from gate.procs import ManagedProcess, end_group, exit_status, reap_group, signal_group, wait_exit, wait_until
+from gate.stack.procs import (
+    ManagedProcess,
+    end_group,
+    exit_status,
+    reap_group,
+    signal_group,
+    wait_exit,
+    wait_until,
+)
 
 
 @dataclass

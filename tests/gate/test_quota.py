@@ -1,4 +1,4 @@
-"""gate/quota.py: the quota plan — whose workspace each scenario spends, in which window, and when a
+"""gate/client/quota.py: the quota plan — whose workspace each scenario spends, in which window, and when a
 plan cannot fit, before the first request."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.quota import FEW, SPENDS, PlanError, Scenario, load_room, make_plan, plan_load
+from gate.client.quota import FEW, SPENDS, PlanError, Scenario, load_room, make_plan, plan_load
 
 ROOT = Path(__file__).resolve().parents[2]
 

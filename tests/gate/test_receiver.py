@@ -1,4 +1,4 @@
-"""gate/receiver.py: control routes need the run's bearer token; deliveries and health need none."""
+"""gate/stack/receiver.py: control routes need the run's bearer token; deliveries and health need none."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gate import ports
 from gate.errors import StackError
-from gate.procs import free_port, wait_until
-from gate.receiver import INSTANCE_ENV, TOKEN_ENV, Receiver, ReceiverClient
-from gate.stack_procs import start_receiver
+from gate.stack import ports
+from gate.stack.procs import free_port, wait_until
+from gate.stack.receiver import INSTANCE_ENV, TOKEN_ENV, Receiver, ReceiverClient
+from gate.stack.servers import start_receiver
 
 TOKEN = "receiver-token-for-tests-0123456789"
 CONTROL_CALLS = [
@@ -107,13 +107,13 @@ def test_an_in_process_receiver_makes_up_a_token_when_given_none() -> None:
         assert len(a.token) >= 32 and a.token != b.token and a.instance != b.instance
 
 
-# -- python -m gate.receiver ------------------------------------------------------------------------
+# -- python -m gate.stack.receiver ------------------------------------------------------------------------
 
 
 def receiver_cli(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, INSTANCE_ENV)}
     return subprocess.Popen(
-        [sys.executable, "-m", "gate.receiver", "--port", str(port)],
+        [sys.executable, "-m", "gate.stack.receiver", "--port", str(port)],
         env={**environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

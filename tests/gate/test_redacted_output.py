@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gate import redacted_output
-from gate.procs import wait_until
 from gate.redacted_output import SECRETS_FD_ENV, spawn, spawn_to_log
 from gate.redaction import REDACTED, Redactor
+from gate.stack.procs import wait_until
 
 # a child that makes secrets up, hands each over, then prints it at once on both streams
 MAKES_UP_SECRETS = textwrap.dedent(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gate.client.target import Target
 from gate.redaction import REDACTED, Redactor, mask_url_passwords
 from gate.results import INFRA_MARKER, record_infrastructure_error, write_json
-from gate.target import Target
 
 
 def test_short_secrets_are_redacted_too() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gate import ports
-from gate import redis_server as rs
 from gate.errors import StackError
-from gate.procs import free_port
-from gate.redis_server import EmbeddedRedis, ping, server_pid
+from gate.stack import ports
+from gate.stack import redis_server as rs
+from gate.stack.procs import free_port
+from gate.stack.redis_server import EmbeddedRedis, ping, server_pid
 
 pytestmark = pytest.mark.stack
 

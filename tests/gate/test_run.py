@@ -12,8 +12,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from gate.backup import take_backup
-from gate.stack import Stack, StackConfig
+from gate.drill.backup import take_backup
+from gate.stack.reference import Stack, StackConfig
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """``relay-gate selftest``: the catalogue, how a defect is judged caught, the report, the CLI end to end,
-and the tooling defects of gate/drill_defects.py doing what they claim."""
+and the tooling defects of gate/proof/defects_drill.py doing what they claim."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-import gate.selftest
-from gate import drill_defects
-from gate.backup import take_backup
+import gate.proof.selftest
 from gate.cli import main
-from gate.defects import DEFECTS
-from gate.drill import DrillOptions, run_drill, seed_bulk_table
-from gate.drill_defects import DRILL_DEFECTS
+from gate.drill.backup import take_backup
+from gate.drill.restore import DrillOptions, run_drill, seed_bulk_table
 from gate.errors import UsageError
-from gate.selftest import (
+from gate.proof import defects_drill as drill_defects
+from gate.proof.catalogue import DEFECTS
+from gate.proof.defects_drill import DRILL_DEFECTS
+from gate.proof.report import render_table, verdict_lines, write_report
+from gate.proof.selftest import (
     AREAS,
     DefectResult,
     FeatureRun,
@@ -35,7 +36,6 @@ from gate.selftest import (
     run_features,
     select,
 )
-from gate.selftest_report import render_table, verdict_lines, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def test_the_catalogue_in_the_docs_is_the_catalogue_in_the_code() -> None:
     m = re.search(r"<!-- catalogue:begin -->\n(.*?)\n<!-- catalogue:end -->", doc, re.S)
     assert m, "docs/selftest.md lost its catalogue markers"
     assert m.group(1) == catalogue_markdown(), (
-        "docs/selftest.md is out of date; paste gate.selftest.catalogue_markdown() between the markers"
+        "docs/selftest.md is out of date; paste gate.proof.selftest.catalogue_markdown() between the markers"
     )
 
 
@@ -127,7 +127,7 @@ def test_list_prints_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
 def test_service_and_tooling_defects_are_switched_in_through_their_own_factories() -> None:
     assert catalogue()["server-header-leak"].pytest_args() == ["--defect", "server-header-leak"]
     name = next(iter(DRILL_DEFECTS))
-    assert catalogue()[name].pytest_args() == ["-p", "gate.drill_defects", "--drill-defect", name]
+    assert catalogue()[name].pytest_args() == ["-p", "gate.proof.defects_drill", "--drill-defect", name]
 
 
 # -- judging and reporting -----------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, outcomes: dict[str, dict[str, str
         status = "failed" if "failed" in scenarios.values() else "passed"
         return feature_run(results, status, **scenarios)
 
-    monkeypatch.setattr(gate.selftest, "run_features", run)
+    monkeypatch.setattr(gate.proof.selftest, "run_features", run)
     return calls
 
 
@@ -255,7 +255,7 @@ def test_each_defect_runs_its_area_after_a_passing_clean_run_and_an_escape_fails
         },
     )
     subjects = [subject("x", "headers", ("A",)), subject("y", "drill", ("B",))]
-    report = gate.selftest.run_selftest(
+    report = gate.proof.selftest.run_selftest(
         subjects, results=tmp_path, run_id="r9", backend="embedded", whole_gate=False
     )
     out = capsys.readouterr().out
@@ -272,7 +272,7 @@ def test_a_clean_service_that_fails_a_scenario_stops_the_selftest_before_any_def
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calls = fake_runs(monkeypatch, {"clean": {"A": "passed", "B": "failed"}})
-    report = gate.selftest.run_selftest(
+    report = gate.proof.selftest.run_selftest(
         [subject("x")], results=tmp_path, run_id="r", backend="embedded", whole_gate=True
     )
     out = capsys.readouterr().out
@@ -317,7 +317,7 @@ def test_a_child_run_is_classified_from_its_summary_and_exit_status(
     script = tmp_path / "fake_pytest.py"
     script.write_text(textwrap.dedent(FAKE_PYTEST))
     monkeypatch.setattr(
-        gate.selftest, "pytest_argv", lambda ns, results: [sys.executable, str(script), str(results)]
+        gate.proof.selftest, "pytest_argv", lambda ns, results: [sys.executable, str(script), str(results)]
     )
     run = run_features(results=tmp_path / "run", backend="embedded", markexpr=None, extra=[mode], timeout_s=1)
     assert run.status == status
@@ -380,7 +380,7 @@ def test_a_defect_the_scenarios_run_cannot_see_escapes_and_fails_the_selftest(
     situation the selftest exists to expose."""
     real = catalogue()
     misfiled = {"server-header-leak": Subject(**{**vars(real["server-header-leak"]), "area": "drill"})}
-    monkeypatch.setattr(gate.selftest, "catalogue", lambda: misfiled)
+    monkeypatch.setattr(gate.proof.selftest, "catalogue", lambda: misfiled)
     code = main(["selftest", "--defect", "server-header-leak", "--results", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1, out

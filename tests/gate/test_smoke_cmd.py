@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gate import rollback_policy
 from gate.cli import main
+from gate.commands import smoke_rollback as rollback_policy
 from gate.commands.smoke import KEEP_BYTES, env_secrets, parse_command, run_rollback
 from gate.errors import UsageError
-from gate.procs import free_port
-from gate.stack import Stack, StackConfig
+from gate.stack.procs import free_port
+from gate.stack.reference import Stack, StackConfig
 
 PY = sys.executable
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gate import ports
 from gate.errors import StackError, UsageError
-from gate.receiver import ReceiverClient
-from gate.stack import Stack, StackConfig
+from gate.stack.receiver import ReceiverClient
+from gate.stack.reference import Stack, StackConfig, ports
 from tests.windows import wait_for_window_room
 
 pytestmark = pytest.mark.stack
@@ -53,7 +52,7 @@ def _all_pids(description: dict) -> list[int]:
 @pytest.fixture(params=["embedded", pytest.param("containers", marks=pytest.mark.containers)])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "containers":
-        from gate.containers import docker_available
+        from gate.stack.containers.backend import docker_available
 
         ok, why = docker_available()
         if not ok:

@@ -14,7 +14,7 @@ import pytest
 
 from gate import step_summary
 from gate.redaction import Redactor
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 
 PREVIOUS = "## an earlier step's summary\n\n"
 

@@ -1,4 +1,4 @@
-"""gate/target.py: the receiver's control token, from a stack or a deployment's TOML, kept secret."""
+"""gate/client/target.py: the receiver's control token, from a stack or a deployment's TOML, kept secret."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gate.client.target import Target
 from gate.errors import UsageError
-from gate.stack import Stack, StackConfig
-from gate.target import Target
+from gate.stack.reference import Stack, StackConfig
 
 TOKEN = "receiver-token-from-the-environment-42"
 

@@ -21,12 +21,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from features.recording import Recorder
+from gate.client.target import Target
+from gate.client.transport import PROXY_ENV, Transport, probe
 from gate.errors import InfrastructureError, UsageError
-from gate.receiver import Receiver, ReceiverClient
 from gate.redaction import Redactor
-from gate.stack import Stack, StackConfig
-from gate.target import Target
-from gate.transport import PROXY_ENV, Transport, probe
+from gate.stack.receiver import Receiver, ReceiverClient
+from gate.stack.reference import Stack, StackConfig
 from load.launch import LOCUSTFILE
 from tests.gate.tlsproxy import Pki, TlsProxy, make_pki
 from tests.load import fakeserver

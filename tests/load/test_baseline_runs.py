@@ -13,7 +13,7 @@ import pytest
 
 from evidence.render import render
 from gate.errors import EXIT_OK, EXIT_SLO
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 from tests.load.test_stack_runs import finish, gate_load, target_args
 
 pytestmark = pytest.mark.stack

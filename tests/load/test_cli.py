@@ -15,7 +15,7 @@ import pytest
 
 from gate.commands import load as cmd
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_SLO, EXIT_USAGE, InfrastructureError, UsageError
-from gate.procs import free_port
+from gate.stack.procs import free_port
 from tests.load.factory import document, healthy, record, roundtrip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gate.errors import EXIT_INVALID, EXIT_USAGE
-from gate.procs import free_port
+from gate.stack.procs import free_port
 from tests.load import fakeserver
 
 KEY = "load-test-key-0123456789"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gate.errors import EXIT_INFRA, EXIT_INVALID, EXIT_OK
-from gate.procs import free_port
+from gate.stack.procs import free_port
 from load import launch
 from load.launch import LOCUSTFILE
 from tests.load import fakeserver

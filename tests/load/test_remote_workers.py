@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from gate.errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE
-from gate.procs import free_port
-from gate.stack import Stack, StackConfig
+from gate.stack.procs import free_port
+from gate.stack.reference import Stack, StackConfig
 from load.launch import LOCUSTFILE
 from tests.load import fakeserver
 from tests.processes import ProcessWatcher

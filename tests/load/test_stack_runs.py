@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gate.errors import EXIT_INVALID, EXIT_OK, EXIT_SLO
-from gate.stack import Stack, StackConfig
+from gate.stack.reference import Stack, StackConfig
 from load.launch import LOCUSTFILE
 from tests.windows import wait_for_window_room
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gate.observability import DASHBOARD, Generated, rules
 from gate.observability.objectives import objectives
-from gate.stack import FAULT_PATH, Stack, StackConfig
+from gate.stack.reference import FAULT_PATH, Stack, StackConfig
 from load import slos
 from tests.observability.promql import all_names
 from tests.windows import wait_for_window_room

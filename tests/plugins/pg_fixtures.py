@@ -1,4 +1,5 @@
-"""pytest fixtures for PostgreSQL: real servers from the binaries pgserver ships (see gate/pg_server.py).
+"""pytest fixtures for PostgreSQL: real servers from the binaries pgserver ships (see
+gate/stack/postgres/server.py).
 
 - ``pg_server``: one server for the whole session. Tests may create databases on it but must leave it
   running and unpaused; a test that stops, kills, pauses or restarts PostgreSQL takes ``fresh_pg``.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.pg_server import EmbeddedPostgres
+from gate.stack.postgres.server import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gate.redis_server import EmbeddedRedis
+from gate.stack.redis_server import EmbeddedRedis
 
 if TYPE_CHECKING:
     import fakeredis

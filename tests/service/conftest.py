@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gate.receiver import Receiver, ReceiverClient
+from gate.stack.receiver import Receiver, ReceiverClient
 
 
 @pytest.fixture

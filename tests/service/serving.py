@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import httpx
 
-from gate.threaded import ThreadedServer
 from service.app import create_app
 from service.config import Settings
+from tests.threaded import ThreadedServer
 
 
 @contextmanager

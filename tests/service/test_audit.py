@@ -20,8 +20,8 @@ import psycopg
 import psycopg.sql
 import pytest
 
-from gate.pg_server import EmbeddedPostgres
-from gate.procs import free_port
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.procs import free_port
 from service.audit import (
     MAX_LIMIT,
     AuditLog,

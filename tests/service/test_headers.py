@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gate.threaded import ThreadedServer
 from service.app import create_app
 from service.config import Settings
 from service.headers import PROFILES
 from tests.service_doc import header_profiles
+from tests.threaded import ThreadedServer
 
 ADMIN = "admin-key-0123456789abcdef"
 DEV = "dev-key-0123456789abcdef00"

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gate.procs import free_port
-from gate.redis_server import EmbeddedRedis
+from gate.stack.procs import free_port
+from gate.stack.redis_server import EmbeddedRedis
 from service.config import Settings
 from service.limiter import (
     Decision,

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gate.procs import free_port, wait_until
-from gate.receiver import Receiver
+from gate.stack.procs import free_port, wait_until
+from gate.stack.receiver import Receiver
 
 SECRET = "signing-secret-" + "q" * 40
 ADMIN = "admin-key-zzzzzzzzzzzzzzzzzz"

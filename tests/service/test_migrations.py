@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import NullPool
 
-from gate.pg_server import EmbeddedPostgres
+from gate.stack.postgres.server import EmbeddedPostgres
 from service import audit
 from service.audit import current_revision, downgrade, head_revisions, migrate, sqlalchemy_url
 

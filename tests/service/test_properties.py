@@ -3,7 +3,7 @@
 Whatever arrives — any bytes, any header mapping (names and values that are not text, huge values,
 lone surrogates, unicode digits), any header value — the verifiers of :mod:`service.signing` raise
 nothing but their documented :class:`SignatureError`, with one of its documented reasons, and the
-parsers of :mod:`gate.headercheck` raise nothing at all. Beyond "never raises":
+parsers of :mod:`gate.oracles.headercheck` raise nothing at all. Beyond "never raises":
 
 - signing round-trips for any body, id and key set; a changed byte is always caught;
 - the receiver-side :class:`ReplayGuard` behaves exactly like a small model of its contract (remember
@@ -26,7 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from gate.headercheck import (
+from gate.oracles.headercheck import (
     FORBIDDEN,
     LETTERS,
     RUBRIC,
@@ -323,7 +323,8 @@ TestReplayGuardModel = ReplayGuardModel.TestCase
 TestReplayGuardModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
-# -- gate.headercheck: parsers ------------------------------------------------------------------------
+# -- gate.oracles.headercheck: parsers
+# ------------------------------------------------------------------------
 
 csp_tokens = st.sampled_from(
     ["script-src", "default-src", "DEFAULT-SRC", "*", "'unsafe-inline'", "'nonce-a'", "https:", "data:",
@@ -371,7 +372,8 @@ def test_parse_hsts_never_raises_and_is_either_valid_or_says_why_not(value: str)
     assert all(f.code in RUBRIC for f in analyse_hsts(value))
 
 
-# -- gate.headercheck: whole responses -------------------------------------------------------------------
+# -- gate.oracles.headercheck: whole responses
+# -------------------------------------------------------------------
 
 profile_names = st.sampled_from(sorted(PROFILES))
 any_value = st.one_of(any_text, csp_values, hsts_values, non_text)

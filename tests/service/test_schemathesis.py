@@ -1,6 +1,6 @@
 """Generated bad input: schemathesis drives every operation of the relay's OpenAPI document.
 
-The service under test is the real one over TCP: uvicorn on a loopback port (``gate.threaded``), the
+The service under test is the real one over TCP: uvicorn on a loopback port (``tests.threaded``), the
 audit log in a real PostgreSQL, the rate limiter on a real Redis, deliveries to the gate's receiver.
 schemathesis's pytest integration generates, for every operation, its examples, coverage and fuzzing
 phases in both modes — schema-valid (positive) and schema-violating (negative) requests — and checks
@@ -53,15 +53,15 @@ from schemathesis import Case, CheckContext, CheckFunction, GenerationMode, Hook
 from schemathesis.generation.meta import TestPhase
 from schemathesis.schemas import BaseSchema
 
-from gate.headercheck import check_headers
-from gate.pg_server import EmbeddedPostgres
-from gate.receiver import CONTROL, Receiver, ReceiverClient
-from gate.redis_server import EmbeddedRedis
-from gate.threaded import ThreadedServer
+from gate.oracles.headercheck import check_headers
+from gate.stack.postgres.server import EmbeddedPostgres
+from gate.stack.receiver import CONTROL, Receiver, ReceiverClient
+from gate.stack.redis_server import EmbeddedRedis
 from service.app import create_app
 from service.audit import migrate
 from service.config import ApiKey, Settings
 from service.headers import PROFILES
+from tests.threaded import ThreadedServer
 
 pytestmark = pytest.mark.stack
 
