@@ -1,25 +1,24 @@
 """How a selftest is shown and recorded: the terminal table and closing verdict lines, the ``--list``
 view, the catalogue table of docs/selftest.md, and the documents ``selftest/selftest.json`` and
-``run.json``. gate/proof/selftest.py runs the selftest; nothing here runs anything."""
+``run.json``. gate/proof/selftest.py runs the selftest; nothing here runs anything. The records both use
+are in gate/proof/runs.py."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gate.errors import EXIT_CRITERION, EXIT_OK
+from gate.proof.runs import DefectResult, FeatureRun, Report, Subject
 from gate.results import Redactor, provenance, utc_now, write_json
-
-if TYPE_CHECKING:
-    from gate.proof.selftest import DefectResult, FeatureRun, Report, Subject
 
 # -- documents -------------------------------------------------------------------------------------
 
 
 def report_json(report: Report) -> dict[str, Any]:
-    """The document of selftest.json (``Report.to_json``)."""
+    """The document of selftest.json."""
     caught = sum(d.outcome == "caught" for d in report.defects)
     return {
         "run_id": report.run_id, "started_at": report.started_at, "finished_at": utc_now(),
@@ -71,7 +70,7 @@ def write_report(report: Report) -> Path:
     """``<results>/selftest/selftest.json``. Nothing in it is secret (each run's own files are redacted
     by that run), but it goes through the same writer: atomic and versioned."""
     path = report.results / "selftest" / "selftest.json"
-    return write_json(path, "selftest", 1, report.to_json(), redactor=Redactor(()))
+    return write_json(path, "selftest", 1, report_json(report), redactor=Redactor(()))
 
 
 def write_run_json(results: Path, *, run_id: str, backend: str, report: Report | None = None) -> None:
@@ -82,7 +81,7 @@ def write_run_json(results: Path, *, run_id: str, backend: str, report: Report |
     doc = provenance(run_id=run_id, target=target, started_at=report.started_at if report else utc_now(),
                      extra={"command": "selftest"})  # fmt: skip
     if report is not None:
-        doc.update(finished_at=utc_now(), exit_code=report.exit_code, totals=report.to_json()["totals"])
+        doc.update(finished_at=utc_now(), exit_code=report.exit_code, totals=report_json(report)["totals"])
     write_json(results / "run.json", "run", 1, doc, redactor=Redactor(()))
 
 

@@ -58,7 +58,10 @@ def scenario_nodeids() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class FeatureRun:
+class ProofRun:
+    """One proof's child pytest: its exit code, every scenario's record by name, the tail of its output.
+    (Not gate/proof/runs.py's FeatureRun, which is the selftest's record of a run.)"""
+
     code: int
     scenarios: dict[str, dict[str, Any]]  # by scenario name: outcome, reason, ...
     output: str
@@ -80,7 +83,7 @@ def run_feature(
     *args: str,
     defect: str | None = None,
     env: dict[str, str] | None = None,
-) -> FeatureRun:
+) -> ProofRun:
     """Run ``features/<feature>`` in a child pytest (a fresh stack, with ``defect`` when given);
     ``feature`` may also be node ids separated by spaces (see :func:`prove`)."""
     argv = [
@@ -100,7 +103,7 @@ def run_feature(
     assert summary_path.exists(), f"no summary.json (exit {proc.returncode}):\n{output}"
     summary = json.loads(summary_path.read_text())
     scenarios = {s["scenario"]: s for f in summary["features"] for s in f["scenarios"]}
-    return FeatureRun(proc.returncode, scenarios, output)
+    return ProofRun(proc.returncode, scenarios, output)
 
 
 def assert_covers(area: str, catches: Mapping[str, object]) -> None:
@@ -114,7 +117,7 @@ def assert_covers(area: str, catches: Mapping[str, object]) -> None:
 
 
 def assert_caught(
-    run: FeatureRun, defect: str, expected: Iterable[str], *, scenarios: Collection[str] | None = None
+    run: ProofRun, defect: str, expected: Iterable[str], *, scenarios: Collection[str] | None = None
 ) -> None:
     """Against ``defect`` pytest exited 1 and every scenario of ``expected`` failed (others may fail
     too). With ``scenarios``, the run reported exactly those, and each one not ``expected`` passed:
@@ -131,7 +134,7 @@ def assert_caught(
 
 
 def assert_clean(
-    run: FeatureRun, catches: Mapping[str, Iterable[str]], *, scenarios: Collection[str] | None = None
+    run: ProofRun, catches: Mapping[str, Iterable[str]], *, scenarios: Collection[str] | None = None
 ) -> None:
     """Against the clean stack pytest exited 0 and every scenario passed, the catching ones of
     ``catches`` among them (with ``scenarios``: exactly those scenarios ran)."""
@@ -149,7 +152,7 @@ def assert_clean(
         assert set(run.scenarios) == set(scenarios), f"clean run outcomes: {run.outcomes}\n{run.output}"
 
 
-def _table(run: FeatureRun) -> str:
+def _table(run: ProofRun) -> str:
     return "\n".join(f"  {s['outcome']:8} {name}: {s.get('reason')}" for name, s in run.scenarios.items())
 
 
@@ -160,7 +163,7 @@ def prove(
     expected: Collection[str],
     *args: str,
     scenarios: Collection[str] | None = None,
-) -> FeatureRun:
+) -> ProofRun:
     """Run ``defect`` against its area at this session's :func:`depth` and assert it is caught:
     focused, the ``expected`` scenarios alone run and each fails; full, ``feature`` (and the feature
     files in ``args``) run whole and :func:`assert_caught` holds with ``scenarios``."""

@@ -62,7 +62,7 @@ CATCHES: dict[str, set[str]] = {
 pytestmark = pytest.mark.stack
 
 
-def run_feature(tmp: Path, request: pytest.FixtureRequest, defect: str | None = None) -> proof.FeatureRun:
+def run_feature(tmp: Path, request: pytest.FixtureRequest, defect: str | None = None) -> proof.ProofRun:
     """Run the feature as CI would, on this session's backend."""
     backend = request.config.getoption("--backend")
     return proof.run_feature("test_headers.py", tmp, "--backend", backend, defect=defect)

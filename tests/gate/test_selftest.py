@@ -22,7 +22,7 @@ from gate.errors import UsageError
 from gate.proof import defects_drill as drill_defects
 from gate.proof.catalogue import DEFECTS
 from gate.proof.defects_drill import DRILL_DEFECTS
-from gate.proof.report import render_table, verdict_lines, write_report
+from gate.proof.report import render_table, report_json, verdict_lines, write_report
 from gate.proof.selftest import (
     AREAS,
     DefectResult,
@@ -156,7 +156,7 @@ def test_an_unrelated_failure_fails_the_selftest_and_is_reported(tmp_path: Path)
     assert report.exit_code == 1 and report.unrelated == ["d0"]
     assert "UNRELATED" in render_table(report.defects)
     assert any("UNRELATED FAILURES" in line for line in verdict_lines(report))
-    assert report.to_json()["defects"][0]["unrelated_failures"]
+    assert report_json(report)["defects"][0]["unrelated_failures"]
 
 
 def test_a_defect_no_scenario_fails_against_escapes_and_an_unfinished_run_is_not_judged(
