@@ -35,7 +35,7 @@ from evidence.criteria import (
     step_items,
     verdict,
 )
-from evidence.faults import faults_context, faults_criteria
+from evidence.faults_document import faults_context, faults_criteria
 from evidence.markdown import FILTERS
 from evidence.model import Results, load_results
 from gate.verdict import LABEL, Outcome, Verdict

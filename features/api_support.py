@@ -17,9 +17,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from features.steps.common import Execution
+from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import ratelimit
-from gate.stack.receiver import Capture, ReceiverClient
 
 PROBLEM_TYPE = "application/problem+json"
 # beyond the service's per-attempt delivery timeout, how long "nothing was delivered" is watched for

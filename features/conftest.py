@@ -20,12 +20,12 @@ import pytest
 
 from features import quota, redaction, skips
 from features.recording import Recorder, slug
-from gate.client import transport
+from gate.client.probe import probe
 from gate.client.quota import PlanError
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Target
 from gate.errors import InfrastructureError, UsageError
 from gate.results import Redactor, record_infrastructure_error, utc_now, write_json
-from gate.stack.receiver import ReceiverClient
 from gate.verdict import SkipCategory
 
 # tag -> (what the target must offer, the reason given when it does not)
@@ -93,7 +93,7 @@ def target(request: pytest.FixtureRequest) -> Target:
         except UsageError as exc:
             pytest.exit(f"invalid target: {exc}", returncode=2)
         try:
-            transport.probe(t.base_url, t.transport)  # TLS verified, proxies as configured
+            probe(t.base_url, t.transport)  # TLS verified, proxies as configured
         except InfrastructureError as exc:
             record_infrastructure_error(request.config.getoption("--results"), str(exc))
             pytest.exit(str(exc), returncode=5)

@@ -24,8 +24,8 @@ import httpx
 from features import skips
 from features.recording import Recorder
 from features.steps.common import Execution, admitted_execute
+from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import Capture, ReceiverClient
 
 MAX_RETRY_AFTER_S = 30.0  # docs/webhooks.md: Retry-After is honoured up to 30 s
 MAX_BACKOFF_S = 30.0  # docs/webhooks.md: the backoff bound is capped at 30 s

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from features.steps.common import Delivery
+from gate.client.receiver import Capture
 from gate.oracles import webhooks as wh
-from gate.stack.receiver import Capture
 
 
 def keys_of(secrets_: Sequence[str]) -> list[bytes]:

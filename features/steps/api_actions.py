@@ -36,8 +36,8 @@ from features.api_support import (
 from features.recording import Recorder
 from features.steps.common import NOTIFY, Execution, message
 from features.steps.headers import QUOTA_PROBE
+from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import Capture, ReceiverClient
 
 SHORT_TTL_S = 10
 EXPIRY_MARGIN_S = 0.2  # past the TTL counted from the answer: the token was minted before it

@@ -31,8 +31,8 @@ from features.api_support import (
 )
 from features.recording import Recorder
 from features.steps.common import Execution
+from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import Capture, ReceiverClient
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 DOCUMENTED_METRICS = (

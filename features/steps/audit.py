@@ -29,8 +29,8 @@ from features.steps.common import (
     message,
     notify,
 )
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import ReceiverClient
 
 READY_TIMEOUT_S = 30.0
 # beyond the service's delivery timeout, how long a refused execute's receiver is watched: a delivery

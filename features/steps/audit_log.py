@@ -25,8 +25,8 @@ from features import skips
 from features.api_support import admitted, ascii_notify, audit_rows, problem_issues, webhook_id_of
 from features.recording import Recorder
 from features.steps.common import Delivery, Execution
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import ReceiverClient
 
 MAX_HOLD_S = 1.5  # how long the receiver holds a delivery: well inside the service's delivery timeout
 

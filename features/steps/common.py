@@ -17,9 +17,9 @@ from pytest_bdd import given, parsers, then, when
 
 from features import skips
 from features.recording import Recorder
+from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import ratelimit
-from gate.stack.receiver import Capture, ReceiverClient
 
 DELIVERY_TIMEOUT_S = 10.0
 

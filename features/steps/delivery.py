@@ -33,9 +33,9 @@ from features.delivery_attempts import (
 from features.recording import Recorder
 from features.signing_recompute import keys_of
 from features.steps.common import message, notify
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
-from gate.stack.receiver import ReceiverClient
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pytest_bdd import given, parsers, then, when
 from features.delivery_attempts import MAX_BACKOFF_S, Attempts, execute_through
 from features.recording import Recorder
 from features.steps.common import message, notify
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
-from gate.stack.receiver import ReceiverClient
 
 # -- backoff and jitter, on a replica of the gate's ----------------------------------------------
 

@@ -37,9 +37,9 @@ from features.signing_recompute import (
     whsec_secret,
 )
 from features.steps.common import Delivery, deliver, message
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
-from gate.stack.receiver import ReceiverClient
 
 
 @pytest.fixture

@@ -31,9 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
-import httpx
 
-from gate.errors import InfrastructureError, UsageError
+from gate.errors import UsageError
 
 TLS_KEYS = frozenset({"ca_bundle", "client_cert", "client_key"})
 NETWORK_KEYS = frozenset({"proxies_from_env"})
@@ -238,30 +237,3 @@ def tls_failure(exc: BaseException) -> str | None:
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
     return text if "[SSL" in text or "CERTIFICATE" in text.upper() else None
-
-
-def unreachable(url: str, exc: BaseException, *, timeout_s: float | None = None) -> str:
-    """Why ``url`` could not be reached, naming TLS and its fix when that is the cause."""
-    tls = tls_failure(exc)
-    if tls is not None:
-        return (
-            f"target {url}: TLS failed ({tls}); the gate verifies every certificate — give the CA that "
-            f"signs it in [tls].ca_bundle (and a client certificate in [tls].client_cert if the target "
-            f"asks for one) of the target config ({_DOC})"
-        )
-    within = f" within {timeout_s:g} s" if timeout_s else ""
-    return (
-        f"target {url} is unreachable ({type(exc).__name__}{within}); check the URL, that the service "
-        "is up, the network, and proxies ([network].proxies_from_env)"
-    )
-
-
-def probe(base_url: str, transport: Transport, *, timeout_s: float = 5.0) -> None:
-    """One GET of ``base_url``'s ``/``, as the scenarios will connect; any answer will do.
-    InfrastructureError (exit 5) when it cannot be reached, naming TLS when that is why."""
-    url = f"{base_url.rstrip('/')}/"
-    try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False, **transport.httpx_options(url)) as c:
-            c.get(url)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(unreachable(base_url, exc, timeout_s=timeout_s)) from None

@@ -22,7 +22,7 @@ from typing import Any
 
 import features
 from gate import redacted_output, step_summary
-from gate.client import transport
+from gate.client.probe import probe
 from gate.client.target import Target
 from gate.interrupts import as_interrupted
 from gate.paths import absolute, default_results
@@ -82,7 +82,7 @@ def resolve_target(args: argparse.Namespace) -> Target | None:
         return None
     target = Target.from_config(args.target_url, args.target_config)  # UsageError -> exit 2
     # as the scenarios will connect (TLS verified, proxies as configured); exit 5 naming TLS if that fails
-    transport.probe(target.base_url, target.transport)
+    probe(target.base_url, target.transport)
     return target
 
 

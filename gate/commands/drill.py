@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from gate.drill.fingerprint import DEFAULT_JOBS
-from gate.drill.record import write_results
+from gate.drill.record import report
 from gate.drill.restore import (
     DEFAULT_RPO_S,
     DEFAULT_RTO_S,
     DrillOptions,
-    human,
-    run_drill,
 )
 from gate.durations import parse_duration
 from gate.errors import UsageError
@@ -105,52 +102,3 @@ def run(args: argparse.Namespace) -> int:
         rpo_scope="this_run" if args.backup_taken_by_this_run else "latest",
     )
     return report(opts, results)
-
-
-def report(opts: DrillOptions, results: Path, *, mark: bool = True) -> int:
-    """Run the drill, write its results, say what it saw; the exit code. ``mark=False`` leaves the
-    backup folder untouched (no verified marker): a deployment's backups are only read."""
-    print(f"relay-gate drill: run {opts.run_id}, backups in {opts.backup_dir}", flush=True)
-    result = run_drill(opts)
-    path = write_results(result, results, mark=mark)
-    print(summary(result.doc))
-    print(f"verdict: {result.doc['verdict']} (exit {result.exit_code}): {result.reason}")
-    print(f"results: {path}")
-    if not result.passed:
-        print(f"relay-gate drill: FAILED: {result.reason}", file=sys.stderr)
-    return result.exit_code
-
-
-def summary(doc: dict[str, Any]) -> str:
-    """What the drill saw, phase by phase, for the terminal."""
-    lines = []
-    b = doc.get("backup")
-    if b:
-        size = f"{b['size_bytes'] / 1e6:.1f} MB" if isinstance(b.get("size_bytes"), int) else "? MB"
-        lines.append(f"  {'backup':<12} {b['file']} ({size}, taken {b['taken_at']})")
-    t = doc["restore_target"]
-    for name, ph in doc["phases"].items():
-        extra = ""
-        if name == "create_db" and t.get("database"):
-            extra = f"  {t['mode']}: {t.get('host')}:{t.get('port')}/{t['database']}"
-        if name == "restore" and doc.get("restore"):
-            extra = f"  {doc['restore']['strategy']}"
-        state = "ok" if ph["ok"] else f"FAILED: {ph.get('error', '')}"
-        lines.append(f"  {name:<12} {ph['duration_s']:>7.2f} s  {state}{extra}")
-    s = doc.get("summary")
-    if s:
-        rows = f"rows {s['rows_source']:,} -> {s['rows_restored']:,}"
-        lines.append(f"  {'tables':<12} {s['matching']}/{s['tables']} match; {rows}")
-    for t in doc.get("tables", []):
-        if not t["match"]:
-            lines.append(
-                f"  {'':<12} {t['status']}: {t['table']}: source {t['source']}, restored {t['restored']}"
-            )
-    for key in ("rto", "rpo"):
-        g = doc[key]
-        if g["measured_s"] is not None:
-            ok = "ok" if g["passed"] else "EXCEEDED"
-            lines.append(
-                f"  {key.upper():<12} {human(g['measured_s'])} vs target {human(g['target_s'])}: {ok}"
-            )
-    return "\n".join(lines)

@@ -39,8 +39,8 @@ from typing import Any
 
 from gate import durations
 from gate.client import load_quota
+from gate.client.probe import probe
 from gate.client.target import Target
-from gate.client.transport import Transport, probe
 from gate.commands import load_distributed
 from gate.commands.check import add_target_args
 from gate.errors import EXIT_USAGE, InfrastructureError, UsageError
@@ -52,7 +52,6 @@ from load.launch import LocustPlan, LocustRun
 from load.openmodel import default_pool
 from load.render import comparison_lines, render, verdict_lines
 
-PROBE_TIMEOUT_S = 5.0
 # the reference stack must not throttle an SLO run (see the module docstring)
 STACK_RATE_LIMIT = 1_000_000
 STACK_WINDOW_S = 60
@@ -176,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
             keys = [k.key for k in stack.keys if k.role == "dev"]
             described = target.describe()
             actions = "catalogue"  # the gate's own receiver gets them: the whole catalogue is exercised
-        _probe(target.base_url, target.transport)
+        # TLS verified and proxies as configured; InfrastructureError (5) names TLS
+        probe(target.base_url, target.transport)
         if quota_plan is not None:
             print(f"relay-gate load: {quota_plan.render()}", flush=True)
             started = load_quota.await_room(
@@ -266,11 +266,6 @@ def _duration_for(samples: int, share: float, rate: float) -> int | None:
     # n·p − 3·sqrt(n·p·(1−p)) ≥ m, solved for x = sqrt(n·p): x² − 3·sqrt(1−p)·x − m ≥ 0
     x = (3 * math.sqrt(1 - share) + math.sqrt(9 * (1 - share) + 4 * samples)) / 2
     return math.ceil(x * x / share / rate)
-
-
-def _probe(base_url: str, how: Transport) -> None:
-    # TLS verified and proxies as configured (gate/client/transport.py); InfrastructureError (5) names TLS
-    probe(base_url, how, timeout_s=PROBE_TIMEOUT_S)
 
 
 def _run_locust(

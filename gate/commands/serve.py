@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import EXIT_INFRA
-from gate.stack.receiver import TOKEN_ENV
 from gate.stack.reference import BACKENDS, Stack, StackConfig
 
 DEFAULT_STACK_FILE = Path(".gate/stack.json")
@@ -30,7 +29,8 @@ def register(sub: Any) -> None:
         "--backend",
         choices=BACKENDS,
         default=os.environ.get("RELAY_GATE_BACKEND", "embedded"),
-        help="embedded: bundled binaries (default); containers: testcontainers; external: URLs you give",
+        help="embedded: bundled binaries (default); containers: testcontainers. A deployment is not "
+        "served: give it to check/run/load with --target-url/--target-config",
     )
     p.add_argument("--replicas", type=int, default=1, help="relay processes sharing Redis and the DB (1-16)")
     p.add_argument("--stack-file", type=Path, default=DEFAULT_STACK_FILE, help="where to write the JSON")
@@ -39,13 +39,6 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--window", type=int, default=3, help="rate-limit window in seconds (default 3)")
     p.add_argument("--header-profile", choices=("strict", "seed"), default="strict")
-    ext = p.add_argument_group("external backend")
-    ext.add_argument(
-        "--base-url", default=os.environ.get("RELAY_GATE_BASE_URL"), help="the service's base URL"
-    )
-    ext.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
-    ext.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    ext.add_argument("--receiver-url", default=os.environ.get("RELAY_GATE_RECEIVER_URL"))
     p.set_defaults(run=run)
 
 
@@ -87,12 +80,6 @@ def run(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         window_s=args.window,
         header_profile=args.header_profile,
-        base_url=args.base_url,
-        redis_url=args.redis_url,
-        database_url=args.database_url,
-        receiver_url=args.receiver_url,
-        # an external receiver's control token (ours make their own), by variable: never on argv
-        receiver_token=os.environ.get(TOKEN_ENV) if args.backend == "external" else None,
     )
 
     # Ctrl-C and SIGTERM (gate/interrupts.py, for SIGINT too even when started with it ignored):

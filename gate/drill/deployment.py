@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gate.drill.backup import Backup, list_backups
+from gate.drill.record import report
 from gate.drill.restore import DrillOptions
 from gate.errors import EXIT_INVALID, GateError, UsageError
 from gate.redaction import mask_url_passwords
@@ -63,8 +64,6 @@ def drill_options(target: Target, results: Path, *, environ: Mapping[str, str] |
 
 def drill_deployment(target: Target, results: Path) -> tuple[int, str] | tuple[int, str, Outcome]:
     """``relay-gate run``'s drill step on a deployment: (exit code, note[, outcome])."""
-    from gate.commands.drill import report
-
     if target.backups is None:
         return EXIT_INVALID, NO_BACKUPS, Outcome.MISSING_CONFIG
     try:

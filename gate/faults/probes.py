@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from gate.client.receiver import ReceiverClient
 from gate.errors import InfrastructureError
 from gate.faults.model import POLL_S, RECEIVER_QUIET_S
-from gate.stack.receiver import ReceiverClient
 from gate.stack.reference import Stack
 
 _GAUGE = re.compile(r'^rate_limiter_backend\{backend="(?P<backend>[^"]+)"\}\s+(?P<value>\S+)$', re.M)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gate.client.receiver import ReceiverClient
 from gate.faults.generators import Generators
 from gate.faults.judgement import judge
 from gate.faults.model import (
@@ -21,7 +22,6 @@ from gate.faults.model import (
 from gate.faults.probes import Replicas, audit_rows, redis_timeout_ms, relay_setting, settled_captures
 from gate.faults.timeline import FaultTimeline
 from gate.results import Redactor, provenance, utc_now, write_json
-from gate.stack.receiver import ReceiverClient
 from gate.stack.reference import Stack, StackConfig
 from load import settings
 

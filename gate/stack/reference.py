@@ -7,9 +7,10 @@ check: gate/stack/servers.py), on a port picked free and picked again if someone
 (gate/stack/ports.py); a failure half-way tears down what was started and raises :class:`StackError` naming
 the component, the fix and its log tail.
 
-Backends: ``embedded`` (bundled binaries), ``containers`` (testcontainers) and ``external`` (URLs
-given; nothing started or stopped). The fault controls (kill/pause Redis, stop PostgreSQL, restart
-a replica) exist only on owned backends: :attr:`Stack.controllable` says so.
+Backends: ``embedded`` (bundled binaries) and ``containers`` (testcontainers). Either way the stack
+owns what it started, so the fault controls (kill/pause Redis, stop PostgreSQL, restart a replica)
+always work on it. A deployment is never a stack: it is a :class:`~gate.client.target.Target` given
+by URL and target config, and has no such controls.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from gate import __version__, interrupts
 from gate.errors import StackError, UsageError
@@ -38,8 +38,8 @@ from gate.stack.receiver import new_token
 from gate.stack.servers import relay_process, start_receiver, wait_relay_ready
 from service.config import Settings
 
-Backend = Literal["embedded", "containers", "external"]
-BACKENDS: tuple[Backend, ...] = ("embedded", "containers", "external")
+Backend = Literal["embedded", "containers"]
+BACKENDS: tuple[Backend, ...] = ("embedded", "containers")
 STACK_SCHEMA = "relay-gate/stack@1"
 FAULT_PATH = "/_gate/fault"  # gate.stack.relay raises an unhandled exception here
 DATABASE = "relay"
@@ -79,16 +79,15 @@ class StackConfig:
     start_timeout_s: float = 30.0
     # run the relay with one of gate/proof/catalogue.py's deliberate defects (proving the gate can fail)
     defect: str | None = None
-    # external backend only
-    base_url: str | None = None
-    redis_url: str | None = None
-    database_url: str | None = None
-    receiver_url: str | None = None
-    receiver_token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
-            raise UsageError(f"unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+            hint = (
+                "; a deployment is not a stack: give it with --target-url and --target-config"
+                if self.backend == "external"
+                else ""
+            )
+            raise UsageError(f"unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}{hint}")
         if self.defect is not None:
             from gate.proof.catalogue import DEFECTS
 
@@ -96,19 +95,6 @@ class StackConfig:
                 raise UsageError(f"unknown defect {self.defect!r}: see gate/proof/catalogue.py")
         if not 1 <= self.replicas <= 16:
             raise UsageError("--replicas must be between 1 and 16")
-        if self.backend == "external":
-            if not self.base_url:
-                raise UsageError("the external backend needs a base URL (--target-url / RELAY_GATE_BASE_URL)")
-            for name, url, schemes in (
-                ("base URL", self.base_url, ("http", "https")),
-                ("REDIS_URL", self.redis_url, ("redis", "rediss")),
-                ("DATABASE_URL", self.database_url, ("postgresql", "postgres")),
-                ("receiver URL", self.receiver_url, ("http", "https")),
-            ):
-                if url is not None:
-                    parts = urlsplit(url)
-                    if parts.scheme not in schemes or not parts.hostname:
-                        raise UsageError(f"{name} is not a valid {'/'.join(schemes)} URL")
 
 
 class Stack:
@@ -127,25 +113,23 @@ class Stack:
         self.ports: list[int] = []
         self.keys: list[KeyInfo] = []
         self.signing_secret = ""
-        self.receiver_url: str | None = self.config.receiver_url
+        self.receiver_url: str | None = None
         # what the receiver's control routes require; made per run for a receiver of ours
-        self.receiver_token: str | None = self.config.receiver_token
+        self.receiver_token: str | None = None
         self.started_at: datetime | None = None
         self.workdir: Path | None = None
         self._own_workdir = False
-        self._database_url: str | None = self.config.database_url
-        self._redis_url: str | None = self.config.redis_url
+        self._database_url: str | None = None
+        self._redis_url: str | None = None
 
     # -- description ---------------------------------------------------------------------------------
     @property
     def controllable(self) -> bool:
-        """True when this stack owns its Redis and PostgreSQL and can kill, pause and restart them."""
-        return self.config.backend != "external"
+        """A stack owns its Redis and PostgreSQL and can kill, pause and restart them once started."""
+        return self.redis is not None and self.postgres is not None
 
     @property
     def base_urls(self) -> list[str]:
-        if self.config.backend == "external":
-            return [str(self.config.base_url).rstrip("/")]
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
     @property
@@ -264,9 +248,6 @@ class Stack:
         self.stop()
 
     def start(self) -> Stack:
-        if self.config.backend == "external":
-            self.started_at = datetime.now(UTC)
-            return self
         try:
             self._start_owned()
         except BaseException:
@@ -347,12 +328,12 @@ class Stack:
     # -- controls (owned backends only) --------------------------------------------------------------
     def _owned_redis(self) -> RedisService:
         if not self.controllable or self.redis is None:
-            raise UsageError("this stack does not control its Redis (external backend)")
+            raise UsageError("the stack has not started its Redis")
         return self.redis
 
     def _owned_postgres(self) -> PostgresService:
         if not self.controllable or self.postgres is None:
-            raise UsageError("this stack does not control its PostgreSQL (external backend)")
+            raise UsageError("the stack has not started its PostgreSQL")
         return self.postgres
 
     def kill_redis(self) -> None:
@@ -378,7 +359,7 @@ class Stack:
         """One more relay process on this stack's Redis, database and receiver, with some settings
         changed (e.g. ``{"RATE_LIMIT_ENABLED": "false"}``); yields its base URL, stops it after."""
         if not self.controllable:
-            raise UsageError("this stack does not control the service (external backend)")
+            raise UsageError("the stack has not started")
         started: list[ManagedProcess] = []
 
         def launch(port: int) -> int:
@@ -398,7 +379,7 @@ class Stack:
         """Stop replica ``index`` and start it again, on the same port unless that was taken meanwhile:
         then on another, and :attr:`base_urls` says which."""
         if not self.controllable:
-            raise UsageError("this stack does not control the service (external backend)")
+            raise UsageError("the stack has not started")
         self.replicas[index].stop(timeout=10)
         self._await_replica(index, started=False)
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import httpx
 
+from gate.client.receiver import TOKEN_ENV
 from gate.errors import PortTaken
 from gate.stack.ports import on_free_port
 from gate.stack.procs import ManagedProcess, wait_until
-from gate.stack.receiver import INSTANCE_ENV, TOKEN_ENV
+from gate.stack.receiver import INSTANCE_ENV
 
 __all__ = [
     "INSTANCE_ENV",

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 
 from evidence import charts
-from evidence.faults import fault_windows
+from evidence.faults_document import fault_windows
 from evidence.sections import spectrum_points
 from load import hdr
 

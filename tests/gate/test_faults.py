@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from evidence.faults import faults_context, faults_criteria
+from evidence.faults_document import faults_context, faults_criteria
 from evidence.markdown import cell
 from evidence.model import Results
 from evidence.render import _env, provenance

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gate.client.receiver import TOKEN_ENV, ReceiverClient
 from gate.errors import StackError
 from gate.stack import ports
 from gate.stack.procs import free_port, wait_until
-from gate.stack.receiver import INSTANCE_ENV, TOKEN_ENV, Receiver, ReceiverClient
+from gate.stack.receiver import INSTANCE_ENV, Receiver
 from gate.stack.servers import start_receiver
 
 TOKEN = "receiver-token-for-tests-0123456789"

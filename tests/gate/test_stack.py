@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gate.client.receiver import ReceiverClient
 from gate.errors import StackError, UsageError
-from gate.stack.receiver import ReceiverClient
 from gate.stack.reference import Stack, StackConfig, ports
 from tests.windows import wait_for_window_room
 
@@ -137,7 +137,7 @@ def test_bad_configuration_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         Stack(StackConfig(backend="bare-metal"))  # type: ignore[arg-type]
     with pytest.raises(UsageError):
-        Stack(StackConfig(backend="external", base_url="not a url"))
+        Stack(StackConfig(backend="external"))  # type: ignore[arg-type]  # a deployment is a Target
     with pytest.raises(UsageError):
         Stack(StackConfig(replicas=0))
 
@@ -189,7 +189,7 @@ def test_serve_writes_the_description_and_cleans_up_on_signal(
     ("argv", "env", "code", "needle"),
     [
         (["serve", "--backend", "bare-metal"], {}, 2, "invalid choice"),
-        (["serve", "--backend", "external", "--base-url", "ftp:/nope"], {}, 2, "base URL"),
+        (["serve", "--backend", "external"], {}, 2, "invalid choice"),  # a deployment is a Target
         (["serve", "--replicas", "99"], {}, 2, "replicas"),
         (["serve"], {"RELAY_GATE_PG_BIN": "/nonexistent/bin"}, 5, "postgres"),
     ],

@@ -48,14 +48,8 @@ def test_no_receiver_needs_no_token(tmp_path: Path) -> None:
 
 
 def test_a_stack_target_carries_the_stacks_token() -> None:
-    stack = Stack(
-        StackConfig(
-            backend="external",
-            base_url="http://127.0.0.1:9",
-            receiver_url="http://127.0.0.1:10",
-            receiver_token=TOKEN,
-        )
-    )
+    stack = Stack(StackConfig())  # described as a started one would be, without starting it
+    stack.ports, stack.receiver_url, stack.receiver_token = [9], "http://127.0.0.1:10", TOKEN
     target = Target.from_stack(stack)
     assert target.receiver_token == TOKEN and TOKEN in target.secret_values()
     assert stack.describe()["receiver_token"] == TOKEN and TOKEN in stack.secret_values()

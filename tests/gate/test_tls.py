@@ -21,11 +21,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from features.recording import Recorder
+from gate.client.probe import probe
+from gate.client.receiver import ReceiverClient
 from gate.client.target import Target
-from gate.client.transport import PROXY_ENV, Transport, probe
+from gate.client.transport import PROXY_ENV, Transport
 from gate.errors import InfrastructureError, UsageError
 from gate.redaction import Redactor
-from gate.stack.receiver import Receiver, ReceiverClient
+from gate.stack.receiver import Receiver
 from gate.stack.reference import Stack, StackConfig
 from load.launch import LOCUSTFILE
 from tests.gate.tlsproxy import Pki, TlsProxy, make_pki

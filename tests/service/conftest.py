@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gate.stack.receiver import Receiver, ReceiverClient
+from gate.client.receiver import ReceiverClient
+from gate.stack.receiver import Receiver
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from gate.client.receiver import ReceiverClient
 from gate.stack.procs import free_port
-from gate.stack.receiver import ReceiverClient
 from gate.stack.redis_server import EmbeddedRedis
 from service.config import ApiKey, Settings
 from service.signing import verify_standard, verify_x_signature

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gate.client.receiver import ReceiverClient
 from gate.stack.procs import free_port
-from gate.stack.receiver import ReceiverClient
 from service.config import ApiKey, Settings
 from service.preview import preview_key
 from tests.service.serving import serve

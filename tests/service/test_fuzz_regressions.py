@@ -28,7 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gate.stack.receiver import ReceiverClient
+from gate.client.receiver import ReceiverClient
 from service.app import EXAMPLE_REQUEST_ID
 from service.config import Settings, destination_allowed
 from service.delivery import WebhookDeliverer

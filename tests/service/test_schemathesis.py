@@ -53,9 +53,10 @@ from schemathesis import Case, CheckContext, CheckFunction, GenerationMode, Hook
 from schemathesis.generation.meta import TestPhase
 from schemathesis.schemas import BaseSchema
 
+from gate.client.receiver import CONTROL, ReceiverClient
 from gate.oracles.headercheck import check_headers
 from gate.stack.postgres.server import EmbeddedPostgres
-from gate.stack.receiver import CONTROL, Receiver, ReceiverClient
+from gate.stack.receiver import Receiver
 from gate.stack.redis_server import EmbeddedRedis
 from service.app import create_app
 from service.audit import migrate
