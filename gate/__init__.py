@@ -1,4 +1,14 @@
-"""relay-gate: a release gate with evidence for hardened HTTP APIs."""
+"""relay-gate: a release gate with evidence for hardened HTTP APIs (docs/architecture.md).
+
+The root holds what every part of the gate shares and nothing else: the CLI (``cli``), errors and their
+exit codes (``errors``), the one verdict model (``verdict``), the results folder (``results``),
+durations, caller-relative paths, interrupts (Ctrl-C/SIGTERM), redaction of secrets and of child
+output (``redaction``, ``redacted_output``) and the GitHub job summary (``step_summary``). Everything
+else lives in a room named for what it is: ``commands`` (the verbs), ``client`` (talking to a target),
+``oracles`` (pure judges), ``stack`` (the reference stack), ``drill`` (backups and restore drills),
+``proof`` (the defect catalogue and the selftest), ``faults`` and ``observability``. A new module goes
+into one of them, not here.
+"""
 
 from __future__ import annotations
 

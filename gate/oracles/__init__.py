@@ -9,4 +9,9 @@ could not parse as malformed, with the raw value, rather than as missing:
 - :mod:`gate.oracles.ratelimit` — rate-limit headers as real limiters send them: ``X-RateLimit-*``,
   ``Retry-After``, the IETF ``RateLimit`` / ``RateLimit-Policy`` fields and their older drafts.
 - :mod:`gate.oracles.headers` — the security header sets expected per profile (docs/service.md's table).
+- :mod:`gate.oracles.headercheck` — analysis and grading of a response's security headers.
+
+Must not live here: any I/O (no network, process, file or database library; tests/test_import_contract.py
+holds it), and anything of service/: an oracle written by importing the code under test would agree
+with every defect of it.
 """
