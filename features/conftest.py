@@ -2,7 +2,7 @@
 
 The target is the session's reference stack unless ``--target-url`` (and optionally
 ``--target-config``) name a deployment. Scenarios tagged with a need the target cannot meet are
-skipped with the reason and its category (features/skips.py) — never passed. With ``--results DIR``
+skipped with the reason and its category (features/support/skips.py) — never passed. With ``--results DIR``
 every scenario's exchanges and notes go to ``DIR/features/scenarios/<slug>.json`` and the outcomes
 to ``DIR/features/summary.json``.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from features import quota, redaction, skips
-from features.recording import Recorder, slug
+from features.support import quota, redaction, skips
+from features.support.recording import Recorder, slug
 from gate.client import transport
 from gate.client.quota import PlanError
 from gate.client.target import Target
@@ -204,7 +204,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Plan the session's quota before the first request (features/quota.py), reorder as planned."""
+    """Plan the session's quota before the first request (features/support/quota.py), reorder as planned."""
     try:
         plan = quota.plan_session(config, items, _will_run)
     except PlanError as exc:
@@ -256,9 +256,9 @@ class _Summary:
         if report.skipped:
             entry["outcome"] = "skipped"
             raw = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
-            # pytest prefixes the exception's name ("Skipped: ", "features.skips.CategorisedSkip: ")
+            # pytest prefixes the exception's name ("Skipped: ", "features.support.skips.CategorisedSkip: ")
             entry["reason"] = _SKIP_PREFIX.sub("", raw, count=1)
-            # decided where the skip was raised (features/skips.py); a bare pytest.skip has none
+            # decided where the skip was raised (features/support/skips.py); a bare pytest.skip has none
             entry["category"] = dict(report.user_properties).get(skips.PROPERTY)
         elif report.failed:
             entry["outcome"] = "failed"

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import pytest
 
-from features import skips
+from features.support import skips
 from gate.errors import StackError
 from gate.results import record_infrastructure_error
 from gate.stack.reference import Stack, StackConfig

@@ -22,8 +22,10 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features import skips
-from features.api_support import (
+from features.steps.common import NOTIFY, Execution, message
+from features.steps.headers import QUOTA_PROBE
+from features.support import skips
+from features.support.api_support import (
     Refusals,
     admitted,
     ascii_notify,
@@ -33,9 +35,7 @@ from features.api_support import (
     newest_audit_row,
     watch_for_deliveries,
 )
-from features.recording import Recorder
-from features.steps.common import NOTIFY, Execution, message
-from features.steps.headers import QUOTA_PROBE
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.api_support import (
+from features.steps.common import Execution
+from features.support.api_support import (
     DELIVERY_WAIT_S,
     admitted,
     ascii_notify,
@@ -29,8 +30,7 @@ from features.api_support import (
     padded,
     problem_issues,
 )
-from features.recording import Recorder
-from features.steps.common import Execution
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
 

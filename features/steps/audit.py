@@ -18,7 +18,6 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.recording import Recorder
 from features.steps.common import (
     NOTIFY,
     Delivery,
@@ -29,6 +28,7 @@ from features.steps.common import (
     message,
     notify,
 )
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient
 

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features import skips
-from features.api_support import admitted, ascii_notify, audit_rows, problem_issues, webhook_id_of
-from features.recording import Recorder
 from features.steps.common import Delivery, Execution
+from features.support import skips
+from features.support.api_support import admitted, ascii_notify, audit_rows, problem_issues, webhook_id_of
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient
 

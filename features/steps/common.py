@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
+from features.support import skips
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.oracles import ratelimit
 from gate.stack.receiver import Capture, ReceiverClient
@@ -63,12 +63,14 @@ def execute(
 
 @pytest.fixture
 def dev(target: Target, request: pytest.FixtureRequest) -> Credential:
-    """A dev key: of the workspace the quota plan gave this scenario (features/quota.py), so its
+    """A dev key: of the workspace the quota plan gave this scenario (features/support/quota.py), so its
     executes never meet a quota another scenario spent."""
     cred = target.credential("dev")
     if cred is None:
         skips.missing_config(f"{target.name}: no dev key configured")
-    from features import quota  # the plan's module imports this one's NOTIFY through rate_limit_support
+    from features.support import (
+        quota,  # the plan's module imports this one's NOTIFY through rate_limit_support
+    )
 
     planned = quota.assigned(request, target)
     return planned[0] if planned and planned[0].role == "dev" else cred

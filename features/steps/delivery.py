@@ -2,7 +2,7 @@
 
 The gate's receiver is scripted (gate/stack/receiver.py: a status, headers, a delay, a trickled answer, a
 dropped connection) and answers 200 again when the scenario ends, whatever happened. What one execute
-made the relay do is :class:`features.delivery_attempts.Attempts`; signatures are judged by the gate's
+made the relay do is :class:`features.support.delivery_attempts.Attempts`; signatures are judged by the gate's
 own oracle (:mod:`gate.oracles.webhooks`). The backoff scenario's replica steps are in
 :mod:`features.steps.delivery_backoff`. Notes for the evidence go to ``recorder.note("delivery", ...)``.
 """
@@ -18,7 +18,8 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.delivery_attempts import (
+from features.steps.common import message, notify
+from features.support.delivery_attempts import (
     REDIRECTED,
     SLACK_S,
     Attempts,
@@ -30,9 +31,8 @@ from features.delivery_attempts import (
     reply_for,
     rows,
 )
-from features.recording import Recorder
-from features.signing_recompute import keys_of
-from features.steps.common import message, notify
+from features.support.recording import Recorder
+from features.support.signing_recompute import keys_of
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
 from gate.stack.receiver import ReceiverClient

@@ -30,9 +30,9 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
 from features.steps.common import admitted_execute, notify
+from features.support import skips
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.drill.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup
 from gate.drill.compare import ExpectedRows

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from pytest_bdd import parsers, then, when
 
-from features import quota, skips
-from features.recording import Recorder
 from features.steps.common import NOTIFY
+from features.support import quota, skips
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.oracles import headercheck
 

@@ -17,8 +17,6 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
 from features.steps.headers import (
     OVER_LIMIT_BYTES,
     RECIPES,
@@ -27,6 +25,8 @@ from features.steps.headers import (
     _note_received,
     header_problems,
 )
+from features.support import skips
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.oracles.headers import PROFILES
 

@@ -3,7 +3,7 @@
 The other rate-limit steps live beside this module: ``rate_limit_workspaces`` (window roll-over,
 isolation, the workspace a request is counted against, the Redis keys), ``rate_limit_replicas``
 (bursts spread over replicas, rate limiting switched off) and ``rate_limit_outage`` (the Redis
-fallback). How a burst is kept inside one window is told in :mod:`features.rate_limit_windows`.
+fallback). How a burst is kept inside one window is told in :mod:`features.support.rate_limit_windows`.
 
 Everything is observed over HTTP: executes, their headers and GET /metrics. Redis is only killed,
 paused and restarted through the stack's control handles, and inspected (the key scenario) through
@@ -16,8 +16,8 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import quota, skips
-from features.rate_limit_support import (
+from features.support import quota, skips
+from features.support.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     Burst,
     Ledger,
@@ -25,8 +25,13 @@ from features.rate_limit_support import (
     execute,
     reset_kinds,
 )
-from features.rate_limit_windows import WindowStart, align, assert_one_window, once_more_after_fallback
-from features.recording import Recorder
+from features.support.rate_limit_windows import (
+    WindowStart,
+    align,
+    assert_one_window,
+    once_more_after_fallback,
+)
+from features.support.recording import Recorder
 from gate.client.target import RateLimitPolicy, Target
 from gate.oracles.ratelimit import Moment
 

@@ -2,8 +2,8 @@
 stack started with other settings: a window of about an hour (every header exact, no short window to
 hide an error in), a counter found without a TTL, and the documented defaults.
 
-The judging is :mod:`features.rate_limit_long`'s (pure functions over what the client saw); replicas
-and the Redis keys of their windows are looked after by :mod:`features.extra_replicas`.
+The judging is :mod:`features.support.rate_limit_long`'s (pure functions over what the client saw); replicas
+and the Redis keys of their windows are looked after by :mod:`features.support.extra_replicas`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 import redis
 from pytest_bdd import given, parsers, then, when
 
-from features import rate_limit_long as long
-from features import skips
-from features.extra_replicas import ExtraReplicas, LongReplica
-from features.rate_limit_support import Hit, Ledger, check_all, execute
-from features.recording import Recorder
 from features.steps.rate_limit_outage import _backends
+from features.support import rate_limit_long as long
+from features.support import skips
+from features.support.extra_replicas import ExtraReplicas, LongReplica
+from features.support.rate_limit_support import Hit, Ledger, check_all, execute
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 
 # unset, the relay must fall back on the documented defaults (an empty value is ignored as unset)

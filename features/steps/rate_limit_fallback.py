@@ -1,5 +1,5 @@
 """Steps for features/rate_limit.feature about the in-process fallback's own bounds, on replicas of the
-reference stack whose Redis is behind a switch (:class:`~features.redis_switch.RedisSwitch`): cut from
+reference stack whose Redis is behind a switch (:class:`~features.support.redis_switch.RedisSwitch`): cut from
 the start (each replica limits on its own: N replicas admit at most N x quota, never a 5xx), or cut for a
 while and restored (the re-probe backoff is capped, and the replica returns to Redis when it answers).
 
@@ -16,12 +16,19 @@ from dataclasses import dataclass, field
 import httpx
 from pytest_bdd import given, parsers, then, when
 
-from features import rate_limit_long as long
-from features.extra_replicas import ExtraReplicas, LongReplica
-from features.rate_limit_support import DELTA_RESET_JITTER_S, Hit, Ledger, check_all, execute, parallel
-from features.recording import Recorder
-from features.redis_switch import RedisSwitch
 from features.steps.rate_limit_outage import _backends
+from features.support import rate_limit_long as long
+from features.support.extra_replicas import ExtraReplicas, LongReplica
+from features.support.rate_limit_support import (
+    DELTA_RESET_JITTER_S,
+    Hit,
+    Ledger,
+    check_all,
+    execute,
+    parallel,
+)
+from features.support.recording import Recorder
+from features.support.redis_switch import RedisSwitch
 from gate.client.target import Credential, Target
 
 POLL_S = 0.05

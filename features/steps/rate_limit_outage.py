@@ -18,9 +18,9 @@ import pytest
 import redis
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.rate_limit_support import Hit, check_all, parallel
-from features.recording import Recorder
+from features.support import skips
+from features.support.rate_limit_support import Hit, check_all, parallel
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 
 OUTAGE_CLIENT_TIMEOUT_S = 4.0  # give up on a stalled execute: twice the 2 s bound, well under the 10 s stall

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.rate_limit_support import Burst, Ledger, parallel
-from features.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
-from features.recording import Recorder
+from features.support import skips
+from features.support.rate_limit_support import Burst, Ledger, parallel
+from features.support.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
+from features.support.recording import Recorder
 from gate.client.target import Credential, RateLimitPolicy, Target
 
 # -- concurrency -----------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import pytest
 import redis
 from pytest_bdd import given, then, when
 
-from features import quota, skips
-from features.rate_limit_support import (
+from features.steps.common import NOTIFY
+from features.support import quota, skips
+from features.support.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     EPSILON_S,
     Burst,
@@ -28,9 +29,8 @@ from features.rate_limit_support import (
     execute,
     same_window,
 )
-from features.rate_limit_windows import WindowStart, align, use_up
-from features.recording import Recorder
-from features.steps.common import NOTIFY
+from features.support.rate_limit_windows import WindowStart, align, use_up
+from features.support.recording import Recorder
 from gate.client.target import RateLimitPolicy, Target
 
 # docs/service.md: a workspace id matches ^[a-z0-9][a-z0-9_-]{0,62}$; keys are rl:{workspace}:{window}

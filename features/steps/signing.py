@@ -2,7 +2,7 @@
 
 Every scenario executes a real action and reads the delivery the receiver captured byte for byte.
 Both signatures are recomputed by the gate's own oracle (:mod:`gate.oracles.webhooks`, written from
-docs/webhooks.md and checked against published vectors; see :mod:`features.signing_recompute` for the
+docs/webhooks.md and checked against published vectors; see :mod:`features.support.signing_recompute` for the
 evidence): ``X-Signature`` is ``sha256=`` + hex HMAC-SHA256 of the body, ``webhook-signature`` is
 ``v1,`` + base64 HMAC-SHA256 of ``{webhook-id}.{webhook-timestamp}.{body}``, the key being what the
 secret stands for. The independent ``standardwebhooks`` package verifies beside it. Nothing here
@@ -27,8 +27,9 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from features.recording import Recorder
-from features.signing_recompute import (
+from features.steps.common import Delivery, deliver, message
+from features.support.recording import Recorder
+from features.support.signing_recompute import (
     delivery_evidence,
     keys_of,
     recompute_standard,
@@ -36,7 +37,6 @@ from features.signing_recompute import (
     secret_like,
     whsec_secret,
 )
-from features.steps.common import Delivery, deliver, message
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
 from gate.stack.receiver import ReceiverClient

@@ -20,7 +20,7 @@ from typing import ClassVar
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from features.recording import Recorder
+from features.support.recording import Recorder
 from gate.client.target import Target
 from gate.client.transport import PROXY_ENV, Transport, probe
 from gate.errors import InfrastructureError, UsageError

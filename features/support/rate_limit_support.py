@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from features.recording import Recorder
 from features.steps.common import NOTIFY
+from features.support.recording import Recorder
 from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.oracles import ratelimit
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from features import skips
-from features.recording import Recorder
 from features.steps.common import Execution, admitted_execute
+from features.support import skips
+from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from features import skips
-from features.rate_limit_support import (
+from features.support import skips
+from features.support.rate_limit_support import (
     EPSILON_S,
     Burst,
     Hit,
@@ -33,7 +33,7 @@ from features.rate_limit_support import (
     reset_kinds,
     same_window,
 )
-from features.recording import Recorder
+from features.support.recording import Recorder
 from gate.client.target import Credential, RateLimitPolicy
 
 
