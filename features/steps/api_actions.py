@@ -22,12 +22,11 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.steps.common import NOTIFY, Execution, message
+from features.steps.common import message
 from features.steps.headers import QUOTA_PROBE
 from features.support import skips
 from features.support.api_support import (
     Refusals,
-    admitted,
     ascii_notify,
     audit_rows,
     counter_value,
@@ -35,6 +34,7 @@ from features.support.api_support import (
     newest_audit_row,
     watch_for_deliveries,
 )
+from features.support.executes import NOTIFY, Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
@@ -92,7 +92,7 @@ def _(
     http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, preview: dict[str, Any]
 ) -> tuple[Execution, Capture]:
     after = receiver.last_seq()
-    ex = admitted(http, dev, {"preview_id": preview["preview_id"]}, target=target)
+    ex = admitted_execute(http, dev, {"preview_id": preview["preview_id"]}, target=target)
     return ex, _delivered(ex, receiver, after)[-1]
 
 
@@ -165,7 +165,9 @@ def _(
     http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, preview: dict[str, Any]
 ) -> tuple[list[Execution], list[Capture]]:
     after = receiver.last_seq()
-    runs = [admitted(http, dev, {"preview_id": preview["preview_id"]}, target=target) for _ in range(2)]
+    runs = [
+        admitted_execute(http, dev, {"preview_id": preview["preview_id"]}, target=target) for _ in range(2)
+    ]
     for n, ex in enumerate(runs, 1):
         assert ex.response.status_code == 200, (
             f"execute #{n} of one preview_id answered {ex.response.status_code}: {ex.response.text[:300]}"
@@ -215,10 +217,10 @@ def _(
     foreign = _preview(http, other, ascii_notify("another workspace"))
     refusals = Refusals(after=receiver.last_seq())
     for where, token in _altered(str(preview["preview_id"])):
-        refusals.add(f"altered at {where}", admitted(http, dev, {"preview_id": token}, target=target))
+        refusals.add(f"altered at {where}", admitted_execute(http, dev, {"preview_id": token}, target=target))
     refusals.add(
         f"issued to workspace {other.workspace}",
-        admitted(http, dev, {"preview_id": foreign["preview_id"]}, target=target),
+        admitted_execute(http, dev, {"preview_id": foreign["preview_id"]}, target=target),
     )
     return refusals
 
@@ -285,7 +287,7 @@ def _(
     time.sleep(max(0.0, at + SHORT_TTL_S + EXPIRY_MARGIN_S - time.monotonic()))
     refusals = Refusals(after=receiver.last_seq())
     with recorder.client(short_ttl_replica, timeout=target.request_timeout_s) as c:
-        refusals.add("expired", admitted(c, dev, {"preview_id": doc["preview_id"]}, target=target))
+        refusals.add("expired", admitted_execute(c, dev, {"preview_id": doc["preview_id"]}, target=target))
     return refusals
 
 
@@ -303,7 +305,7 @@ def _(
         doc = _preview(c, dev, ascii_notify("replicas"))
     after = receiver.last_seq()
     with recorder.client(second, timeout=target.request_timeout_s) as c:
-        ex = admitted(c, dev, {"preview_id": doc["preview_id"]}, target=target)
+        ex = admitted_execute(c, dev, {"preview_id": doc["preview_id"]}, target=target)
     return doc, _delivered(ex, receiver, after)[-1]
 
 
@@ -325,7 +327,7 @@ def _(
         "params": {"title": f"relay-gate {uuid.uuid4().hex[:8]}", "priority": "low", "labels": ["gate"]},
     }
     after = receiver.last_seq()
-    ex = admitted(http, dev, body, target=target)
+    ex = admitted_execute(http, dev, body, target=target)
     return ex, _delivered(ex, receiver, after)[-1]
 
 
@@ -393,7 +395,7 @@ def _(
         json=body,
     )
     after = receiver.last_seq()
-    ex = admitted(http, dev, body, target=target, **claim)  # type: ignore[arg-type]
+    ex = admitted_execute(http, dev, body, target=target, **claim)  # type: ignore[arg-type]
     caps = _delivered(ex, receiver, after)
     recorder.note("workspace_claim", {"key_workspace": dev.workspace, "claimed": other})
     return {"other": other, "preview": p, "execute": ex, "delivered": json.loads(caps[-1].body)}
@@ -481,7 +483,7 @@ def _(
 ) -> Refusals:
     refusals = Refusals(after=receiver.last_seq())
     body = ascii_notify("userinfo", destination=f"http://user:secret@{allowed['allowed']}/relay-gate")
-    refusals.add("destination with userinfo", admitted(http, dev, body, target=target))
+    refusals.add("destination with userinfo", admitted_execute(http, dev, body, target=target))
     return refusals
 
 
@@ -515,7 +517,9 @@ def _(unknown_fields: list[tuple[str, httpx.Response]]) -> None:
 @when("the developer executes a valid preview_id with one more field", target_fixture="extra_field")
 def _(http: httpx.Client, dev: Credential, target: Target) -> Execution:
     doc = _preview(http, dev, ascii_notify("preview_id with one more field"))
-    return admitted(http, dev, {"preview_id": doc["preview_id"], "note": "one more field"}, target=target)
+    return admitted_execute(
+        http, dev, {"preview_id": doc["preview_id"], "note": "one more field"}, target=target
+    )
 
 
 @then("that execute is refused with 422")

@@ -20,16 +20,15 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.steps.common import Execution
 from features.support.api_support import (
     DELIVERY_WAIT_S,
-    admitted,
     ascii_notify,
     in_chunks,
     metric_samples,
     padded,
     problem_issues,
 )
+from features.support.executes import Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
@@ -472,7 +471,9 @@ def _(
 ) -> tuple[str, Execution, Capture]:
     mine = str(uuid.uuid4())
     after = receiver.last_seq()
-    ex = admitted(http, dev, ascii_notify("client request id"), target=target, headers={"X-Request-ID": mine})
+    ex = admitted_execute(
+        http, dev, ascii_notify("client request id"), target=target, headers={"X-Request-ID": mine}
+    )
     assert ex.response.status_code == 200, (
         f"execute answered {ex.response.status_code}: {ex.response.text[:300]}"
     )
@@ -520,7 +521,7 @@ def _(http: httpx.Client, random_names: dict[str, str]) -> None:
 
 @when("the developer executes an action")
 def _(http: httpx.Client, dev: Credential, target: Target) -> None:
-    ex = admitted(http, dev, ascii_notify("metrics"), target=target)
+    ex = admitted_execute(http, dev, ascii_notify("metrics"), target=target)
     assert ex.response.status_code in (200, 502), f"execute answered {ex.response.status_code}"
 
 

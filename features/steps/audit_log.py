@@ -21,9 +21,10 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.steps.common import Delivery, Execution
+from features.steps.common import Delivery
 from features.support import skips
-from features.support.api_support import admitted, ascii_notify, audit_rows, problem_issues, webhook_id_of
+from features.support.api_support import ascii_notify, audit_rows, problem_issues, webhook_id_of
+from features.support.executes import Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient
@@ -204,8 +205,10 @@ def _(audit_limits: list[tuple[int, int, httpx.Response]]) -> None:
 def _(http: httpx.Client, dev: Credential, target: Target) -> dict[str, list[str]]:
     ticket = {"action": "ticket.create", "params": {"title": "relay-gate audit filters", "labels": ["gate"]}}
     runs: dict[str, list[Execution]] = {
-        "notify.send": [admitted(http, dev, ascii_notify(f"filters #{i}"), target=target) for i in (1, 2)],
-        "ticket.create": [admitted(http, dev, ticket, target=target)],
+        "notify.send": [
+            admitted_execute(http, dev, ascii_notify(f"filters #{i}"), target=target) for i in (1, 2)
+        ],
+        "ticket.create": [admitted_execute(http, dev, ticket, target=target)],
     }
     out: dict[str, list[str]] = {}
     for action, executions in runs.items():
@@ -368,7 +371,9 @@ def _(
 
     def run() -> None:
         with recorder.client(target.base_url, timeout=target.request_timeout_s) as c:
-            result["execution"] = admitted(c, dev, ascii_notify("audit before delivery"), target=target)
+            result["execution"] = admitted_execute(
+                c, dev, ascii_notify("audit before delivery"), target=target
+            )
 
     worker = threading.Thread(target=run, name="relay-gate-execute", daemon=True)
     worker.start()

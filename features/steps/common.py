@@ -1,4 +1,4 @@
-"""Steps and helpers every feature shares: credentials, a sample action, execute, the audit trail.
+"""Steps and helpers every feature shares: credentials, deliveries, the smoke, the audit trail.
 
 Steps talk to the Target over HTTP only. Data passes through fixtures (``target_fixture``), never a
 global context. Step modules are pytest plugins (see the root conftest), so any feature can use them.
@@ -8,57 +8,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.support import skips
+from features.support import quota, skips
+from features.support.executes import NOTIFY, Execution, admitted_execute, notify
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
-from gate.oracles import ratelimit
 from gate.stack.receiver import Capture, ReceiverClient
 
 DELIVERY_TIMEOUT_S = 10.0
-
-NOTIFY: dict[str, Any] = {
-    "action": "notify.send",
-    "params": {"channel": "release-gate", "message": "relay-gate acceptance run", "severity": "info"},
-}
-
-
-def notify(message: str = "relay-gate acceptance run") -> dict[str, Any]:
-    return {
-        "action": "notify.send",
-        "params": {"channel": "release-gate", "message": message, "severity": "info"},
-    }
-
-
-@dataclass
-class Execution:
-    """One execute as the client saw it."""
-
-    response: httpx.Response
-    sent_at: float
-    body: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def json(self) -> dict[str, Any]:
-        try:
-            doc = self.response.json()
-        except ValueError:
-            return {}
-        return doc if isinstance(doc, dict) else {}
-
-
-def execute(
-    http: httpx.Client, cred: Credential, body: dict[str, Any] | None = None, **headers: str
-) -> Execution:
-    sent = time.time()
-    r = http.post("/actions/execute", headers={**cred.authorization, **headers}, json=body or NOTIFY)
-    return Execution(r, sent, body or NOTIFY)
 
 
 @pytest.fixture
@@ -68,10 +31,6 @@ def dev(target: Target, request: pytest.FixtureRequest) -> Credential:
     cred = target.credential("dev")
     if cred is None:
         skips.missing_config(f"{target.name}: no dev key configured")
-    from features.support import (
-        quota,  # the plan's module imports this one's NOTIFY through rate_limit_support
-    )
-
     planned = quota.assigned(request, target)
     return planned[0] if planned and planned[0].role == "dev" else cred
 
@@ -89,26 +48,7 @@ def scenario_clock() -> dict[str, float]:
     return {"t0": time.monotonic()}
 
 
-# -- executing despite a shared quota, and capturing deliveries -------------------------------------
-
-
-def admitted_execute(
-    client: httpx.Client, cred: Credential, body: dict[str, Any], *, target: Target
-) -> Execution:
-    """Execute; a 429 (the workspace's quota, shared with other scenarios) is waited out as its
-    Retry-After says, within the target's rate-limit ``max_wait_s``. Any other answer is returned."""
-    budget = target.rate_limit.max_wait_s if target.rate_limit is not None else 15.0
-    deadline = time.monotonic() + budget
-    while True:
-        ex = execute(client, cred, body)
-        if ex.response.status_code != 429:
-            return ex
-        # delay-seconds or an HTTP-date; 1 s when missing or malformed (the rate-limit scenarios judge that)
-        retry_in = ratelimit.parse(ex.response.headers, now=time.time()).retry_in
-        wait = max(0.05, retry_in if retry_in is not None else 1.0)
-        if time.monotonic() + wait > deadline:
-            return ex
-        time.sleep(wait)
+# -- deliveries, captured by the receiver -----------------------------------------------------------
 
 
 @dataclass(frozen=True)

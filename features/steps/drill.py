@@ -30,8 +30,8 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.steps.common import admitted_execute, notify
 from features.support import skips
+from features.support.executes import admitted_execute, notify
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.drill.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup

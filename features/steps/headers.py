@@ -18,8 +18,8 @@ import httpx
 import pytest
 from pytest_bdd import parsers, then, when
 
-from features.steps.common import NOTIFY
 from features.support import quota, skips
+from features.support.executes import NOTIFY
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.oracles import headercheck

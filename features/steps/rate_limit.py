@@ -22,7 +22,7 @@ from features.support.rate_limit_support import (
     Burst,
     Ledger,
     check_all,
-    execute,
+    execute_hit,
     reset_kinds,
 )
 from features.support.rate_limit_windows import (
@@ -97,7 +97,7 @@ def _(
     def send(start: WindowStart) -> Burst:
         hits = [start.probe]
         while len(hits) < rl_policy.limit + extra:
-            hits.append(execute(http, start.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=start.t0))
+            hits.append(execute_hit(http, start.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=start.t0))
         return Burst(start.cred, hits)
 
     burst = once_more_after_fallback(send, rl_start, rl_policy, recorder)

@@ -21,7 +21,7 @@ from features.steps.rate_limit_outage import _backends
 from features.support import rate_limit_long as long
 from features.support import skips
 from features.support.extra_replicas import ExtraReplicas, LongReplica
-from features.support.rate_limit_support import Hit, Ledger, check_all, execute
+from features.support.rate_limit_support import Hit, Ledger, check_all, execute_hit
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 
@@ -44,7 +44,7 @@ def _send(client: httpx.Client, cred: Credential, count: int, recorder: Recorder
     client.get("/_stcore/health")  # open the connection: the executes' times are theirs alone
     ledger = Ledger()  # another window than the session's: keep it out of the session ledger
     t0 = time.monotonic()
-    hits = [execute(client, cred, ledger, endpoint="/actions/execute", t0=t0) for _ in range(count)]
+    hits = [execute_hit(client, cred, ledger, endpoint="/actions/execute", t0=t0) for _ in range(count)]
     recorder.note(note, {"workspace": cred.workspace, "timeline": [h.row() for h in hits]})
     return hits
 

@@ -24,7 +24,7 @@ from features.support.rate_limit_support import (
     Hit,
     Ledger,
     check_all,
-    execute,
+    execute_hit,
     parallel,
 )
 from features.support.recording import Recorder
@@ -183,7 +183,7 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, cap: float) -> CutReplicas:
 def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder) -> None:
     replica = rl_cut.replicas[0]
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
-        hit = execute(client, dev, Ledger(), endpoint="/actions/execute")
+        hit = execute_hit(client, dev, Ledger(), endpoint="/actions/execute")
         backends = _backends(client)
     recorder.note("before_cut", {"execute": hit.row(), "backends": backends})
     assert hit.status == 200 and backends.get("redis") == 1.0, (
@@ -206,12 +206,12 @@ def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder, 
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
         rl_cut.switch.cut()
         # the first execute meets the dropped connection: the re-probe clock starts with its answer
-        hits = [execute(client, dev, Ledger(), endpoint="/actions/execute")]
+        hits = [execute_hit(client, dev, Ledger(), endpoint="/actions/execute")]
         failed_at = time.monotonic()
         readings = _backends(client)
         while time.monotonic() - failed_at < seconds:
             time.sleep(min(0.7, max(0.0, seconds - (time.monotonic() - failed_at))))
-            hits.append(execute(client, dev, Ledger(), endpoint="/actions/execute"))
+            hits.append(execute_hit(client, dev, Ledger(), endpoint="/actions/execute"))
     rl_cut.during_cut, rl_cut.backends_during_cut = hits, readings
     rl_cut.switch.restore()
     restored = time.monotonic()

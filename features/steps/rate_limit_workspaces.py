@@ -16,8 +16,8 @@ import pytest
 import redis
 from pytest_bdd import given, then, when
 
-from features.steps.common import NOTIFY
 from features.support import quota, skips
+from features.support.executes import NOTIFY
 from features.support.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     EPSILON_S,
@@ -26,7 +26,7 @@ from features.support.rate_limit_support import (
     Ledger,
     answered,
     check_all,
-    execute,
+    execute_hit,
     same_window,
 )
 from features.support.rate_limit_windows import WindowStart, align, use_up
@@ -88,7 +88,7 @@ def _(
     recorder: Recorder,
 ) -> None:
     refusal = rl_exhausted.hits[-1]
-    hit = execute(http, rl_exhausted.cred, rl_ledger, endpoint=rl_policy.endpoint)
+    hit = execute_hit(http, rl_exhausted.cred, rl_ledger, endpoint=rl_policy.endpoint)
     recorder.note(
         "rollover",
         {
@@ -140,7 +140,7 @@ def _(
     recorder: Recorder,
 ) -> None:
     other = rl_pair[1]
-    hit = execute(http, other.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=rl_pair[0].t0)
+    hit = execute_hit(http, other.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=rl_pair[0].t0)
     recorder.note(
         "isolation",
         {
@@ -187,7 +187,7 @@ def _(
         (f'body "workspace": "{other}"', {"body": {**NOTIFY, "workspace": other}}),
     ]
     retries = [
-        (label, execute(http, cred, rl_ledger, endpoint=rl_policy.endpoint, **kw)) for label, kw in tries
+        (label, execute_hit(http, cred, rl_ledger, endpoint=rl_policy.endpoint, **kw)) for label, kw in tries
     ]
     recorder.note(
         "workspace_spoofing",
@@ -259,7 +259,9 @@ def _(
     cred = quota.choose(request, target, rl_ledger, fresh=False)[0]
     values = ["other-tenant", _other_workspace(target, cred.workspace), "a:b*", "*", "rl:x:1", "a" * 300]
     return [
-        answered(execute(http, cred, rl_ledger, endpoint=rl_policy.endpoint, headers={"X-Workspace-ID": v}))
+        answered(
+            execute_hit(http, cred, rl_ledger, endpoint=rl_policy.endpoint, headers={"X-Workspace-ID": v})
+        )
         for v in values
     ]
 

@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from features.steps.common import Execution
+from features.support.executes import Execution
 from gate.client.target import Credential, Target
-from gate.oracles import ratelimit
 from gate.stack.receiver import Capture, ReceiverClient
 
 PROBLEM_TYPE = "application/problem+json"
@@ -62,36 +61,6 @@ def problem_issues(r: httpx.Response, status: int | None = None) -> list[str]:
     if doc.get("request_id") is None or doc.get("request_id") != rid:
         issues.append(f"request_id {doc.get('request_id')!r} is not the response's X-Request-ID {rid!r}")
     return issues
-
-
-# -- executes, admitted despite a shared quota ---------------------------------------------------------
-
-
-def admitted(
-    client: httpx.Client,
-    cred: Credential,
-    body: dict[str, Any],
-    *,
-    target: Target,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> Execution:
-    """POST /actions/execute; a 429 (the workspace's quota, shared with other scenarios) is waited out as
-    its Retry-After says, within the target's ``max_wait_s``. Any other answer is returned."""
-    budget = target.rate_limit.max_wait_s if target.rate_limit is not None else 15.0
-    deadline = time.monotonic() + budget
-    while True:
-        sent = time.time()
-        r = client.post(
-            "/actions/execute", headers={**cred.authorization, **(headers or {})}, params=params, json=body
-        )
-        if r.status_code != 429:
-            return Execution(r, sent, body)
-        retry_in = ratelimit.parse(r.headers, now=time.time()).retry_in
-        wait = max(0.05, retry_in if retry_in is not None else 1.0)
-        if time.monotonic() + wait > deadline:
-            return Execution(r, sent, body)
-        time.sleep(wait)
 
 
 def webhook_id_of(ex: Execution) -> str | None:

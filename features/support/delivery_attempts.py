@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from features.steps.common import Execution, admitted_execute
 from features.support import skips
+from features.support.executes import Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient

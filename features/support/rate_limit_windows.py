@@ -29,7 +29,7 @@ from features.support.rate_limit_support import (
     Hit,
     Ledger,
     answered,
-    execute,
+    execute_hit,
     reset_kinds,
     same_window,
 )
@@ -74,7 +74,7 @@ def align(
             t0 = time.monotonic()
             starts.append(
                 WindowStart(
-                    cred, answered(execute(client, cred, ledger, endpoint=policy.endpoint, t0=t0)), t0
+                    cred, answered(execute_hit(client, cred, ledger, endpoint=policy.endpoint, t0=t0)), t0
                 )
             )
         one_window = all(same_window(s.probe, starts[0].probe) for s in starts)
@@ -113,7 +113,7 @@ def use_up(client: httpx.Client, start: WindowStart, policy: RateLimitPolicy, le
     """Execute until the first 429 (at most quota + 1 requests after the probe)."""
     hits = [start.probe]
     while hits[-1].status != 429 and len(hits) <= policy.limit + 1:
-        hits.append(answered(execute(client, start.cred, ledger, endpoint=policy.endpoint, t0=start.t0)))
+        hits.append(answered(execute_hit(client, start.cred, ledger, endpoint=policy.endpoint, t0=start.t0)))
     assert hits[-1].status == 429, (
         f"workspace {start.cred.workspace}: {len(hits)} executes in one window, none refused "
         f"(quota {policy.limit}): {' '.join(str(h.status) for h in hits)}"
