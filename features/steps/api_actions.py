@@ -22,7 +22,6 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.steps.common import message
 from features.steps.headers import QUOTA_PROBE
 from features.support import skips
 from features.support.api_support import (
@@ -34,7 +33,7 @@ from features.support.api_support import (
     newest_audit_row,
     watch_for_deliveries,
 )
-from features.support.executes import NOTIFY, Execution, admitted_execute
+from features.support.executes import NOTIFY, Execution, admitted_execute, message
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient

@@ -18,8 +18,16 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.steps.common import Delivery, captured_attempts, deliver, message
-from features.support.executes import NOTIFY, Execution, admitted_execute, notify
+from features.support.executes import (
+    NOTIFY,
+    Delivery,
+    Execution,
+    admitted_execute,
+    captured_attempts,
+    deliver,
+    message,
+    notify,
+)
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient

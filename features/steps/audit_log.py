@@ -21,10 +21,9 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.steps.common import Delivery
 from features.support import skips
 from features.support.api_support import ascii_notify, audit_rows, problem_issues, webhook_id_of
-from features.support.executes import Execution, admitted_execute
+from features.support.executes import Delivery, Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient

@@ -1,14 +1,13 @@
-"""Steps and helpers every feature shares: credentials, deliveries, the smoke, the audit trail.
+"""Steps and fixtures every feature shares: the credentials, the smoke, executes found in the audit trail.
 
 Steps talk to the Target over HTTP only. Data passes through fixtures (``target_fixture``), never a
-global context. Step modules are pytest plugins (see the root conftest), so any feature can use them.
+global context. Every module of features/steps is a pytest plugin (features/plugin.py registers them),
+so any feature can use them; what they share that is not a step is in features/support.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -16,12 +15,9 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from features.support import quota, skips
-from features.support.executes import NOTIFY, Execution, admitted_execute, notify
+from features.support.executes import NOTIFY, Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
-from gate.stack.receiver import Capture, ReceiverClient
-
-DELIVERY_TIMEOUT_S = 10.0
 
 
 @pytest.fixture
@@ -46,88 +42,6 @@ def admin(target: Target) -> Credential:
 @pytest.fixture
 def scenario_clock() -> dict[str, float]:
     return {"t0": time.monotonic()}
-
-
-# -- deliveries, captured by the receiver -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One execute and what the receiver captured for it (every attempt with its webhook-id)."""
-
-    execution: Execution
-    attempts: tuple[Capture, ...]
-    preview: dict[str, Any] | None = None
-
-    @property
-    def capture(self) -> Capture:
-        return self.attempts[-1]  # the attempt that was answered 2xx (the last one)
-
-    @property
-    def body(self) -> bytes:
-        return self.capture.body
-
-    def header(self, name: str) -> str | None:
-        return self.capture.header(name)
-
-
-def captured_attempts(
-    receiver: ReceiverClient, webhook_id: str, *, after: int, request_id: str | None = None
-) -> tuple[Capture, ...]:
-    """Every capture after ``after`` carrying ``webhook_id`` (or, when given, ``request_id`` as its
-    X-Request-ID: an attempt whose webhook-id went wrong is still found, and judged by the scenario
-    that checks ids), polled until one arrives or the deadline."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-    while True:
-        caps = tuple(
-            c
-            for c in receiver.captures(after)
-            if c.header("webhook-id") == webhook_id
-            or (request_id is not None and c.header("X-Request-ID") == request_id)
-        )
-        if caps or time.monotonic() >= deadline:
-            return caps
-        time.sleep(0.02)
-
-
-def deliver(
-    client: httpx.Client,
-    cred: Credential,
-    receiver: ReceiverClient,
-    target: Target,
-    *,
-    message: str,
-    previewed: bool = True,
-) -> Delivery:
-    """Preview (optionally) and execute a notify action; require it delivered and captured."""
-    preview = None
-    body = notify(message)
-    if previewed:
-        p = client.post("/actions/preview", headers=cred.authorization, json=body)
-        assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
-        preview = p.json()
-        body = {"preview_id": preview["preview_id"]}
-    after = receiver.last_seq()
-    ex = admitted_execute(client, cred, body, target=target)
-    assert ex.response.status_code == 200, (
-        f"execute answered {ex.response.status_code}: {ex.response.text[:300]}"
-    )
-    webhook_id = ex.json.get("webhook_id")
-    assert webhook_id, f"the execute response names no webhook_id: {ex.json}"
-    attempts = captured_attempts(receiver, webhook_id, after=after, request_id=ex.json.get("request_id"))
-    assert attempts, (
-        f"the receiver got no delivery with webhook-id {webhook_id} within {DELIVERY_TIMEOUT_S:g} s "
-        f"(execute answered {ex.json.get('delivery')})"
-    )
-    return Delivery(ex, attempts, preview)
-
-
-def message(purpose: str) -> str:
-    # non-ASCII on purpose: the body is UTF-8 JSON sent as is, and must be verified as bytes
-    return f"relay-gate {purpose} — déploiement ✓ {uuid.uuid4().hex[:12]}"
-
-
-# -- signatures, recomputed independently -------------------------------------------------------------
 
 
 # -- smoke ------------------------------------------------------------------------------------------

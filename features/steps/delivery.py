@@ -18,7 +18,6 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.steps.common import message
 from features.support.delivery_attempts import (
     REDIRECTED,
     SLACK_S,
@@ -31,7 +30,7 @@ from features.support.delivery_attempts import (
     reply_for,
     rows,
 )
-from features.support.executes import notify
+from features.support.executes import message, notify
 from features.support.recording import Recorder
 from features.support.signing_recompute import keys_of
 from gate.client.target import Credential, Target

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.steps.common import message
 from features.support.delivery_attempts import MAX_BACKOFF_S, Attempts, execute_through
-from features.support.executes import notify
+from features.support.executes import message, notify
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient

@@ -27,7 +27,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from features.steps.common import Delivery, deliver, message
+from features.support.executes import Delivery, deliver, message
 from features.support.recording import Recorder
 from features.support.signing_recompute import (
     delivery_evidence,
