@@ -18,6 +18,7 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from features.support.api_support import walk_audit
 from features.support.executes import (
     NOTIFY,
     Delivery,
@@ -164,17 +165,9 @@ def read_audit(
 ) -> list[dict[str, Any]]:
     """Rows of ``GET /audit?status=...`` (newest first, following cursors) until ``wanted`` are seen."""
     rows: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(pages):
-        params: dict[str, Any] = {"status": status, "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit answered {r.status_code}: {r.text[:200]}"
-        doc = r.json()
+    for doc in walk_audit(http, admin, {"status": status, "limit": 500}, pages=pages):
         rows += doc["items"]
-        cursor = doc.get("next_cursor")
-        if wanted <= {row["request_id"] for row in rows} or not cursor:
+        if wanted <= {row["request_id"] for row in rows}:
             break
     return rows
 

@@ -22,7 +22,7 @@ import pytest
 from pytest_bdd import given, then, when
 
 from features.support import skips
-from features.support.api_support import ascii_notify, audit_rows, problem_issues, webhook_id_of
+from features.support.api_support import ascii_notify, audit_rows, problem_issues, walk_audit, webhook_id_of
 from features.support.executes import Delivery, Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
@@ -108,16 +108,8 @@ def _(key_forms: list[tuple[str, str, str, httpx.Response]]) -> None:
 def _(
     http: httpx.Client, admin: Credential, dev: Credential, audited: list[Delivery], recorder: Recorder
 ) -> list[list[dict[str, Any]]]:
-    pages: list[list[dict[str, Any]]] = []
-    params: dict[str, Any] = {"workspace": dev.workspace, "limit": 1}
-    for _ in range(len(audited) + 2):
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit {params} answered {r.status_code}: {r.text[:300]}"
-        doc = r.json()
-        pages.append(doc["items"])
-        if not doc.get("next_cursor"):
-            break
-        params["cursor"] = doc["next_cursor"]
+    params = {"workspace": dev.workspace, "limit": 1}
+    pages = [doc["items"] for doc in walk_audit(http, admin, params, pages=len(audited) + 2)]
     recorder.note("audit_pages", [[(i["id"], i["webhook_id"], i["created_at"]) for i in p] for p in pages])
     return pages
 
@@ -152,20 +144,14 @@ def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: Recorder
     wrong: list[str] = []
     walked: dict[str, int] = {}
     for key, value in (("workspace", dev.workspace), ("status", "ok")):
-        params: dict[str, Any] = {key: value, "limit": 1}
-        for page in range(FILTERED_PAGES):
-            r = http.get("/audit", headers=admin.authorization, params=params)
-            assert r.status_code == 200, f"GET /audit {params} answered {r.status_code}: {r.text[:300]}"
-            doc = r.json()
+        filtered = {key: value, "limit": 1}
+        for page, doc in enumerate(walk_audit(http, admin, filtered, pages=FILTERED_PAGES)):
             wrong += [
                 f"page {page + 1} of {key}={value}: record {i['id']} has {key} {i.get(key)!r}"
                 for i in doc["items"]
                 if i.get(key) != value
             ]
             walked[f"{key}={value}"] = page + 1
-            if not doc.get("next_cursor"):
-                break
-            params["cursor"] = doc["next_cursor"]
     recorder.note("audit_filtered_pages", {"pages": walked, "wrong": wrong})
     assert not wrong, "a filtered listing lost its filter on a later page:\n" + "\n".join(wrong[:10])
 

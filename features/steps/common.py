@@ -15,6 +15,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from features.support import quota, skips
+from features.support.api_support import walk_audit
 from features.support.executes import NOTIFY, Execution, admitted_execute
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
@@ -108,18 +109,11 @@ def find_in_audit(
 ) -> set[str]:
     """Request ids from ``wanted`` found in the audit log (newest first, following cursors)."""
     found: set[str] = set()
-    cursor = None
-    for _ in range(pages):
-        params: dict[str, Any] = {"limit": 500}
-        if status:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit answered {r.status_code}: {r.text[:200]}"
-        doc = r.json()
+    params: dict[str, Any] = {"limit": 500}
+    if status:
+        params["status"] = status
+    for doc in walk_audit(http, admin, params, pages=pages):
         found |= {item["request_id"] for item in doc["items"]} & wanted
-        cursor = doc.get("next_cursor")
-        if found == wanted or not cursor:
+        if found == wanted:
             break
     return found

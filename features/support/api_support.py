@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,21 +131,30 @@ class Refusals:
 # -- the audit log -------------------------------------------------------------------------------------
 
 
-def audit_rows(
-    http: httpx.Client, admin: Credential, *, pages: int = 4, **params: str | int
-) -> list[dict[str, Any]]:
-    """Rows of ``GET /audit`` with ``params`` (newest first), following cursors for up to ``pages`` pages."""
-    rows: list[dict[str, Any]] = []
-    query: dict[str, str | int] = {"limit": 500, **params}
+def walk_audit(
+    http: httpx.Client, admin: Credential, params: Mapping[str, Any], *, pages: int
+) -> Iterator[dict[str, Any]]:
+    """Each page of ``GET /audit`` with ``params`` (its JSON document, newest first), following
+    ``next_cursor`` for up to ``pages`` pages; the caller stops early by leaving the loop. The one
+    place the steps page through the audit log."""
+    query = dict(params)
     for _ in range(pages):
         r = http.get("/audit", headers=admin.authorization, params=query)
         assert r.status_code == 200, f"GET /audit {query} answered {r.status_code}: {r.text[:300]}"
         doc = r.json()
-        rows += doc["items"]
+        yield doc
         if not doc.get("next_cursor"):
-            break
+            return
         query["cursor"] = doc["next_cursor"]
-    return rows
+
+
+def audit_rows(
+    http: httpx.Client, admin: Credential, *, pages: int = 4, **params: str | int
+) -> list[dict[str, Any]]:
+    """Rows of ``GET /audit`` with ``params`` (newest first), following cursors for up to ``pages`` pages."""
+    return [
+        row for doc in walk_audit(http, admin, {"limit": 500, **params}, pages=pages) for row in doc["items"]
+    ]
 
 
 def newest_audit_row(http: httpx.Client, admin: Credential) -> dict[str, Any] | None:
