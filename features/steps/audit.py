@@ -31,6 +31,7 @@ from features.support.executes import (
 )
 from features.support.recording import Recorder
 from gate.client.target import Credential, Target
+from gate.oracles import headercheck
 from gate.stack.receiver import ReceiverClient
 
 READY_TIMEOUT_S = 30.0
@@ -53,13 +54,9 @@ def _header_evidence(r: httpx.Response) -> list[list[str]]:
 
 
 def _security_header_problems(r: httpx.Response, expected: dict[str, str] | None) -> list[str]:
+    """Each expected header exactly once with its value, judged as the @headers scenarios judge it."""
     assert expected is not None, "the target's header profile gives no expected values"
-    problems = []
-    for name, value in expected.items():
-        got = r.headers.get_list(name)
-        if got != [value]:
-            problems.append(f"{name}: expected exactly [{value!r}], got {got!r}")
-    return problems
+    return [p.describe() for p in headercheck.check_headers(r.headers, expected, forbidden=())]
 
 
 # -- 401 ------------------------------------------------------------------------------------------
