@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from features.support import quota, redaction, skips
-from features.support.recording import Recorder, slug
+from features.support.recording import ExchangeRecorder, slug
 from gate.client import transport
 from gate.client.quota import PlanError
 from gate.client.target import Target
@@ -120,8 +120,10 @@ def _requirements(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def recorder(request: pytest.FixtureRequest, redactor: Redactor, target: Target) -> Iterator[Recorder]:
-    rec = Recorder(redactor, transport=target.transport)
+def recorder(
+    request: pytest.FixtureRequest, redactor: Redactor, target: Target
+) -> Iterator[ExchangeRecorder]:
+    rec = ExchangeRecorder(redactor, transport=target.transport)
     started = utc_now()
     t0 = time.monotonic()
     yield rec
@@ -140,7 +142,7 @@ def recorder(request: pytest.FixtureRequest, redactor: Redactor, target: Target)
 
 
 @pytest.fixture
-def http(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
+def http(target: Target, recorder: ExchangeRecorder) -> Iterator[httpx.Client]:
     """A recorded client on the target's (first) base URL."""
     with recorder.client(target.base_url, timeout=target.request_timeout_s) as client:
         yield client

@@ -34,7 +34,7 @@ from features.support.api_support import (
     watch_for_deliveries,
 )
 from features.support.executes import NOTIFY, Execution, admitted_execute, message
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
 
@@ -67,7 +67,7 @@ def _delivered(ex: Execution, receiver: ReceiverClient, after: int) -> list[Capt
 
 
 @when("the developer previews an action whose message is not ASCII", target_fixture="preview")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder) -> dict[str, Any]:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder) -> dict[str, Any]:
     body = {"action": "notify.send", "params": {"channel": "release-gate", "message": message("preview")}}
     doc = _preview(http, dev, body)
     recorder.note(
@@ -96,7 +96,7 @@ def _(
 
 
 @then("the receiver got exactly the bytes the preview showed, at the host the preview named")
-def _(executed: tuple[Execution, Capture], preview: dict[str, Any], recorder: Recorder) -> None:
+def _(executed: tuple[Execution, Capture], preview: dict[str, Any], recorder: ExchangeRecorder) -> None:
     _, cap = executed
     shown = str(preview["body"]).encode("utf-8")
     recorder.note("delivered", {"sha256": hashlib.sha256(cap.body).hexdigest(), "host": cap.header("Host")})
@@ -126,7 +126,7 @@ def _(previewed: tuple[int, dict[str, Any] | None, float], receiver: ReceiverCli
 
 
 @then("previews beyond the workspace's whole quota spend none of its executes")
-def _(http: httpx.Client, dev: Credential, target: Target, recorder: Recorder) -> None:
+def _(http: httpx.Client, dev: Credential, target: Target, recorder: ExchangeRecorder) -> None:
     """More previews than the quota allows executes, then one execute, which the quota plan left room
     for: it is admitted unless the previews were counted. ``admitted`` is not used: it waits a 429 out,
     and would hide the very quota previews must not spend."""
@@ -175,7 +175,9 @@ def _(
 
 
 @then("both executes are delivered with the previewed bytes, each under a webhook id of its own")
-def _(redeemed: tuple[list[Execution], list[Capture]], preview: dict[str, Any], recorder: Recorder) -> None:
+def _(
+    redeemed: tuple[list[Execution], list[Capture]], preview: dict[str, Any], recorder: ExchangeRecorder
+) -> None:
     _, caps = redeemed
     ids = {c.header("webhook-id") for c in caps}
     recorder.note(
@@ -226,7 +228,7 @@ def _(
 
 @then("every one of those executes is refused with 422 and nothing is delivered")
 @then("the execute is refused with 422 and nothing is delivered")
-def _(refused: Refusals, receiver: ReceiverClient, target: Target, recorder: Recorder) -> None:
+def _(refused: Refusals, receiver: ReceiverClient, target: Target, recorder: ExchangeRecorder) -> None:
     recorder.note(
         "refused",
         [
@@ -260,7 +262,7 @@ def _(short_ttl_replica: str) -> None:
 
 @when("the developer previews an action on that replica", target_fixture="short_lived")
 def _(
-    short_ttl_replica: str, dev: Credential, recorder: Recorder, target: Target
+    short_ttl_replica: str, dev: Credential, recorder: ExchangeRecorder, target: Target
 ) -> tuple[dict[str, Any], float]:
     with recorder.client(short_ttl_replica, timeout=target.request_timeout_s) as c:
         doc = _preview(c, dev, ascii_notify("expiry"))
@@ -280,7 +282,7 @@ def _(
     dev: Credential,
     target: Target,
     receiver: ReceiverClient,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> Refusals:
     doc, at = short_lived
     time.sleep(max(0.0, at + SHORT_TTL_S + EXPIRY_MARGIN_S - time.monotonic()))
@@ -292,7 +294,7 @@ def _(
 
 @when("the developer previews an action on one replica and executes it on another", target_fixture="crossed")
 def _(
-    target: Target, dev: Credential, receiver: ReceiverClient, recorder: Recorder
+    target: Target, dev: Credential, receiver: ReceiverClient, recorder: ExchangeRecorder
 ) -> tuple[dict[str, Any], Capture]:
     if len(target.replicas) < 2:
         skips.not_applicable(
@@ -331,7 +333,7 @@ def _(
 
 
 @then("the execute answers 200 with request_id, webhook_id, delivery status delivered and latency_ms")
-def _(executed: tuple[Execution, Capture], recorder: Recorder) -> None:
+def _(executed: tuple[Execution, Capture], recorder: ExchangeRecorder) -> None:
     ex, _ = executed
     doc = ex.json
     recorder.note("execute_answer", doc)
@@ -382,7 +384,7 @@ def _another_workspace(target: Target, mine: str) -> str:
     target_fixture="claimed",
 )
 def _(
-    http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, recorder: Recorder
+    http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, recorder: ExchangeRecorder
 ) -> dict[str, Any]:
     other = _another_workspace(target, dev.workspace)
     claim = {"headers": {"X-Workspace-ID": other}, "params": {"workspace": other}}
@@ -468,7 +470,7 @@ def _(
 
 
 @then("each preview is answered with the status listed")
-def _(destinations: list[tuple[str, str, httpx.Response]], recorder: Recorder) -> None:
+def _(destinations: list[tuple[str, str, httpx.Response]], recorder: ExchangeRecorder) -> None:
     recorder.note(
         "allowlist", [{"destination": u, "expected": s, "status": r.status_code} for u, s, r in destinations]
     )
@@ -547,7 +549,7 @@ def _(http: httpx.Client, dev: Credential, receiver: ReceiverClient, target: Tar
 
 
 @when("the workspace executes until an action is refused with 429", target_fixture="limited")
-def _(http: httpx.Client, dev: Credential, target: Target, recorder: Recorder) -> dict[str, Any]:
+def _(http: httpx.Client, dev: Credential, target: Target, recorder: ExchangeRecorder) -> dict[str, Any]:
     assert target.rate_limit is not None  # @needs-rate-limit-policy
     admitted_ex: list[httpx.Response] = []
     refused: list[httpx.Response] = []

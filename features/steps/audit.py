@@ -29,7 +29,7 @@ from features.support.executes import (
     message,
     notify,
 )
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.oracles import headercheck
 from gate.stack.receiver import ReceiverClient
@@ -67,7 +67,7 @@ def _refusals(
     datatable: list[list[str]],
     headers: dict[str, str],
     credential: str,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[str, httpx.Response]]:
     out = [(row[0].strip(), _call(http, row[0].strip(), headers)) for row in datatable[1:]]
     recorder.note(
@@ -87,12 +87,16 @@ def _refusals(
 
 
 @when("a client calls these endpoints without an API key", target_fixture="refusals")
-def _(http: httpx.Client, datatable: list[list[str]], recorder: Recorder) -> list[tuple[str, httpx.Response]]:
+def _(
+    http: httpx.Client, datatable: list[list[str]], recorder: ExchangeRecorder
+) -> list[tuple[str, httpx.Response]]:
     return _refusals(http, datatable, {}, "no Authorization header", recorder)
 
 
 @when("a client calls these endpoints with an unknown API key", target_fixture="refusals")
-def _(http: httpx.Client, datatable: list[list[str]], recorder: Recorder) -> list[tuple[str, httpx.Response]]:
+def _(
+    http: httpx.Client, datatable: list[list[str]], recorder: ExchangeRecorder
+) -> list[tuple[str, httpx.Response]]:
     unknown = secrets.token_urlsafe(24)  # well-formed, never configured anywhere
     return _refusals(
         http, datatable, {"Authorization": f"Bearer {unknown}"}, "a well-formed unknown key", recorder
@@ -121,7 +125,7 @@ def _(refusals: list[tuple[str, httpx.Response]], target: Target) -> None:
 
 
 @when("the developer reads the audit log", target_fixture="audit_refusal")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder) -> httpx.Response:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder) -> httpx.Response:
     r = http.get("/audit", headers=dev.authorization)
     recorder.note(
         "auth_refusals",
@@ -216,7 +220,9 @@ def _(audit_rows: list[dict[str, Any]]) -> None:
 
 
 @then("each execute is listed with the request id and webhook id its delivery carried")
-def _(audit_rows: list[dict[str, Any]], audited: list[Delivery], dev: Credential, recorder: Recorder) -> None:
+def _(
+    audit_rows: list[dict[str, Any]], audited: list[Delivery], dev: Credential, recorder: ExchangeRecorder
+) -> None:
     by_rid = {r["request_id"]: r for r in audit_rows}
     matched, wrong = [], []
     for d in audited:
@@ -283,7 +289,7 @@ def _execution_of(problem: dict[str, Any]) -> dict[str, Any]:
 
 
 @then("the execute is answered 502 naming the failed delivery")
-def _(attempted: Attempted, recorder: Recorder) -> None:
+def _(attempted: Attempted, recorder: ExchangeRecorder) -> None:
     r = attempted.execution.response
     assert r.status_code == 502, (
         f"execute with the receiver answering 500 got {r.status_code}: {r.text[:300]}"
@@ -307,7 +313,7 @@ def _(attempted: Attempted, receiver: ReceiverClient) -> None:
 
 
 @then("an admin finds that execute in the audit log with status error")
-def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: ExchangeRecorder) -> None:
     execution = _execution_of(attempted.execution.json)
     rid = str(execution.get("request_id"))
     rows = {r["request_id"]: r for r in read_audit(http, admin, {rid}, status="error")}
@@ -331,7 +337,9 @@ def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: Rec
 # -- the audit database down ----------------------------------------------------------------------
 
 
-def _wait_ready(recorder: Recorder, target: Target, *, want: int, urls: list[str], timeout_s: float) -> None:
+def _wait_ready(
+    recorder: ExchangeRecorder, target: Target, *, want: int, urls: list[str], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     pending = list(urls)
     last: dict[str, str] = {}
@@ -355,7 +363,7 @@ def _wait_ready(recorder: Recorder, target: Target, *, want: int, urls: list[str
 
 
 @pytest.fixture
-def audit_database_stopped(target: Target, recorder: Recorder) -> Iterator[None]:
+def audit_database_stopped(target: Target, recorder: ExchangeRecorder) -> Iterator[None]:
     """PostgreSQL stopped for the scenario; always restarted, and every replica ready again, after."""
     stack = target.stack
     assert stack is not None, "needs the reference stack (@needs-control)"
@@ -384,7 +392,7 @@ def _(http: httpx.Client, dev: Credential, receiver: ReceiverClient, target: Tar
 
 
 @then("the execute is answered 503 with Retry-After")
-def _(attempted: Attempted, recorder: Recorder) -> None:
+def _(attempted: Attempted, recorder: ExchangeRecorder) -> None:
     r = attempted.execution.response
     recorder.note(
         "audit_down_execute", {"status": r.status_code, "headers": _header_evidence(r), "body": r.text[:500]}
@@ -397,7 +405,7 @@ def _(attempted: Attempted, recorder: Recorder) -> None:
 
 
 @then("the receiver got no delivery from it")
-def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder, target: Target) -> None:
+def _(attempted: Attempted, receiver: ReceiverClient, recorder: ExchangeRecorder, target: Target) -> None:
     watch_s = target.delivery_timeout_s + NO_DELIVERY_MARGIN_S
     deadline = time.monotonic() + watch_s
     caps = receiver.captures(attempted.after)
@@ -412,7 +420,7 @@ def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder, target
 
 
 @then("every replica still lists and previews actions")
-def _(target: Target, dev: Credential, recorder: Recorder) -> None:
+def _(target: Target, dev: Credential, recorder: ExchangeRecorder) -> None:
     wrong = []
     for url in target.base_urls:
         with recorder.client(url, timeout=target.request_timeout_s) as c:

@@ -24,7 +24,7 @@ from pytest_bdd import given, then, when
 from features.support import skips
 from features.support.api_support import ascii_notify, audit_rows, problem_issues, walk_audit, webhook_id_of
 from features.support.executes import Delivery, Execution, admitted_execute
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient
 
@@ -58,7 +58,7 @@ def _forms(key: str) -> dict[str, str]:
     target_fixture="key_forms",
 )
 def _(
-    http: httpx.Client, dev: Credential, datatable: list[list[str]], recorder: Recorder
+    http: httpx.Client, dev: Credential, datatable: list[list[str]], recorder: ExchangeRecorder
 ) -> list[tuple[str, str, str, httpx.Response]]:
     out = []
     for row in _table(datatable):
@@ -106,7 +106,11 @@ def _(key_forms: list[tuple[str, str, str, httpx.Response]]) -> None:
 
 @when("an admin pages through the workspace's audit records one at a time", target_fixture="audit_pages")
 def _(
-    http: httpx.Client, admin: Credential, dev: Credential, audited: list[Delivery], recorder: Recorder
+    http: httpx.Client,
+    admin: Credential,
+    dev: Credential,
+    audited: list[Delivery],
+    recorder: ExchangeRecorder,
 ) -> list[list[dict[str, Any]]]:
     params = {"workspace": dev.workspace, "limit": 1}
     pages = [doc["items"] for doc in walk_audit(http, admin, params, pages=len(audited) + 2)]
@@ -138,7 +142,7 @@ FILTERED_PAGES = 25  # one record a page: deep enough to reach records of other 
 
 
 @then("every page read with a workspace or status filter holds only records that match it")
-def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: ExchangeRecorder) -> None:
     """A cursor continues a filtered listing: the pages after the first are as filtered as the first
     (a cursor that "already pins the position" and drops the filters lists whatever is older)."""
     wrong: list[str] = []
@@ -158,7 +162,7 @@ def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: Recorder
 
 @when("an admin reads the audit log with these limits", target_fixture="audit_limits")
 def _(
-    http: httpx.Client, admin: Credential, datatable: list[list[str]], recorder: Recorder
+    http: httpx.Client, admin: Credential, datatable: list[list[str]], recorder: ExchangeRecorder
 ) -> list[tuple[int, int, httpx.Response]]:
     out = []
     for row in _table(datatable):
@@ -235,7 +239,7 @@ def _(
 def _(
     filter_reads: list[tuple[dict[str, str], list[dict[str, Any]], set[str]]],
     filtered: dict[str, list[str]],
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     ours = {h for hooks in filtered.values() for h in hooks}
     wrong = []
@@ -281,7 +285,7 @@ def _(
     dev: Credential,
     filtered: dict[str, list[str]],
     datatable: list[list[str]],
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[dict[str, str], str, httpx.Response, bool]]:
     hook = filtered["ticket.create"][0]
     rows = [r for r in audit_rows(http, admin, pages=1, workspace=dev.workspace) if r["webhook_id"] == hook]
@@ -347,7 +351,7 @@ def _(
     admin: Credential,
     dev: Credential,
     target: Target,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     holding_receiver: ReceiverClient,
     hold_s: float,
 ) -> dict[str, Any]:

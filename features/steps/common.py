@@ -17,7 +17,7 @@ from pytest_bdd import given, parsers, then, when
 from features.support import quota, skips
 from features.support.api_support import walk_audit
 from features.support.executes import NOTIFY, Execution, admitted_execute
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 
 
@@ -71,7 +71,7 @@ def _(listing: httpx.Response) -> None:
 
 
 @when("the developer previews an action and executes the preview", target_fixture="execution")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder, target: Target) -> Execution:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder, target: Target) -> Execution:
     p = http.post("/actions/preview", headers=dev.authorization, json=NOTIFY)
     assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
     preview = p.json()
@@ -90,7 +90,7 @@ def _(execution: Execution) -> None:
 
 
 @then("an admin finds the execute in the audit log with status ok")
-def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: ExchangeRecorder) -> None:
     rid = execution.json["request_id"]
     found = find_in_audit(http, admin, {rid}, status="ok")
     recorder.note("audit_match", {"request_id": rid, "found": rid in found})
@@ -98,7 +98,7 @@ def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: Rec
 
 
 @then(parsers.parse("the smoke took at most {seconds:d} seconds"))
-def _(scenario_clock: dict[str, float], recorder: Recorder, seconds: int) -> None:
+def _(scenario_clock: dict[str, float], recorder: ExchangeRecorder, seconds: int) -> None:
     took = time.monotonic() - scenario_clock["t0"]
     recorder.note("smoke_duration_s", round(took, 3))
     assert took <= seconds, f"the smoke took {took:.1f} s (limit {seconds} s)"

@@ -31,7 +31,7 @@ from features.support.delivery_attempts import (
     rows,
 )
 from features.support.executes import message, notify
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from features.support.signing_recompute import keys_of
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
@@ -39,7 +39,7 @@ from gate.stack.receiver import ReceiverClient
 
 
 @pytest.fixture
-def delivery_note(recorder: Recorder) -> dict[str, Any]:
+def delivery_note(recorder: ExchangeRecorder) -> dict[str, Any]:
     note: dict[str, Any] = {}
     recorder.note("delivery", note)
     return note
@@ -83,7 +83,7 @@ def _(scripted: ReceiverClient, status: int, delivery_note: dict[str, Any]) -> l
 
 @when("the developer executes an action through the scripted receiver", target_fixture="attempts")
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,
@@ -96,7 +96,7 @@ def _(
 
 @when("the developer executes a previewed action through the scripted receiver", target_fixture="attempts")
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     http: httpx.Client,
     dev: Credential,
     scripted: ReceiverClient,
@@ -120,7 +120,7 @@ def _(
     target_fixture="table",
 )
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,

@@ -13,7 +13,7 @@ from pytest_bdd import given, parsers, then, when
 
 from features.support.delivery_attempts import MAX_BACKOFF_S, Attempts, execute_through
 from features.support.executes import message, notify
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import ReceiverClient
 
@@ -45,7 +45,7 @@ def _(target: Target, attempts: int, base: float, request: pytest.FixtureRequest
 @when(parsers.parse("the developer executes {count:d} actions on that replica"), target_fixture="series")
 def _(
     replica: Replica,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,

@@ -31,7 +31,7 @@ from features.support.rate_limit_windows import (
     assert_one_window,
     once_more_after_fallback,
 )
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import RateLimitPolicy, Target
 from gate.oracles.ratelimit import Moment
 
@@ -59,7 +59,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> WindowStart:
     creds = quota.choose(request, target, rl_ledger, fresh=False)
@@ -72,7 +72,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> WindowStart:
     creds = quota.choose(request, target, rl_ledger, fresh=True)
@@ -91,7 +91,7 @@ def _(
     rl_start: WindowStart,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     extra: int,
 ) -> Burst:
     def send(start: WindowStart) -> Burst:
@@ -113,7 +113,7 @@ def _(rl_burst: Burst) -> None:
 
 
 @then("every refused execute carries Retry-After and the X-RateLimit headers")
-def _(rl_burst: Burst, rl_policy: RateLimitPolicy, recorder: Recorder) -> None:
+def _(rl_burst: Burst, rl_policy: RateLimitPolicy, recorder: ExchangeRecorder) -> None:
     problems = []
     for h in rl_burst.refused:
         where, rl = f"429 at t={h.t_ms:.0f} ms", h.rl

@@ -27,7 +27,7 @@ from features.support.rate_limit_support import (
     execute_hit,
     parallel,
 )
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from features.support.redis_switch import RedisSwitch
 from gate.client.target import Credential, Target
 
@@ -70,7 +70,7 @@ def _start(
     ),
     target_fixture="rl_cut",
 )
-def _(rl_extra: ExtraReplicas, recorder: Recorder, n: int, limit: int) -> CutReplicas:
+def _(rl_extra: ExtraReplicas, recorder: ExchangeRecorder, n: int, limit: int) -> CutReplicas:
     cut = _start(rl_extra, n, limit, on=False)
     recorder.note(
         "fallback_replicas",
@@ -88,7 +88,9 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, n: int, limit: int) -> CutRep
     parsers.parse("a developer sends {factor:d} x quota executes to each of those replicas at once"),
     target_fixture="rl_cut_hits",
 )
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder, factor: int) -> list[Hit]:
+def _(
+    rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder, factor: int
+) -> list[Hit]:
     urls = [r.url for r in rl_cut.replicas]
     count = factor * rl_cut.replicas[0].limit * len(urls)
     hits = asyncio.run(
@@ -153,7 +155,7 @@ def _(rl_cut_hits: list[Hit], rl_cut: CutReplicas) -> None:
 
 
 @then("each of those replicas reports the in-process limiter")
-def _(rl_cut: CutReplicas, target: Target, recorder: Recorder) -> None:
+def _(rl_cut: CutReplicas, target: Target, recorder: ExchangeRecorder) -> None:
     readings = {}
     for r in rl_cut.replicas:
         with recorder.client(r.url, timeout=target.request_timeout_s) as client:
@@ -172,7 +174,7 @@ def _(rl_cut: CutReplicas, target: Target, recorder: Recorder) -> None:
     ),
     target_fixture="rl_cut",
 )
-def _(rl_extra: ExtraReplicas, recorder: Recorder, cap: float) -> CutReplicas:
+def _(rl_extra: ExtraReplicas, recorder: ExchangeRecorder, cap: float) -> CutReplicas:
     cut = _start(rl_extra, 1, 20, on=True, extra={"REDIS_REPROBE_MAX_S": f"{cap:g}"})
     cut.reprobe_max_s = cap
     recorder.note("reprobe_replica", {"url": cut.replicas[0].url, "reprobe_max_s": cap})
@@ -180,7 +182,7 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, cap: float) -> CutReplicas:
 
 
 @given("that replica's rate limiter has counted an execute on Redis")
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder) -> None:
+def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder) -> None:
     replica = rl_cut.replicas[0]
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
         hit = execute_hit(client, dev, Ledger(), endpoint="/actions/execute")
@@ -201,7 +203,9 @@ def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder) 
     parsers.parse("its Redis connection is cut for {seconds:g} seconds while it serves executes"),
     target_fixture="rl_restored_at",
 )
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder, seconds: float) -> float:
+def _(
+    rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder, seconds: float
+) -> float:
     replica = rl_cut.replicas[0]
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
         rl_cut.switch.cut()
@@ -241,7 +245,9 @@ def _(rl_cut: CutReplicas) -> None:
 
 
 @then(parsers.parse("its rate limiter is back on Redis within {bound:g} seconds of Redis answering again"))
-def _(rl_cut: CutReplicas, rl_restored_at: float, target: Target, recorder: Recorder, bound: float) -> None:
+def _(
+    rl_cut: CutReplicas, rl_restored_at: float, target: Target, recorder: ExchangeRecorder, bound: float
+) -> None:
     assert rl_cut.reprobe_max_s is not None
     replica = rl_cut.replicas[0]
     took: float | None = None

@@ -30,7 +30,7 @@ from features.support.rate_limit_support import (
     same_window,
 )
 from features.support.rate_limit_windows import WindowStart, align, use_up
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import RateLimitPolicy, Target
 
 # docs/service.md: a workspace id matches ^[a-z0-9][a-z0-9_-]{0,62}$; keys are rl:{workspace}:{window}
@@ -55,7 +55,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> Burst:
     creds = quota.choose(request, target, rl_ledger, fresh=False)
@@ -85,7 +85,7 @@ def _(
     rl_rolled_at: float,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     refusal = rl_exhausted.hits[-1]
     hit = execute_hit(http, rl_exhausted.cred, rl_ledger, endpoint=rl_policy.endpoint)
@@ -117,7 +117,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> list[WindowStart]:
     creds = quota.choose(request, target, rl_ledger, 2, fresh=True)
@@ -137,7 +137,7 @@ def _(
     rl_exhausted: Burst,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     other = rl_pair[1]
     hit = execute_hit(http, other.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=rl_pair[0].t0)
@@ -174,7 +174,7 @@ def _(
     rl_exhausted: Burst,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[str, Hit]]:
     cred = rl_exhausted.cred
     other = _other_workspace(target, cred.workspace)
@@ -268,7 +268,11 @@ def _(
 
 @then("every rate-limit key in Redis is rl:<configured workspace>:<current window index> with a TTL")
 def _(
-    rl_redis: redis.Redis, rl_named: list[Hit], target: Target, rl_policy: RateLimitPolicy, recorder: Recorder
+    rl_redis: redis.Redis,
+    rl_named: list[Hit],
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    recorder: ExchangeRecorder,
 ) -> None:
     configured = {c.workspace for c in target.credentials.values()}
     current = math.floor(time.time() / rl_policy.window_s)

@@ -28,7 +28,7 @@ from pytest_bdd import given, parsers, then, when
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from features.support.executes import Delivery, deliver, message
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from features.support.signing_recompute import (
     delivery_evidence,
     keys_of,
@@ -43,7 +43,7 @@ from gate.stack.receiver import ReceiverClient
 
 
 @pytest.fixture
-def signing_note(recorder: Recorder) -> dict[str, Any]:
+def signing_note(recorder: ExchangeRecorder) -> dict[str, Any]:
     """The scenario's ``signing`` evidence note, filled in by the steps as they go."""
     note: dict[str, Any] = {}
     recorder.note("signing", note)
@@ -76,7 +76,7 @@ def _(
     target_fixture="deliveries",
 )
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     receiver: ReceiverClient,
     target: Target,
@@ -296,7 +296,7 @@ def _(rotating_relay: RotatingRelay) -> RotatingRelay:
 @when("the developer executes a previewed action on that replica", target_fixture="delivery")
 def _(
     relay: RotatingRelay,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     receiver: ReceiverClient,
     target: Target,

@@ -23,7 +23,7 @@ import httpx
 
 from features.support import skips
 from features.support.executes import Execution, admitted_execute
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.stack.receiver import Capture, ReceiverClient
 
@@ -163,7 +163,7 @@ def collect(receiver: ReceiverClient, execution: Execution, *, after: int, answe
 
 
 def execute_through(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     base_url: str,
     dev: Credential,
     receiver: ReceiverClient,

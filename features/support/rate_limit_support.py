@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from features.support.executes import NOTIFY, post_execute
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.oracles import ratelimit
 
@@ -239,7 +239,7 @@ def answered(hit: Hit) -> Hit:
 
 
 async def parallel(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     cred: Credential,
     urls: list[str],
     count: int,

@@ -33,7 +33,7 @@ from features.support.rate_limit_support import (
     reset_kinds,
     same_window,
 )
-from features.support.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, RateLimitPolicy
 
 
@@ -58,7 +58,7 @@ def align(
     creds: list[Credential],
     policy: RateLimitPolicy,
     ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     *,
     fresh: bool,
     planned: int,
@@ -142,7 +142,10 @@ def assert_one_window(burst: Burst) -> None:
 
 
 def once_more_after_fallback(
-    send: Callable[[WindowStart], Burst], start: WindowStart, policy: RateLimitPolicy, recorder: Recorder
+    send: Callable[[WindowStart], Burst],
+    start: WindowStart,
+    policy: RateLimitPolicy,
+    recorder: ExchangeRecorder,
 ) -> Burst:
     """Send a burst; if a replica decided part of it on its in-process fallback (its Redis call timed
     out: the relay fails open, by design, and a loaded machine can stall it past its Redis timeout), note it
