@@ -1,4 +1,4 @@
-"""What the step modules share: the target client helpers (api_support, signing_recompute), the
+"""What the step modules share: the target client helpers (executes, api_support, signing_recompute), the
 recording of a scenario's HTTP exchanges (recording), the quota plan (quota), the categorised skips
 (skips), the redaction of what the session prints and writes (redaction), the Redis switch and the
 extra replicas (redis_switch, extra_replicas), the rate-limit and delivery helpers (rate_limit_support,
