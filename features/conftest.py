@@ -2,7 +2,7 @@
 
 The target is the session's reference stack unless ``--target-url`` (and optionally
 ``--target-config``) name a deployment. Scenarios tagged with a need the target cannot meet are
-skipped with the reason and its category (features/skips.py) — never passed. With ``--results DIR``
+skipped with the reason and its category (features/support/skips.py) — never passed. With ``--results DIR``
 every scenario's exchanges and notes go to ``DIR/features/scenarios/<slug>.json`` and the outcomes
 to ``DIR/features/summary.json``.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from features import quota, redaction, skips
-from features.recording import Recorder, slug
+from features.support import quota, redaction, skips
+from features.support.recording import ExchangeRecorder, slug
 from gate.client.probe import probe
 from gate.client.quota import PlanError
 from gate.client.receiver import ReceiverClient
@@ -120,8 +120,10 @@ def _requirements(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def recorder(request: pytest.FixtureRequest, redactor: Redactor, target: Target) -> Iterator[Recorder]:
-    rec = Recorder(redactor, transport=target.transport)
+def recorder(
+    request: pytest.FixtureRequest, redactor: Redactor, target: Target
+) -> Iterator[ExchangeRecorder]:
+    rec = ExchangeRecorder(redactor, transport=target.transport)
     started = utc_now()
     t0 = time.monotonic()
     yield rec
@@ -140,7 +142,7 @@ def recorder(request: pytest.FixtureRequest, redactor: Redactor, target: Target)
 
 
 @pytest.fixture
-def http(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
+def http(target: Target, recorder: ExchangeRecorder) -> Iterator[httpx.Client]:
     """A recorded client on the target's (first) base URL."""
     with recorder.client(target.base_url, timeout=target.request_timeout_s) as client:
         yield client
@@ -204,7 +206,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Plan the session's quota before the first request (features/quota.py), reorder as planned."""
+    """Plan the session's quota before the first request (features/support/quota.py), reorder as planned."""
     try:
         plan = quota.plan_session(config, items, _will_run)
     except PlanError as exc:
@@ -256,9 +258,9 @@ class _Summary:
         if report.skipped:
             entry["outcome"] = "skipped"
             raw = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
-            # pytest prefixes the exception's name ("Skipped: ", "features.skips.CategorisedSkip: ")
+            # pytest prefixes the exception's name ("Skipped: ", "features.support.skips.CategorisedSkip: ")
             entry["reason"] = _SKIP_PREFIX.sub("", raw, count=1)
-            # decided where the skip was raised (features/skips.py); a bare pytest.skip has none
+            # decided where the skip was raised (features/support/skips.py); a bare pytest.skip has none
             entry["category"] = dict(report.user_properties).get(skips.PROPERTY)
         elif report.failed:
             entry["outcome"] = "failed"

@@ -13,7 +13,9 @@ configuration, shipped as package data); in a source checkout the root conftest.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -23,31 +25,32 @@ from typing import NoReturn
 
 import pytest
 
-from features import skips
+from features.support import skips
 from gate.errors import StackError
 from gate.results import record_infrastructure_error
 from gate.stack.reference import Stack, StackConfig
 
-# step definitions are plugins so every feature's test module sees them
-pytest_plugins = [
-    "features.steps.common",
-    "features.steps.rate_limit",
-    "features.steps.rate_limit_workspaces",
-    "features.steps.rate_limit_replicas",
-    "features.steps.rate_limit_outage",
-    "features.steps.rate_limit_arithmetic",
-    "features.steps.rate_limit_fallback",
-    "features.steps.signing",
-    "features.steps.delivery",
-    "features.steps.delivery_backoff",
-    "features.steps.audit",
-    "features.steps.audit_log",
-    "features.steps.headers",
-    "features.steps.headers_matrix",
-    "features.steps.drill",
-    "features.steps.api_endpoints",
-    "features.steps.api_actions",
-]
+FIRST_STEP_MODULE = "common"  # the fixtures and steps every feature shares
+
+
+def step_modules(package: str = "features.steps") -> list[str]:
+    """Every module of the step package, as a dotted name: ``common`` first, then the others sorted.
+
+    Found through the package's ``__path__`` (a source checkout or an installed wheel alike), so a
+    module dropped into features/steps is registered with nothing else to edit. No step is defined
+    twice (each feature step matches exactly one definition), so the order decides nothing but is
+    kept stable."""
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    names.sort(key=lambda n: n != FIRST_STEP_MODULE)
+    return [f"{package}.{n}" for n in names]
+
+
+# step definitions are plugins so every feature's test module sees them. A step module may import
+# another (api_actions imports headers) before that one's turn to be registered: marked for assertion
+# rewriting beforehand, every one of them is rewritten whichever imports it first.
+pytest.register_assert_rewrite("features.steps")
+pytest_plugins = step_modules()
 
 # every Gherkin tag is a marker (pytest-bdd turns each into one); --strict-markers refuses any other
 MARKERS = (

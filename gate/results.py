@@ -112,7 +112,7 @@ def provenance(
 
 
 INFRA_MARKER = "infrastructure-error.txt"
-# the quota plan could not fit the selected scenarios: nothing was sent (features/quota.py, exit 2)
+# the quota plan could not fit the selected scenarios: nothing was sent (features/support/quota.py, exit 2)
 PLAN_REFUSED_MARKER = "plan-refused.txt"
 
 

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features import skips
-from features.api_support import (
+from features.steps.headers import QUOTA_PROBE
+from features.support import skips
+from features.support.api_support import (
     Refusals,
-    admitted,
     ascii_notify,
     audit_rows,
     counter_value,
@@ -33,9 +33,8 @@ from features.api_support import (
     newest_audit_row,
     watch_for_deliveries,
 )
-from features.recording import Recorder
-from features.steps.common import NOTIFY, Execution, message
-from features.steps.headers import QUOTA_PROBE
+from features.support.executes import NOTIFY, Execution, admitted_execute, message
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
 
@@ -68,7 +67,7 @@ def _delivered(ex: Execution, receiver: ReceiverClient, after: int) -> list[Capt
 
 
 @when("the developer previews an action whose message is not ASCII", target_fixture="preview")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder) -> dict[str, Any]:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder) -> dict[str, Any]:
     body = {"action": "notify.send", "params": {"channel": "release-gate", "message": message("preview")}}
     doc = _preview(http, dev, body)
     recorder.note(
@@ -92,12 +91,12 @@ def _(
     http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, preview: dict[str, Any]
 ) -> tuple[Execution, Capture]:
     after = receiver.last_seq()
-    ex = admitted(http, dev, {"preview_id": preview["preview_id"]}, target=target)
+    ex = admitted_execute(http, dev, {"preview_id": preview["preview_id"]}, target=target)
     return ex, _delivered(ex, receiver, after)[-1]
 
 
 @then("the receiver got exactly the bytes the preview showed, at the host the preview named")
-def _(executed: tuple[Execution, Capture], preview: dict[str, Any], recorder: Recorder) -> None:
+def _(executed: tuple[Execution, Capture], preview: dict[str, Any], recorder: ExchangeRecorder) -> None:
     _, cap = executed
     shown = str(preview["body"]).encode("utf-8")
     recorder.note("delivered", {"sha256": hashlib.sha256(cap.body).hexdigest(), "host": cap.header("Host")})
@@ -127,7 +126,7 @@ def _(previewed: tuple[int, dict[str, Any] | None, float], receiver: ReceiverCli
 
 
 @then("previews beyond the workspace's whole quota spend none of its executes")
-def _(http: httpx.Client, dev: Credential, target: Target, recorder: Recorder) -> None:
+def _(http: httpx.Client, dev: Credential, target: Target, recorder: ExchangeRecorder) -> None:
     """More previews than the quota allows executes, then one execute, which the quota plan left room
     for: it is admitted unless the previews were counted. ``admitted`` is not used: it waits a 429 out,
     and would hide the very quota previews must not spend."""
@@ -165,7 +164,9 @@ def _(
     http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, preview: dict[str, Any]
 ) -> tuple[list[Execution], list[Capture]]:
     after = receiver.last_seq()
-    runs = [admitted(http, dev, {"preview_id": preview["preview_id"]}, target=target) for _ in range(2)]
+    runs = [
+        admitted_execute(http, dev, {"preview_id": preview["preview_id"]}, target=target) for _ in range(2)
+    ]
     for n, ex in enumerate(runs, 1):
         assert ex.response.status_code == 200, (
             f"execute #{n} of one preview_id answered {ex.response.status_code}: {ex.response.text[:300]}"
@@ -174,7 +175,9 @@ def _(
 
 
 @then("both executes are delivered with the previewed bytes, each under a webhook id of its own")
-def _(redeemed: tuple[list[Execution], list[Capture]], preview: dict[str, Any], recorder: Recorder) -> None:
+def _(
+    redeemed: tuple[list[Execution], list[Capture]], preview: dict[str, Any], recorder: ExchangeRecorder
+) -> None:
     _, caps = redeemed
     ids = {c.header("webhook-id") for c in caps}
     recorder.note(
@@ -215,17 +218,17 @@ def _(
     foreign = _preview(http, other, ascii_notify("another workspace"))
     refusals = Refusals(after=receiver.last_seq())
     for where, token in _altered(str(preview["preview_id"])):
-        refusals.add(f"altered at {where}", admitted(http, dev, {"preview_id": token}, target=target))
+        refusals.add(f"altered at {where}", admitted_execute(http, dev, {"preview_id": token}, target=target))
     refusals.add(
         f"issued to workspace {other.workspace}",
-        admitted(http, dev, {"preview_id": foreign["preview_id"]}, target=target),
+        admitted_execute(http, dev, {"preview_id": foreign["preview_id"]}, target=target),
     )
     return refusals
 
 
 @then("every one of those executes is refused with 422 and nothing is delivered")
 @then("the execute is refused with 422 and nothing is delivered")
-def _(refused: Refusals, receiver: ReceiverClient, target: Target, recorder: Recorder) -> None:
+def _(refused: Refusals, receiver: ReceiverClient, target: Target, recorder: ExchangeRecorder) -> None:
     recorder.note(
         "refused",
         [
@@ -259,7 +262,7 @@ def _(short_ttl_replica: str) -> None:
 
 @when("the developer previews an action on that replica", target_fixture="short_lived")
 def _(
-    short_ttl_replica: str, dev: Credential, recorder: Recorder, target: Target
+    short_ttl_replica: str, dev: Credential, recorder: ExchangeRecorder, target: Target
 ) -> tuple[dict[str, Any], float]:
     with recorder.client(short_ttl_replica, timeout=target.request_timeout_s) as c:
         doc = _preview(c, dev, ascii_notify("expiry"))
@@ -279,19 +282,19 @@ def _(
     dev: Credential,
     target: Target,
     receiver: ReceiverClient,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> Refusals:
     doc, at = short_lived
     time.sleep(max(0.0, at + SHORT_TTL_S + EXPIRY_MARGIN_S - time.monotonic()))
     refusals = Refusals(after=receiver.last_seq())
     with recorder.client(short_ttl_replica, timeout=target.request_timeout_s) as c:
-        refusals.add("expired", admitted(c, dev, {"preview_id": doc["preview_id"]}, target=target))
+        refusals.add("expired", admitted_execute(c, dev, {"preview_id": doc["preview_id"]}, target=target))
     return refusals
 
 
 @when("the developer previews an action on one replica and executes it on another", target_fixture="crossed")
 def _(
-    target: Target, dev: Credential, receiver: ReceiverClient, recorder: Recorder
+    target: Target, dev: Credential, receiver: ReceiverClient, recorder: ExchangeRecorder
 ) -> tuple[dict[str, Any], Capture]:
     if len(target.replicas) < 2:
         skips.not_applicable(
@@ -303,7 +306,7 @@ def _(
         doc = _preview(c, dev, ascii_notify("replicas"))
     after = receiver.last_seq()
     with recorder.client(second, timeout=target.request_timeout_s) as c:
-        ex = admitted(c, dev, {"preview_id": doc["preview_id"]}, target=target)
+        ex = admitted_execute(c, dev, {"preview_id": doc["preview_id"]}, target=target)
     return doc, _delivered(ex, receiver, after)[-1]
 
 
@@ -325,12 +328,12 @@ def _(
         "params": {"title": f"relay-gate {uuid.uuid4().hex[:8]}", "priority": "low", "labels": ["gate"]},
     }
     after = receiver.last_seq()
-    ex = admitted(http, dev, body, target=target)
+    ex = admitted_execute(http, dev, body, target=target)
     return ex, _delivered(ex, receiver, after)[-1]
 
 
 @then("the execute answers 200 with request_id, webhook_id, delivery status delivered and latency_ms")
-def _(executed: tuple[Execution, Capture], recorder: Recorder) -> None:
+def _(executed: tuple[Execution, Capture], recorder: ExchangeRecorder) -> None:
     ex, _ = executed
     doc = ex.json
     recorder.note("execute_answer", doc)
@@ -381,7 +384,7 @@ def _another_workspace(target: Target, mine: str) -> str:
     target_fixture="claimed",
 )
 def _(
-    http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, recorder: Recorder
+    http: httpx.Client, dev: Credential, target: Target, receiver: ReceiverClient, recorder: ExchangeRecorder
 ) -> dict[str, Any]:
     other = _another_workspace(target, dev.workspace)
     claim = {"headers": {"X-Workspace-ID": other}, "params": {"workspace": other}}
@@ -393,7 +396,7 @@ def _(
         json=body,
     )
     after = receiver.last_seq()
-    ex = admitted(http, dev, body, target=target, **claim)  # type: ignore[arg-type]
+    ex = admitted_execute(http, dev, body, target=target, **claim)  # type: ignore[arg-type]
     caps = _delivered(ex, receiver, after)
     recorder.note("workspace_claim", {"key_workspace": dev.workspace, "claimed": other})
     return {"other": other, "preview": p, "execute": ex, "delivered": json.loads(caps[-1].body)}
@@ -467,7 +470,7 @@ def _(
 
 
 @then("each preview is answered with the status listed")
-def _(destinations: list[tuple[str, str, httpx.Response]], recorder: Recorder) -> None:
+def _(destinations: list[tuple[str, str, httpx.Response]], recorder: ExchangeRecorder) -> None:
     recorder.note(
         "allowlist", [{"destination": u, "expected": s, "status": r.status_code} for u, s, r in destinations]
     )
@@ -481,7 +484,7 @@ def _(
 ) -> Refusals:
     refusals = Refusals(after=receiver.last_seq())
     body = ascii_notify("userinfo", destination=f"http://user:secret@{allowed['allowed']}/relay-gate")
-    refusals.add("destination with userinfo", admitted(http, dev, body, target=target))
+    refusals.add("destination with userinfo", admitted_execute(http, dev, body, target=target))
     return refusals
 
 
@@ -515,7 +518,9 @@ def _(unknown_fields: list[tuple[str, httpx.Response]]) -> None:
 @when("the developer executes a valid preview_id with one more field", target_fixture="extra_field")
 def _(http: httpx.Client, dev: Credential, target: Target) -> Execution:
     doc = _preview(http, dev, ascii_notify("preview_id with one more field"))
-    return admitted(http, dev, {"preview_id": doc["preview_id"], "note": "one more field"}, target=target)
+    return admitted_execute(
+        http, dev, {"preview_id": doc["preview_id"], "note": "one more field"}, target=target
+    )
 
 
 @then("that execute is refused with 422")
@@ -544,7 +549,7 @@ def _(http: httpx.Client, dev: Credential, receiver: ReceiverClient, target: Tar
 
 
 @when("the workspace executes until an action is refused with 429", target_fixture="limited")
-def _(http: httpx.Client, dev: Credential, target: Target, recorder: Recorder) -> dict[str, Any]:
+def _(http: httpx.Client, dev: Credential, target: Target, recorder: ExchangeRecorder) -> dict[str, Any]:
     assert target.rate_limit is not None  # @needs-rate-limit-policy
     admitted_ex: list[httpx.Response] = []
     refused: list[httpx.Response] = []

@@ -20,17 +20,16 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features.api_support import (
+from features.support.api_support import (
     DELIVERY_WAIT_S,
-    admitted,
     ascii_notify,
     in_chunks,
     metric_samples,
     padded,
     problem_issues,
 )
-from features.recording import Recorder
-from features.steps.common import Execution
+from features.support.executes import Execution, admitted_execute
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
 
@@ -53,7 +52,7 @@ def _table(datatable: list[list[str]]) -> list[dict[str, str]]:
     return [dict(zip(head, (c.strip() for c in row), strict=True)) for row in datatable[1:]]
 
 
-def _each_replica(target: Target, recorder: Recorder, path: str) -> dict[str, httpx.Response]:
+def _each_replica(target: Target, recorder: ExchangeRecorder, path: str) -> dict[str, httpx.Response]:
     out = {}
     for url in target.base_urls:
         with recorder.client(url, timeout=target.request_timeout_s) as c:
@@ -97,7 +96,7 @@ def _(target: Target, rl_redis_restored: None) -> None:
 
 
 @then("every replica answers readiness with 200, reporting Redis")
-def _(target: Target, recorder: Recorder) -> None:
+def _(target: Target, recorder: ExchangeRecorder) -> None:
     answers = _each_replica(target, recorder, "/_stcore/ready")
     recorder.note("ready_redis_down", {u: [r.status_code, r.text[:300]] for u, r in answers.items()})
     wrong = [f"{u}: {r.status_code} {r.text[:200]}" for u, r in answers.items() if r.status_code != 200]
@@ -107,7 +106,7 @@ def _(target: Target, recorder: Recorder) -> None:
 
 
 @then("every replica answers liveness with 200")
-def _(target: Target, recorder: Recorder) -> None:
+def _(target: Target, recorder: ExchangeRecorder) -> None:
     answers = _each_replica(target, recorder, "/_stcore/health")
     wrong = [f"{u}: {r.status_code} {r.text[:200]}" for u, r in answers.items() if r.status_code != 200]
     assert not wrong, "liveness depends on something that is down:\n" + "\n".join(wrong)
@@ -119,7 +118,7 @@ def _(audit_database_stopped: None) -> None:
 
 
 @then("every replica answers readiness with 503 naming the database")
-def _(target: Target, recorder: Recorder) -> None:
+def _(target: Target, recorder: ExchangeRecorder) -> None:
     answers = _each_replica(target, recorder, "/_stcore/ready")
     recorder.note("ready_database_down", {u: [r.status_code, r.text[:300]] for u, r in answers.items()})
     wrong = [
@@ -144,7 +143,7 @@ def _(http: httpx.Client, dev: Credential, admin: Credential) -> dict[str, httpx
 @then(
     "both list exactly these actions, each with a description and a JSON schema of exactly these parameters"
 )
-def _(listings: dict[str, httpx.Response], datatable: list[list[str]], recorder: Recorder) -> None:
+def _(listings: dict[str, httpx.Response], datatable: list[list[str]], recorder: ExchangeRecorder) -> None:
     expected = {row["action"]: {p.strip() for p in row["parameters"].split(",")} for row in _table(datatable)}
     wrong = []
     for who, r in listings.items():
@@ -179,7 +178,7 @@ def _(http: httpx.Client) -> dict[str, Any]:
 
 
 @then("it describes these operations")
-def _(openapi: dict[str, Any], datatable: list[list[str]], recorder: Recorder) -> None:
+def _(openapi: dict[str, Any], datatable: list[list[str]], recorder: ExchangeRecorder) -> None:
     paths = openapi["paths"]
     described = sorted(
         f"{m.upper()} {p}" for p, ops in paths.items() for m in ops if m.upper() in HTTP_METHODS
@@ -265,7 +264,7 @@ def _status_ok(expected: str, got: int) -> bool:
 
 
 @then("each is answered with the status listed, as application/problem+json")
-def _(answered: list[tuple[str, str, httpx.Response]], recorder: Recorder) -> None:
+def _(answered: list[tuple[str, str, httpx.Response]], recorder: ExchangeRecorder) -> None:
     recorder.note(
         "problems",
         [
@@ -320,7 +319,7 @@ def _served(answers: dict[str, httpx.Response]) -> set[str]:
 
 
 @then("every 405 carries one Allow header naming exactly the methods its path answered without 405")
-def _(probed: dict[str, dict[str, httpx.Response]], recorder: Recorder) -> None:
+def _(probed: dict[str, dict[str, httpx.Response]], recorder: ExchangeRecorder) -> None:
     wrong, evidence = [], {}
     for path, answers in probed.items():
         served = _served(answers)
@@ -357,7 +356,11 @@ def _size(expr: str, limit: int) -> int:
 
 @when("the developer previews actions padded to these sizes", target_fixture="padded_previews")
 def _(
-    http: httpx.Client, dev: Credential, target: Target, datatable: list[list[str]], recorder: Recorder
+    http: httpx.Client,
+    dev: Credential,
+    target: Target,
+    datatable: list[list[str]],
+    recorder: ExchangeRecorder,
 ) -> list[tuple[dict[str, str], httpx.Response]]:
     doc = json.dumps(ascii_notify("body limit")).encode()
     out = []
@@ -440,7 +443,7 @@ def _(http: httpx.Client, dev: Credential, target: Target) -> list[tuple[str, st
     "every response carries exactly one X-Request-ID, a UUID unlike the client's and unlike every other "
     "response's"
 )
-def _(identified: list[tuple[str, str, httpx.Response]], recorder: Recorder) -> None:
+def _(identified: list[tuple[str, str, httpx.Response]], recorder: ExchangeRecorder) -> None:
     wrong, seen = [], set()
     recorder.note(
         "request_ids",
@@ -472,7 +475,9 @@ def _(
 ) -> tuple[str, Execution, Capture]:
     mine = str(uuid.uuid4())
     after = receiver.last_seq()
-    ex = admitted(http, dev, ascii_notify("client request id"), target=target, headers={"X-Request-ID": mine})
+    ex = admitted_execute(
+        http, dev, ascii_notify("client request id"), target=target, headers={"X-Request-ID": mine}
+    )
     assert ex.response.status_code == 200, (
         f"execute answered {ex.response.status_code}: {ex.response.text[:300]}"
     )
@@ -487,7 +492,7 @@ def _(
 
 
 @then("the delivery and the execute carry the service's request id, not the client's")
-def _(traced: tuple[str, Execution, Capture], recorder: Recorder) -> None:
+def _(traced: tuple[str, Execution, Capture], recorder: ExchangeRecorder) -> None:
     mine, ex, cap = traced
     header, body, delivered = (
         ex.response.headers.get("x-request-id"),
@@ -520,7 +525,7 @@ def _(http: httpx.Client, random_names: dict[str, str]) -> None:
 
 @when("the developer executes an action")
 def _(http: httpx.Client, dev: Credential, target: Target) -> None:
-    ex = admitted(http, dev, ascii_notify("metrics"), target=target)
+    ex = admitted_execute(http, dev, ascii_notify("metrics"), target=target)
     assert ex.response.status_code in (200, 502), f"execute answered {ex.response.status_code}"
 
 
@@ -530,7 +535,7 @@ def _(http: httpx.Client) -> httpx.Response:
 
 
 @then("they are in the Prometheus text format and name every documented metric")
-def _(exposition: httpx.Response, recorder: Recorder) -> None:
+def _(exposition: httpx.Response, recorder: ExchangeRecorder) -> None:
     assert exposition.status_code == 200, f"GET /metrics answered {exposition.status_code}"
     ctype = exposition.headers.get("content-type", "")
     assert ctype.startswith("text/plain"), f"GET /metrics is {ctype!r}, not the Prometheus text format"
@@ -556,7 +561,7 @@ def _(exposition: httpx.Response) -> None:
 
 
 @then("the random path is counted under the unmatched route and the random method as OTHER, neither by name")
-def _(exposition: httpx.Response, random_names: dict[str, str], recorder: Recorder) -> None:
+def _(exposition: httpx.Response, random_names: dict[str, str], recorder: ExchangeRecorder) -> None:
     requests = [s for s in metric_samples(exposition.text) if s.name == "http_requests_total"]
     leaked = sorted(
         {

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.recording import Recorder
-from features.steps.common import (
+from features.support.api_support import walk_audit
+from features.support.executes import (
     NOTIFY,
     Delivery,
     Execution,
@@ -29,8 +29,10 @@ from features.steps.common import (
     message,
     notify,
 )
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
+from gate.oracles import headercheck
 
 READY_TIMEOUT_S = 30.0
 # beyond the service's delivery timeout, how long a refused execute's receiver is watched: a delivery
@@ -52,13 +54,9 @@ def _header_evidence(r: httpx.Response) -> list[list[str]]:
 
 
 def _security_header_problems(r: httpx.Response, expected: dict[str, str] | None) -> list[str]:
+    """Each expected header exactly once with its value, judged as the @headers scenarios judge it."""
     assert expected is not None, "the target's header profile gives no expected values"
-    problems = []
-    for name, value in expected.items():
-        got = r.headers.get_list(name)
-        if got != [value]:
-            problems.append(f"{name}: expected exactly [{value!r}], got {got!r}")
-    return problems
+    return [p.describe() for p in headercheck.check_headers(r.headers, expected, forbidden=())]
 
 
 # -- 401 ------------------------------------------------------------------------------------------
@@ -69,7 +67,7 @@ def _refusals(
     datatable: list[list[str]],
     headers: dict[str, str],
     credential: str,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[str, httpx.Response]]:
     out = [(row[0].strip(), _call(http, row[0].strip(), headers)) for row in datatable[1:]]
     recorder.note(
@@ -89,12 +87,16 @@ def _refusals(
 
 
 @when("a client calls these endpoints without an API key", target_fixture="refusals")
-def _(http: httpx.Client, datatable: list[list[str]], recorder: Recorder) -> list[tuple[str, httpx.Response]]:
+def _(
+    http: httpx.Client, datatable: list[list[str]], recorder: ExchangeRecorder
+) -> list[tuple[str, httpx.Response]]:
     return _refusals(http, datatable, {}, "no Authorization header", recorder)
 
 
 @when("a client calls these endpoints with an unknown API key", target_fixture="refusals")
-def _(http: httpx.Client, datatable: list[list[str]], recorder: Recorder) -> list[tuple[str, httpx.Response]]:
+def _(
+    http: httpx.Client, datatable: list[list[str]], recorder: ExchangeRecorder
+) -> list[tuple[str, httpx.Response]]:
     unknown = secrets.token_urlsafe(24)  # well-formed, never configured anywhere
     return _refusals(
         http, datatable, {"Authorization": f"Bearer {unknown}"}, "a well-formed unknown key", recorder
@@ -123,7 +125,7 @@ def _(refusals: list[tuple[str, httpx.Response]], target: Target) -> None:
 
 
 @when("the developer reads the audit log", target_fixture="audit_refusal")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder) -> httpx.Response:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder) -> httpx.Response:
     r = http.get("/audit", headers=dev.authorization)
     recorder.note(
         "auth_refusals",
@@ -164,17 +166,9 @@ def read_audit(
 ) -> list[dict[str, Any]]:
     """Rows of ``GET /audit?status=...`` (newest first, following cursors) until ``wanted`` are seen."""
     rows: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(pages):
-        params: dict[str, Any] = {"status": status, "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit answered {r.status_code}: {r.text[:200]}"
-        doc = r.json()
+    for doc in walk_audit(http, admin, {"status": status, "limit": 500}, pages=pages):
         rows += doc["items"]
-        cursor = doc.get("next_cursor")
-        if wanted <= {row["request_id"] for row in rows} or not cursor:
+        if wanted <= {row["request_id"] for row in rows}:
             break
     return rows
 
@@ -226,7 +220,9 @@ def _(audit_rows: list[dict[str, Any]]) -> None:
 
 
 @then("each execute is listed with the request id and webhook id its delivery carried")
-def _(audit_rows: list[dict[str, Any]], audited: list[Delivery], dev: Credential, recorder: Recorder) -> None:
+def _(
+    audit_rows: list[dict[str, Any]], audited: list[Delivery], dev: Credential, recorder: ExchangeRecorder
+) -> None:
     by_rid = {r["request_id"]: r for r in audit_rows}
     matched, wrong = [], []
     for d in audited:
@@ -293,7 +289,7 @@ def _execution_of(problem: dict[str, Any]) -> dict[str, Any]:
 
 
 @then("the execute is answered 502 naming the failed delivery")
-def _(attempted: Attempted, recorder: Recorder) -> None:
+def _(attempted: Attempted, recorder: ExchangeRecorder) -> None:
     r = attempted.execution.response
     assert r.status_code == 502, (
         f"execute with the receiver answering 500 got {r.status_code}: {r.text[:300]}"
@@ -317,7 +313,7 @@ def _(attempted: Attempted, receiver: ReceiverClient) -> None:
 
 
 @then("an admin finds that execute in the audit log with status error")
-def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: ExchangeRecorder) -> None:
     execution = _execution_of(attempted.execution.json)
     rid = str(execution.get("request_id"))
     rows = {r["request_id"]: r for r in read_audit(http, admin, {rid}, status="error")}
@@ -341,7 +337,9 @@ def _(http: httpx.Client, admin: Credential, attempted: Attempted, recorder: Rec
 # -- the audit database down ----------------------------------------------------------------------
 
 
-def _wait_ready(recorder: Recorder, target: Target, *, want: int, urls: list[str], timeout_s: float) -> None:
+def _wait_ready(
+    recorder: ExchangeRecorder, target: Target, *, want: int, urls: list[str], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     pending = list(urls)
     last: dict[str, str] = {}
@@ -365,7 +363,7 @@ def _wait_ready(recorder: Recorder, target: Target, *, want: int, urls: list[str
 
 
 @pytest.fixture
-def audit_database_stopped(target: Target, recorder: Recorder) -> Iterator[None]:
+def audit_database_stopped(target: Target, recorder: ExchangeRecorder) -> Iterator[None]:
     """PostgreSQL stopped for the scenario; always restarted, and every replica ready again, after."""
     stack = target.stack
     assert stack is not None, "needs the reference stack (@needs-control)"
@@ -394,7 +392,7 @@ def _(http: httpx.Client, dev: Credential, receiver: ReceiverClient, target: Tar
 
 
 @then("the execute is answered 503 with Retry-After")
-def _(attempted: Attempted, recorder: Recorder) -> None:
+def _(attempted: Attempted, recorder: ExchangeRecorder) -> None:
     r = attempted.execution.response
     recorder.note(
         "audit_down_execute", {"status": r.status_code, "headers": _header_evidence(r), "body": r.text[:500]}
@@ -407,7 +405,7 @@ def _(attempted: Attempted, recorder: Recorder) -> None:
 
 
 @then("the receiver got no delivery from it")
-def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder, target: Target) -> None:
+def _(attempted: Attempted, receiver: ReceiverClient, recorder: ExchangeRecorder, target: Target) -> None:
     watch_s = target.delivery_timeout_s + NO_DELIVERY_MARGIN_S
     deadline = time.monotonic() + watch_s
     caps = receiver.captures(attempted.after)
@@ -422,7 +420,7 @@ def _(attempted: Attempted, receiver: ReceiverClient, recorder: Recorder, target
 
 
 @then("every replica still lists and previews actions")
-def _(target: Target, dev: Credential, recorder: Recorder) -> None:
+def _(target: Target, dev: Credential, recorder: ExchangeRecorder) -> None:
     wrong = []
     for url in target.base_urls:
         with recorder.client(url, timeout=target.request_timeout_s) as c:

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
-from features import skips
-from features.api_support import admitted, ascii_notify, audit_rows, problem_issues, webhook_id_of
-from features.recording import Recorder
-from features.steps.common import Delivery, Execution
+from features.support import skips
+from features.support.api_support import ascii_notify, audit_rows, problem_issues, walk_audit, webhook_id_of
+from features.support.executes import Delivery, Execution, admitted_execute
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 
@@ -58,7 +58,7 @@ def _forms(key: str) -> dict[str, str]:
     target_fixture="key_forms",
 )
 def _(
-    http: httpx.Client, dev: Credential, datatable: list[list[str]], recorder: Recorder
+    http: httpx.Client, dev: Credential, datatable: list[list[str]], recorder: ExchangeRecorder
 ) -> list[tuple[str, str, str, httpx.Response]]:
     out = []
     for row in _table(datatable):
@@ -106,18 +106,14 @@ def _(key_forms: list[tuple[str, str, str, httpx.Response]]) -> None:
 
 @when("an admin pages through the workspace's audit records one at a time", target_fixture="audit_pages")
 def _(
-    http: httpx.Client, admin: Credential, dev: Credential, audited: list[Delivery], recorder: Recorder
+    http: httpx.Client,
+    admin: Credential,
+    dev: Credential,
+    audited: list[Delivery],
+    recorder: ExchangeRecorder,
 ) -> list[list[dict[str, Any]]]:
-    pages: list[list[dict[str, Any]]] = []
-    params: dict[str, Any] = {"workspace": dev.workspace, "limit": 1}
-    for _ in range(len(audited) + 2):
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit {params} answered {r.status_code}: {r.text[:300]}"
-        doc = r.json()
-        pages.append(doc["items"])
-        if not doc.get("next_cursor"):
-            break
-        params["cursor"] = doc["next_cursor"]
+    params = {"workspace": dev.workspace, "limit": 1}
+    pages = [doc["items"] for doc in walk_audit(http, admin, params, pages=len(audited) + 2)]
     recorder.note("audit_pages", [[(i["id"], i["webhook_id"], i["created_at"]) for i in p] for p in pages])
     return pages
 
@@ -146,33 +142,27 @@ FILTERED_PAGES = 25  # one record a page: deep enough to reach records of other 
 
 
 @then("every page read with a workspace or status filter holds only records that match it")
-def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, dev: Credential, recorder: ExchangeRecorder) -> None:
     """A cursor continues a filtered listing: the pages after the first are as filtered as the first
     (a cursor that "already pins the position" and drops the filters lists whatever is older)."""
     wrong: list[str] = []
     walked: dict[str, int] = {}
     for key, value in (("workspace", dev.workspace), ("status", "ok")):
-        params: dict[str, Any] = {key: value, "limit": 1}
-        for page in range(FILTERED_PAGES):
-            r = http.get("/audit", headers=admin.authorization, params=params)
-            assert r.status_code == 200, f"GET /audit {params} answered {r.status_code}: {r.text[:300]}"
-            doc = r.json()
+        filtered = {key: value, "limit": 1}
+        for page, doc in enumerate(walk_audit(http, admin, filtered, pages=FILTERED_PAGES)):
             wrong += [
                 f"page {page + 1} of {key}={value}: record {i['id']} has {key} {i.get(key)!r}"
                 for i in doc["items"]
                 if i.get(key) != value
             ]
             walked[f"{key}={value}"] = page + 1
-            if not doc.get("next_cursor"):
-                break
-            params["cursor"] = doc["next_cursor"]
     recorder.note("audit_filtered_pages", {"pages": walked, "wrong": wrong})
     assert not wrong, "a filtered listing lost its filter on a later page:\n" + "\n".join(wrong[:10])
 
 
 @when("an admin reads the audit log with these limits", target_fixture="audit_limits")
 def _(
-    http: httpx.Client, admin: Credential, datatable: list[list[str]], recorder: Recorder
+    http: httpx.Client, admin: Credential, datatable: list[list[str]], recorder: ExchangeRecorder
 ) -> list[tuple[int, int, httpx.Response]]:
     out = []
     for row in _table(datatable):
@@ -204,8 +194,10 @@ def _(audit_limits: list[tuple[int, int, httpx.Response]]) -> None:
 def _(http: httpx.Client, dev: Credential, target: Target) -> dict[str, list[str]]:
     ticket = {"action": "ticket.create", "params": {"title": "relay-gate audit filters", "labels": ["gate"]}}
     runs: dict[str, list[Execution]] = {
-        "notify.send": [admitted(http, dev, ascii_notify(f"filters #{i}"), target=target) for i in (1, 2)],
-        "ticket.create": [admitted(http, dev, ticket, target=target)],
+        "notify.send": [
+            admitted_execute(http, dev, ascii_notify(f"filters #{i}"), target=target) for i in (1, 2)
+        ],
+        "ticket.create": [admitted_execute(http, dev, ticket, target=target)],
     }
     out: dict[str, list[str]] = {}
     for action, executions in runs.items():
@@ -247,7 +239,7 @@ def _(
 def _(
     filter_reads: list[tuple[dict[str, str], list[dict[str, Any]], set[str]]],
     filtered: dict[str, list[str]],
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     ours = {h for hooks in filtered.values() for h in hooks}
     wrong = []
@@ -293,7 +285,7 @@ def _(
     dev: Credential,
     filtered: dict[str, list[str]],
     datatable: list[list[str]],
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[dict[str, str], str, httpx.Response, bool]]:
     hook = filtered["ticket.create"][0]
     rows = [r for r in audit_rows(http, admin, pages=1, workspace=dev.workspace) if r["webhook_id"] == hook]
@@ -359,7 +351,7 @@ def _(
     admin: Credential,
     dev: Credential,
     target: Target,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     holding_receiver: ReceiverClient,
     hold_s: float,
 ) -> dict[str, Any]:
@@ -368,7 +360,9 @@ def _(
 
     def run() -> None:
         with recorder.client(target.base_url, timeout=target.request_timeout_s) as c:
-            result["execution"] = admitted(c, dev, ascii_notify("audit before delivery"), target=target)
+            result["execution"] = admitted_execute(
+                c, dev, ascii_notify("audit before delivery"), target=target
+            )
 
     worker = threading.Thread(target=run, name="relay-gate-execute", daemon=True)
     worker.start()

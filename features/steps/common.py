@@ -1,75 +1,33 @@
-"""Steps and helpers every feature shares: credentials, a sample action, execute, the audit trail.
+"""Steps and fixtures every feature shares: the credentials, the smoke, executes found in the audit trail.
 
 Steps talk to the Target over HTTP only. Data passes through fixtures (``target_fixture``), never a
-global context. Step modules are pytest plugins (see the root conftest), so any feature can use them.
+global context. Every module of features/steps is a pytest plugin (features/plugin.py registers them),
+so any feature can use them; what they share that is not a step is in features/support.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
-from gate.client.receiver import Capture, ReceiverClient
+from features.support import quota, skips
+from features.support.api_support import walk_audit
+from features.support.executes import NOTIFY, Execution, admitted_execute
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
-from gate.oracles import ratelimit
-
-DELIVERY_TIMEOUT_S = 10.0
-
-NOTIFY: dict[str, Any] = {
-    "action": "notify.send",
-    "params": {"channel": "release-gate", "message": "relay-gate acceptance run", "severity": "info"},
-}
-
-
-def notify(message: str = "relay-gate acceptance run") -> dict[str, Any]:
-    return {
-        "action": "notify.send",
-        "params": {"channel": "release-gate", "message": message, "severity": "info"},
-    }
-
-
-@dataclass
-class Execution:
-    """One execute as the client saw it."""
-
-    response: httpx.Response
-    sent_at: float
-    body: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def json(self) -> dict[str, Any]:
-        try:
-            doc = self.response.json()
-        except ValueError:
-            return {}
-        return doc if isinstance(doc, dict) else {}
-
-
-def execute(
-    http: httpx.Client, cred: Credential, body: dict[str, Any] | None = None, **headers: str
-) -> Execution:
-    sent = time.time()
-    r = http.post("/actions/execute", headers={**cred.authorization, **headers}, json=body or NOTIFY)
-    return Execution(r, sent, body or NOTIFY)
 
 
 @pytest.fixture
 def dev(target: Target, request: pytest.FixtureRequest) -> Credential:
-    """A dev key: of the workspace the quota plan gave this scenario (features/quota.py), so its
+    """A dev key: of the workspace the quota plan gave this scenario (features/support/quota.py), so its
     executes never meet a quota another scenario spent."""
     cred = target.credential("dev")
     if cred is None:
         skips.missing_config(f"{target.name}: no dev key configured")
-    from features import quota  # the plan's module imports this one's NOTIFY through rate_limit_support
-
     planned = quota.assigned(request, target)
     return planned[0] if planned and planned[0].role == "dev" else cred
 
@@ -85,107 +43,6 @@ def admin(target: Target) -> Credential:
 @pytest.fixture
 def scenario_clock() -> dict[str, float]:
     return {"t0": time.monotonic()}
-
-
-# -- executing despite a shared quota, and capturing deliveries -------------------------------------
-
-
-def admitted_execute(
-    client: httpx.Client, cred: Credential, body: dict[str, Any], *, target: Target
-) -> Execution:
-    """Execute; a 429 (the workspace's quota, shared with other scenarios) is waited out as its
-    Retry-After says, within the target's rate-limit ``max_wait_s``. Any other answer is returned."""
-    budget = target.rate_limit.max_wait_s if target.rate_limit is not None else 15.0
-    deadline = time.monotonic() + budget
-    while True:
-        ex = execute(client, cred, body)
-        if ex.response.status_code != 429:
-            return ex
-        # delay-seconds or an HTTP-date; 1 s when missing or malformed (the rate-limit scenarios judge that)
-        retry_in = ratelimit.parse(ex.response.headers, now=time.time()).retry_in
-        wait = max(0.05, retry_in if retry_in is not None else 1.0)
-        if time.monotonic() + wait > deadline:
-            return ex
-        time.sleep(wait)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One execute and what the receiver captured for it (every attempt with its webhook-id)."""
-
-    execution: Execution
-    attempts: tuple[Capture, ...]
-    preview: dict[str, Any] | None = None
-
-    @property
-    def capture(self) -> Capture:
-        return self.attempts[-1]  # the attempt that was answered 2xx (the last one)
-
-    @property
-    def body(self) -> bytes:
-        return self.capture.body
-
-    def header(self, name: str) -> str | None:
-        return self.capture.header(name)
-
-
-def captured_attempts(
-    receiver: ReceiverClient, webhook_id: str, *, after: int, request_id: str | None = None
-) -> tuple[Capture, ...]:
-    """Every capture after ``after`` carrying ``webhook_id`` (or, when given, ``request_id`` as its
-    X-Request-ID: an attempt whose webhook-id went wrong is still found, and judged by the scenario
-    that checks ids), polled until one arrives or the deadline."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-    while True:
-        caps = tuple(
-            c
-            for c in receiver.captures(after)
-            if c.header("webhook-id") == webhook_id
-            or (request_id is not None and c.header("X-Request-ID") == request_id)
-        )
-        if caps or time.monotonic() >= deadline:
-            return caps
-        time.sleep(0.02)
-
-
-def deliver(
-    client: httpx.Client,
-    cred: Credential,
-    receiver: ReceiverClient,
-    target: Target,
-    *,
-    message: str,
-    previewed: bool = True,
-) -> Delivery:
-    """Preview (optionally) and execute a notify action; require it delivered and captured."""
-    preview = None
-    body = notify(message)
-    if previewed:
-        p = client.post("/actions/preview", headers=cred.authorization, json=body)
-        assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
-        preview = p.json()
-        body = {"preview_id": preview["preview_id"]}
-    after = receiver.last_seq()
-    ex = admitted_execute(client, cred, body, target=target)
-    assert ex.response.status_code == 200, (
-        f"execute answered {ex.response.status_code}: {ex.response.text[:300]}"
-    )
-    webhook_id = ex.json.get("webhook_id")
-    assert webhook_id, f"the execute response names no webhook_id: {ex.json}"
-    attempts = captured_attempts(receiver, webhook_id, after=after, request_id=ex.json.get("request_id"))
-    assert attempts, (
-        f"the receiver got no delivery with webhook-id {webhook_id} within {DELIVERY_TIMEOUT_S:g} s "
-        f"(execute answered {ex.json.get('delivery')})"
-    )
-    return Delivery(ex, attempts, preview)
-
-
-def message(purpose: str) -> str:
-    # non-ASCII on purpose: the body is UTF-8 JSON sent as is, and must be verified as bytes
-    return f"relay-gate {purpose} — déploiement ✓ {uuid.uuid4().hex[:12]}"
-
-
-# -- signatures, recomputed independently -------------------------------------------------------------
 
 
 # -- smoke ------------------------------------------------------------------------------------------
@@ -214,7 +71,7 @@ def _(listing: httpx.Response) -> None:
 
 
 @when("the developer previews an action and executes the preview", target_fixture="execution")
-def _(http: httpx.Client, dev: Credential, recorder: Recorder, target: Target) -> Execution:
+def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder, target: Target) -> Execution:
     p = http.post("/actions/preview", headers=dev.authorization, json=NOTIFY)
     assert p.status_code == 200, f"preview answered {p.status_code}: {p.text[:300]}"
     preview = p.json()
@@ -233,7 +90,7 @@ def _(execution: Execution) -> None:
 
 
 @then("an admin finds the execute in the audit log with status ok")
-def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: Recorder) -> None:
+def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: ExchangeRecorder) -> None:
     rid = execution.json["request_id"]
     found = find_in_audit(http, admin, {rid}, status="ok")
     recorder.note("audit_match", {"request_id": rid, "found": rid in found})
@@ -241,7 +98,7 @@ def _(http: httpx.Client, admin: Credential, execution: Execution, recorder: Rec
 
 
 @then(parsers.parse("the smoke took at most {seconds:d} seconds"))
-def _(scenario_clock: dict[str, float], recorder: Recorder, seconds: int) -> None:
+def _(scenario_clock: dict[str, float], recorder: ExchangeRecorder, seconds: int) -> None:
     took = time.monotonic() - scenario_clock["t0"]
     recorder.note("smoke_duration_s", round(took, 3))
     assert took <= seconds, f"the smoke took {took:.1f} s (limit {seconds} s)"
@@ -252,18 +109,11 @@ def find_in_audit(
 ) -> set[str]:
     """Request ids from ``wanted`` found in the audit log (newest first, following cursors)."""
     found: set[str] = set()
-    cursor = None
-    for _ in range(pages):
-        params: dict[str, Any] = {"limit": 500}
-        if status:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
-        r = http.get("/audit", headers=admin.authorization, params=params)
-        assert r.status_code == 200, f"GET /audit answered {r.status_code}: {r.text[:200]}"
-        doc = r.json()
+    params: dict[str, Any] = {"limit": 500}
+    if status:
+        params["status"] = status
+    for doc in walk_audit(http, admin, params, pages=pages):
         found |= {item["request_id"] for item in doc["items"]} & wanted
-        cursor = doc.get("next_cursor")
-        if found == wanted or not cursor:
+        if found == wanted:
             break
     return found

@@ -2,7 +2,7 @@
 
 The gate's receiver is scripted (gate/stack/receiver.py: a status, headers, a delay, a trickled answer, a
 dropped connection) and answers 200 again when the scenario ends, whatever happened. What one execute
-made the relay do is :class:`features.delivery_attempts.Attempts`; signatures are judged by the gate's
+made the relay do is :class:`features.support.delivery_attempts.Attempts`; signatures are judged by the gate's
 own oracle (:mod:`gate.oracles.webhooks`). The backoff scenario's replica steps are in
 :mod:`features.steps.delivery_backoff`. Notes for the evidence go to ``recorder.note("delivery", ...)``.
 """
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.delivery_attempts import (
+from features.support.delivery_attempts import (
     REDIRECTED,
     SLACK_S,
     Attempts,
@@ -30,16 +30,16 @@ from features.delivery_attempts import (
     reply_for,
     rows,
 )
-from features.recording import Recorder
-from features.signing_recompute import keys_of
-from features.steps.common import message, notify
+from features.support.executes import message, notify
+from features.support.recording import ExchangeRecorder
+from features.support.signing_recompute import keys_of
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
 
 
 @pytest.fixture
-def delivery_note(recorder: Recorder) -> dict[str, Any]:
+def delivery_note(recorder: ExchangeRecorder) -> dict[str, Any]:
     note: dict[str, Any] = {}
     recorder.note("delivery", note)
     return note
@@ -83,7 +83,7 @@ def _(scripted: ReceiverClient, status: int, delivery_note: dict[str, Any]) -> l
 
 @when("the developer executes an action through the scripted receiver", target_fixture="attempts")
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,
@@ -96,7 +96,7 @@ def _(
 
 @when("the developer executes a previewed action through the scripted receiver", target_fixture="attempts")
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     http: httpx.Client,
     dev: Credential,
     scripted: ReceiverClient,
@@ -120,7 +120,7 @@ def _(
     target_fixture="table",
 )
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,

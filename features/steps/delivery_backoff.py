@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features.delivery_attempts import MAX_BACKOFF_S, Attempts, execute_through
-from features.recording import Recorder
-from features.steps.common import message, notify
+from features.support.delivery_attempts import MAX_BACKOFF_S, Attempts, execute_through
+from features.support.executes import message, notify
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 
@@ -45,7 +45,7 @@ def _(target: Target, attempts: int, base: float, request: pytest.FixtureRequest
 @when(parsers.parse("the developer executes {count:d} actions on that replica"), target_fixture="series")
 def _(
     replica: Replica,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     scripted: ReceiverClient,
     target: Target,

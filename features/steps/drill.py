@@ -30,9 +30,9 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
-from features.steps.common import admitted_execute, notify
+from features.support import skips
+from features.support.executes import admitted_execute, notify
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.drill.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup
 from gate.drill.compare import ExpectedRows
@@ -100,7 +100,7 @@ def _their_backups(target: Target) -> Path:
     return target.backups.dir
 
 
-def _take_own_backup(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+def _take_own_backup(target: Target, drill_plan: DrillPlan, recorder: ExchangeRecorder) -> None:
     drill_plan.backup = take_backup(_database_url(target), drill_plan.backup_dir)
     _note_backup(recorder, drill_plan.backup, "taken now by the gate")
 
@@ -122,7 +122,7 @@ def _ephemeral_databases(target: Target) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _note_backup(recorder: Recorder, backup: Backup, source: str) -> None:
+def _note_backup(recorder: ExchangeRecorder, backup: Backup, source: str) -> None:
     m = backup.manifest()
     tables = [{k: t[k] for k in ("schema", "table", "rows", "digest")} for t in m["tables"]]
     recorder.note(
@@ -133,7 +133,7 @@ def _note_backup(recorder: Recorder, backup: Backup, source: str) -> None:
 
 
 @given("the latest backup of the target's database")
-def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+def _(target: Target, drill_plan: DrillPlan, recorder: ExchangeRecorder) -> None:
     if _takes_its_own_backups(target):
         _take_own_backup(target, drill_plan, recorder)
         return
@@ -146,7 +146,7 @@ def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
 
 
 @given("a copy of the target's latest backup")
-def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+def _(target: Target, drill_plan: DrillPlan, recorder: ExchangeRecorder) -> None:
     if _takes_its_own_backups(target):  # the gate's own backup in a temp dir: nothing else to copy
         _take_own_backup(target, drill_plan, recorder)
         return
@@ -176,7 +176,7 @@ def _(http: httpx.Client, dev: Credential, target: Target, drill_plan: DrillPlan
 
 
 @given("a backup of the target database taken now")
-def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> None:
+def _(target: Target, drill_plan: DrillPlan, recorder: ExchangeRecorder) -> None:
     _take_own_backup(target, drill_plan, recorder)
 
 
@@ -329,7 +329,7 @@ def _(drill_plan: DrillPlan) -> None:
 
 
 @when("the drill restores the latest backup into an ephemeral database", target_fixture="drill")
-def _(target: Target, drill_plan: DrillPlan, recorder: Recorder) -> DrillResult:
+def _(target: Target, drill_plan: DrillPlan, recorder: ExchangeRecorder) -> DrillResult:
     expected = list(drill_plan.expected)
     if drill_plan.executed:
         expected.append(ExpectedRows("public.audit_log", "request_id", tuple(drill_plan.executed)))

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from pytest_bdd import parsers, then, when
 
-from features import quota, skips
-from features.recording import Recorder
-from features.steps.common import NOTIFY
+from features.support import quota, skips
+from features.support.executes import NOTIFY
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.oracles import headercheck
 
@@ -92,7 +92,7 @@ def _statuses(text: str) -> list[int]:
     return found
 
 
-def _note_received(recorder: Recorder, provoked: list[Provoked]) -> None:
+def _note_received(recorder: ExchangeRecorder, provoked: list[Provoked]) -> None:
     recorder.note(
         "headers_by_status",
         {str(p.response.status_code): [list(pair) for pair in p.received] for p in provoked},
@@ -102,7 +102,7 @@ def _note_received(recorder: Recorder, provoked: list[Provoked]) -> None:
 
 
 def _provoke(
-    http: httpx.Client, recorder: Recorder, statuses: list[int], cred: Credential | None
+    http: httpx.Client, recorder: ExchangeRecorder, statuses: list[int], cred: Credential | None
 ) -> list[Provoked]:
     out = []
     for status in statuses:
@@ -119,7 +119,7 @@ def _provoke(
 
 
 @when(parsers.parse("a client without a key provokes {statuses} responses"), target_fixture="provoked")
-def _(http: httpx.Client, recorder: Recorder, statuses: str) -> list[Provoked]:
+def _(http: httpx.Client, recorder: ExchangeRecorder, statuses: str) -> list[Provoked]:
     wanted = _statuses(statuses)
     needy = [s for s in wanted if RECIPES[s][2]]
     if needy:
@@ -128,7 +128,7 @@ def _(http: httpx.Client, recorder: Recorder, statuses: str) -> list[Provoked]:
 
 
 @when(parsers.parse("a developer provokes {statuses} responses"), target_fixture="provoked")
-def _(http: httpx.Client, recorder: Recorder, dev: Credential, statuses: str) -> list[Provoked]:
+def _(http: httpx.Client, recorder: ExchangeRecorder, dev: Credential, statuses: str) -> list[Provoked]:
     wanted = _statuses(statuses)
     if 403 in wanted and dev.role != "dev":
         skips.missing_config(f"a 403 needs a key without admin rights; the only key has role {dev.role}")
@@ -145,7 +145,7 @@ def quota_credential(target: Target) -> Credential | None:
 
 @when("a workspace goes over its execute quota", target_fixture="provoked")
 def _(
-    http: httpx.Client, target: Target, recorder: Recorder, request: pytest.FixtureRequest
+    http: httpx.Client, target: Target, recorder: ExchangeRecorder, request: pytest.FixtureRequest
 ) -> list[Provoked]:
     planned = quota.assigned(request, target)
     policy, cred = target.rate_limit, planned[0] if planned else quota_credential(target)
@@ -179,7 +179,7 @@ def _(
 
 
 @when("a client requests the path that fails with an unhandled error", target_fixture="provoked")
-def _(http: httpx.Client, target: Target, recorder: Recorder) -> list[Provoked]:
+def _(http: httpx.Client, target: Target, recorder: ExchangeRecorder) -> list[Provoked]:
     assert target.fault_path is not None  # @needs-fault-route
     provoked = [Provoked(500, f"GET {target.fault_path}", http.get(target.fault_path))]
     _note_received(recorder, provoked)
@@ -209,7 +209,7 @@ def _listing(what: str, items: list[str]) -> str:
 @then(
     "every provoked response carries each configured security header exactly once with its configured value"
 )
-def _(provoked: list[Provoked], target: Target, recorder: Recorder) -> None:
+def _(provoked: list[Provoked], target: Target, recorder: ExchangeRecorder) -> None:
     expected = target.expected()
     if expected is None:
         skips.missing_config(
@@ -234,7 +234,7 @@ def _(provoked: list[Provoked]) -> None:
 
 
 @when("the security headers of a healthy response are analysed", target_fixture="header_analysis")
-def _(http: httpx.Client, recorder: Recorder) -> Analysis:
+def _(http: httpx.Client, recorder: ExchangeRecorder) -> Analysis:
     provoked = Provoked(200, RECIPES[200][0], http.get("/_stcore/health"))
     _note_received(recorder, [provoked])
     findings = headercheck.analyse(provoked.received)

@@ -17,8 +17,6 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.recording import Recorder
 from features.steps.headers import (
     OVER_LIMIT_BYTES,
     RECIPES,
@@ -27,6 +25,8 @@ from features.steps.headers import (
     _note_received,
     header_problems,
 )
+from features.support import skips
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 from gate.oracles.headers import PROFILES
 
@@ -72,7 +72,7 @@ class Ask:
     chunked: int = 0  # bytes sent as a chunked body instead of ``content``
 
 
-def _send(http: httpx.Client, recorder: Recorder, asks: list[Ask]) -> list[Provoked]:
+def _send(http: httpx.Client, recorder: ExchangeRecorder, asks: list[Ask]) -> list[Provoked]:
     out = []
     for a in asks:
         kwargs: dict[str, object] = {"headers": a.headers}
@@ -94,7 +94,7 @@ def _send(http: httpx.Client, recorder: Recorder, asks: list[Ask]) -> list[Provo
     return out
 
 
-def _note_matrix(recorder: Recorder, provoked: list[Provoked]) -> None:
+def _note_matrix(recorder: ExchangeRecorder, provoked: list[Provoked]) -> None:
     by_status: dict[int, Provoked] = {}
     for p in provoked:
         by_status.setdefault(p.status, p)
@@ -109,7 +109,7 @@ def _note_matrix(recorder: Recorder, provoked: list[Provoked]) -> None:
     "a client without a key sends every method to every documented path and to an unknown one",
     target_fixture="provoked",
 )
-def _(http: httpx.Client, recorder: Recorder) -> list[Provoked]:
+def _(http: httpx.Client, recorder: ExchangeRecorder) -> list[Provoked]:
     asks = [Ask(f"{m} {p}", m, p) for p in (*PATHS, _unknown_path()) for m in METHODS]
     return _send(http, recorder, asks)
 
@@ -118,7 +118,7 @@ def _(http: httpx.Client, recorder: Recorder) -> list[Provoked]:
     "a client without a key sends CORS preflights, asks for compressed responses and uploads chunked bodies",
     target_fixture="provoked",
 )
-def _(http: httpx.Client, recorder: Recorder) -> list[Provoked]:
+def _(http: httpx.Client, recorder: ExchangeRecorder) -> list[Provoked]:
     unknown = _unknown_path()
     preflight = {"Origin": ORIGIN, "Access-Control-Request-Headers": "authorization, content-type"}
     asks = [
@@ -177,7 +177,7 @@ def _(http: httpx.Client, recorder: Recorder) -> list[Provoked]:
     "a developer sends every method to the authenticated paths and bodies in other encodings",
     target_fixture="provoked",
 )
-def _(http: httpx.Client, recorder: Recorder, dev: Credential) -> list[Provoked]:
+def _(http: httpx.Client, recorder: ExchangeRecorder, dev: Credential) -> list[Provoked]:
     auth = dev.authorization
     # POST /actions/execute is left out: an execute with a key may be counted against the quota
     asks = [
@@ -242,7 +242,9 @@ def _(request: pytest.FixtureRequest, profile: str) -> tuple[str, str]:
     parsers.parse("a client without a key provokes {statuses} responses from that replica"),
     target_fixture="provoked",
 )
-def _(headers_replica: tuple[str, str], target: Target, recorder: Recorder, statuses: str) -> list[Provoked]:
+def _(
+    headers_replica: tuple[str, str], target: Target, recorder: ExchangeRecorder, statuses: str
+) -> list[Provoked]:
     url, _ = headers_replica
     wanted = [int(s) for s in statuses.replace(",", " ").replace("and", " ").split()]
     out = []
@@ -262,7 +264,7 @@ def _(headers_replica: tuple[str, str], target: Target, recorder: Recorder, stat
         "with its documented value"
     )
 )
-def _(provoked: list[Provoked], recorder: Recorder, profile: str) -> None:
+def _(provoked: list[Provoked], recorder: ExchangeRecorder, profile: str) -> None:
     expected = PROFILES[profile]
     problems = header_problems(provoked, expected)
     recorder.note("header_problems", problems)

@@ -3,7 +3,7 @@
 The other rate-limit steps live beside this module: ``rate_limit_workspaces`` (window roll-over,
 isolation, the workspace a request is counted against, the Redis keys), ``rate_limit_replicas``
 (bursts spread over replicas, rate limiting switched off) and ``rate_limit_outage`` (the Redis
-fallback). How a burst is kept inside one window is told in :mod:`features.rate_limit_windows`.
+fallback). How a burst is kept inside one window is told in :mod:`features.support.rate_limit_windows`.
 
 Everything is observed over HTTP: executes, their headers and GET /metrics. Redis is only killed,
 paused and restarted through the stack's control handles, and inspected (the key scenario) through
@@ -16,17 +16,22 @@ import httpx
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import quota, skips
-from features.rate_limit_support import (
+from features.support import quota, skips
+from features.support.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     Burst,
     Ledger,
     check_all,
-    execute,
+    execute_hit,
     reset_kinds,
 )
-from features.rate_limit_windows import WindowStart, align, assert_one_window, once_more_after_fallback
-from features.recording import Recorder
+from features.support.rate_limit_windows import (
+    WindowStart,
+    align,
+    assert_one_window,
+    once_more_after_fallback,
+)
+from features.support.recording import ExchangeRecorder
 from gate.client.target import RateLimitPolicy, Target
 from gate.oracles.ratelimit import Moment
 
@@ -54,7 +59,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> WindowStart:
     creds = quota.choose(request, target, rl_ledger, fresh=False)
@@ -67,7 +72,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> WindowStart:
     creds = quota.choose(request, target, rl_ledger, fresh=True)
@@ -86,13 +91,13 @@ def _(
     rl_start: WindowStart,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     extra: int,
 ) -> Burst:
     def send(start: WindowStart) -> Burst:
         hits = [start.probe]
         while len(hits) < rl_policy.limit + extra:
-            hits.append(execute(http, start.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=start.t0))
+            hits.append(execute_hit(http, start.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=start.t0))
         return Burst(start.cred, hits)
 
     burst = once_more_after_fallback(send, rl_start, rl_policy, recorder)
@@ -108,7 +113,7 @@ def _(rl_burst: Burst) -> None:
 
 
 @then("every refused execute carries Retry-After and the X-RateLimit headers")
-def _(rl_burst: Burst, rl_policy: RateLimitPolicy, recorder: Recorder) -> None:
+def _(rl_burst: Burst, rl_policy: RateLimitPolicy, recorder: ExchangeRecorder) -> None:
     problems = []
     for h in rl_burst.refused:
         where, rl = f"429 at t={h.t_ms:.0f} ms", h.rl

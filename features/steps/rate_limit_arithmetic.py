@@ -2,8 +2,8 @@
 stack started with other settings: a window of about an hour (every header exact, no short window to
 hide an error in), a counter found without a TTL, and the documented defaults.
 
-The judging is :mod:`features.rate_limit_long`'s (pure functions over what the client saw); replicas
-and the Redis keys of their windows are looked after by :mod:`features.extra_replicas`.
+The judging is :mod:`features.support.rate_limit_long`'s (pure functions over what the client saw); replicas
+and the Redis keys of their windows are looked after by :mod:`features.support.extra_replicas`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 import redis
 from pytest_bdd import given, parsers, then, when
 
-from features import rate_limit_long as long
-from features import skips
-from features.extra_replicas import ExtraReplicas, LongReplica
-from features.rate_limit_support import Hit, Ledger, check_all, execute
-from features.recording import Recorder
 from features.steps.rate_limit_outage import _backends
+from features.support import rate_limit_long as long
+from features.support import skips
+from features.support.extra_replicas import ExtraReplicas, LongReplica
+from features.support.rate_limit_support import Hit, Ledger, check_all, execute_hit
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 
 # unset, the relay must fall back on the documented defaults (an empty value is ignored as unset)
@@ -40,11 +40,13 @@ def rl_extra(target: Target) -> Iterator[ExtraReplicas]:
         yield ExtraReplicas(target, exits)
 
 
-def _send(client: httpx.Client, cred: Credential, count: int, recorder: Recorder, note: str) -> list[Hit]:
+def _send(
+    client: httpx.Client, cred: Credential, count: int, recorder: ExchangeRecorder, note: str
+) -> list[Hit]:
     client.get("/_stcore/health")  # open the connection: the executes' times are theirs alone
     ledger = Ledger()  # another window than the session's: keep it out of the session ledger
     t0 = time.monotonic()
-    hits = [execute(client, cred, ledger, endpoint="/actions/execute", t0=t0) for _ in range(count)]
+    hits = [execute_hit(client, cred, ledger, endpoint="/actions/execute", t0=t0) for _ in range(count)]
     recorder.note(note, {"workspace": cred.workspace, "timeline": [h.row() for h in hits]})
     return hits
 
@@ -58,7 +60,7 @@ def _send(client: httpx.Client, cred: Credential, count: int, recorder: Recorder
     ),
     target_fixture="rl_long",
 )
-def _(rl_extra: ExtraReplicas, recorder: Recorder, limit: int) -> LongReplica:
+def _(rl_extra: ExtraReplicas, recorder: ExchangeRecorder, limit: int) -> LongReplica:
     window = long.long_window(time.time())
     replica = rl_extra.long_window({}, limit=limit, window_s=window)
     recorder.note(
@@ -79,7 +81,9 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, limit: int) -> LongReplica:
     parsers.parse("a developer sends quota + {extra:d} executes to that replica one after another"),
     target_fixture="rl_long_hits",
 )
-def _(rl_long: LongReplica, dev: Credential, target: Target, recorder: Recorder, extra: int) -> list[Hit]:
+def _(
+    rl_long: LongReplica, dev: Credential, target: Target, recorder: ExchangeRecorder, extra: int
+) -> list[Hit]:
     with recorder.client(rl_long.url, timeout=target.request_timeout_s) as client:
         return _send(client, dev, rl_long.limit + extra, recorder, "long_window_burst")
 
@@ -123,7 +127,9 @@ def _(rl_long_hits: list[Hit], rl_long: LongReplica) -> None:
     parsers.parse("the workspace's counter for that window stands at {count:d} without a TTL"),
     target_fixture="rl_seeded_key",
 )
-def _(rl_long: LongReplica, rl_redis: redis.Redis, dev: Credential, recorder: Recorder, count: int) -> str:
+def _(
+    rl_long: LongReplica, rl_redis: redis.Redis, dev: Credential, recorder: ExchangeRecorder, count: int
+) -> str:
     key = rl_long.key(dev.workspace)
     rl_redis.set(key, count)  # as an older, non-atomic release could leave it: no expiry at all
     assert rl_redis.pttl(key) == -1
@@ -132,7 +138,9 @@ def _(rl_long: LongReplica, rl_redis: redis.Redis, dev: Credential, recorder: Re
 
 
 @when(parsers.parse("a developer sends {count:d} execute to that replica"), target_fixture="rl_long_hits")
-def _(rl_long: LongReplica, dev: Credential, target: Target, recorder: Recorder, count: int) -> list[Hit]:
+def _(
+    rl_long: LongReplica, dev: Credential, target: Target, recorder: ExchangeRecorder, count: int
+) -> list[Hit]:
     with recorder.client(rl_long.url, timeout=target.request_timeout_s) as client:
         return _send(client, dev, count, recorder, "long_window_executes")
 
@@ -147,7 +155,7 @@ def _(rl_long_hits: list[Hit], rl_seeded_key: str, remaining: int) -> None:
 
 
 @then("the key expires with its window again")
-def _(rl_redis: redis.Redis, rl_seeded_key: str, rl_long: LongReplica, recorder: Recorder) -> None:
+def _(rl_redis: redis.Redis, rl_seeded_key: str, rl_long: LongReplica, recorder: ExchangeRecorder) -> None:
     pttl = int(rl_redis.pttl(rl_seeded_key))
     now = time.time()
     recorder.note(
@@ -178,7 +186,9 @@ def _(rl_extra: ExtraReplicas) -> str:
     parsers.parse("a developer sends {count:d} executes to the replica with the defaults"),
     target_fixture="rl_defaults_hits",
 )
-def _(rl_defaults_url: str, dev: Credential, target: Target, recorder: Recorder, count: int) -> list[Hit]:
+def _(
+    rl_defaults_url: str, dev: Credential, target: Target, recorder: ExchangeRecorder, count: int
+) -> list[Hit]:
     with recorder.client(rl_defaults_url, timeout=target.request_timeout_s) as client:
         return _send(client, dev, count, recorder, "defaults_executes")
 
@@ -204,7 +214,7 @@ def _(rl_defaults_hits: list[Hit], limit: int, window: int) -> None:
 
 
 @then("that replica's rate limiter is the in-process limiter")
-def _(rl_defaults_url: str, target: Target, recorder: Recorder) -> None:
+def _(rl_defaults_url: str, target: Target, recorder: ExchangeRecorder) -> None:
     with recorder.client(rl_defaults_url, timeout=target.request_timeout_s) as client:
         backends = _backends(client)
     recorder.note("defaults_backend", backends)

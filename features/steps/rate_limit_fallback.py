@@ -1,5 +1,5 @@
 """Steps for features/rate_limit.feature about the in-process fallback's own bounds, on replicas of the
-reference stack whose Redis is behind a switch (:class:`~features.redis_switch.RedisSwitch`): cut from
+reference stack whose Redis is behind a switch (:class:`~features.support.redis_switch.RedisSwitch`): cut from
 the start (each replica limits on its own: N replicas admit at most N x quota, never a 5xx), or cut for a
 while and restored (the re-probe backoff is capped, and the replica returns to Redis when it answers).
 
@@ -16,12 +16,19 @@ from dataclasses import dataclass, field
 import httpx
 from pytest_bdd import given, parsers, then, when
 
-from features import rate_limit_long as long
-from features.extra_replicas import ExtraReplicas, LongReplica
-from features.rate_limit_support import DELTA_RESET_JITTER_S, Hit, Ledger, check_all, execute, parallel
-from features.recording import Recorder
-from features.redis_switch import RedisSwitch
 from features.steps.rate_limit_outage import _backends
+from features.support import rate_limit_long as long
+from features.support.extra_replicas import ExtraReplicas, LongReplica
+from features.support.rate_limit_support import (
+    DELTA_RESET_JITTER_S,
+    Hit,
+    Ledger,
+    check_all,
+    execute_hit,
+    parallel,
+)
+from features.support.recording import ExchangeRecorder
+from features.support.redis_switch import RedisSwitch
 from gate.client.target import Credential, Target
 
 POLL_S = 0.05
@@ -63,7 +70,7 @@ def _start(
     ),
     target_fixture="rl_cut",
 )
-def _(rl_extra: ExtraReplicas, recorder: Recorder, n: int, limit: int) -> CutReplicas:
+def _(rl_extra: ExtraReplicas, recorder: ExchangeRecorder, n: int, limit: int) -> CutReplicas:
     cut = _start(rl_extra, n, limit, on=False)
     recorder.note(
         "fallback_replicas",
@@ -81,7 +88,9 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, n: int, limit: int) -> CutRep
     parsers.parse("a developer sends {factor:d} x quota executes to each of those replicas at once"),
     target_fixture="rl_cut_hits",
 )
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder, factor: int) -> list[Hit]:
+def _(
+    rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder, factor: int
+) -> list[Hit]:
     urls = [r.url for r in rl_cut.replicas]
     count = factor * rl_cut.replicas[0].limit * len(urls)
     hits = asyncio.run(
@@ -146,7 +155,7 @@ def _(rl_cut_hits: list[Hit], rl_cut: CutReplicas) -> None:
 
 
 @then("each of those replicas reports the in-process limiter")
-def _(rl_cut: CutReplicas, target: Target, recorder: Recorder) -> None:
+def _(rl_cut: CutReplicas, target: Target, recorder: ExchangeRecorder) -> None:
     readings = {}
     for r in rl_cut.replicas:
         with recorder.client(r.url, timeout=target.request_timeout_s) as client:
@@ -165,7 +174,7 @@ def _(rl_cut: CutReplicas, target: Target, recorder: Recorder) -> None:
     ),
     target_fixture="rl_cut",
 )
-def _(rl_extra: ExtraReplicas, recorder: Recorder, cap: float) -> CutReplicas:
+def _(rl_extra: ExtraReplicas, recorder: ExchangeRecorder, cap: float) -> CutReplicas:
     cut = _start(rl_extra, 1, 20, on=True, extra={"REDIS_REPROBE_MAX_S": f"{cap:g}"})
     cut.reprobe_max_s = cap
     recorder.note("reprobe_replica", {"url": cut.replicas[0].url, "reprobe_max_s": cap})
@@ -173,10 +182,10 @@ def _(rl_extra: ExtraReplicas, recorder: Recorder, cap: float) -> CutReplicas:
 
 
 @given("that replica's rate limiter has counted an execute on Redis")
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder) -> None:
+def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder) -> None:
     replica = rl_cut.replicas[0]
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
-        hit = execute(client, dev, Ledger(), endpoint="/actions/execute")
+        hit = execute_hit(client, dev, Ledger(), endpoint="/actions/execute")
         backends = _backends(client)
     recorder.note("before_cut", {"execute": hit.row(), "backends": backends})
     assert hit.status == 200 and backends.get("redis") == 1.0, (
@@ -194,17 +203,19 @@ def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder) 
     parsers.parse("its Redis connection is cut for {seconds:g} seconds while it serves executes"),
     target_fixture="rl_restored_at",
 )
-def _(rl_cut: CutReplicas, dev: Credential, target: Target, recorder: Recorder, seconds: float) -> float:
+def _(
+    rl_cut: CutReplicas, dev: Credential, target: Target, recorder: ExchangeRecorder, seconds: float
+) -> float:
     replica = rl_cut.replicas[0]
     with recorder.client(replica.url, timeout=target.request_timeout_s) as client:
         rl_cut.switch.cut()
         # the first execute meets the dropped connection: the re-probe clock starts with its answer
-        hits = [execute(client, dev, Ledger(), endpoint="/actions/execute")]
+        hits = [execute_hit(client, dev, Ledger(), endpoint="/actions/execute")]
         failed_at = time.monotonic()
         readings = _backends(client)
         while time.monotonic() - failed_at < seconds:
             time.sleep(min(0.7, max(0.0, seconds - (time.monotonic() - failed_at))))
-            hits.append(execute(client, dev, Ledger(), endpoint="/actions/execute"))
+            hits.append(execute_hit(client, dev, Ledger(), endpoint="/actions/execute"))
     rl_cut.during_cut, rl_cut.backends_during_cut = hits, readings
     rl_cut.switch.restore()
     restored = time.monotonic()
@@ -234,7 +245,9 @@ def _(rl_cut: CutReplicas) -> None:
 
 
 @then(parsers.parse("its rate limiter is back on Redis within {bound:g} seconds of Redis answering again"))
-def _(rl_cut: CutReplicas, rl_restored_at: float, target: Target, recorder: Recorder, bound: float) -> None:
+def _(
+    rl_cut: CutReplicas, rl_restored_at: float, target: Target, recorder: ExchangeRecorder, bound: float
+) -> None:
     assert rl_cut.reprobe_max_s is not None
     replica = rl_cut.replicas[0]
     took: float | None = None

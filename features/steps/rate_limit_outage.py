@@ -18,9 +18,9 @@ import pytest
 import redis
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.rate_limit_support import Hit, check_all, parallel
-from features.recording import Recorder
+from features.support import skips
+from features.support.rate_limit_support import Hit, check_all, parallel
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
 
 OUTAGE_CLIENT_TIMEOUT_S = 4.0  # give up on a stalled execute: twice the 2 s bound, well under the 10 s stall
@@ -66,7 +66,7 @@ def _redis_answers(url: str | None) -> bool:
 
 
 @pytest.fixture
-def rl_replicas(target: Target, recorder: Recorder) -> Iterator[dict[str, httpx.Client]]:
+def rl_replicas(target: Target, recorder: ExchangeRecorder) -> Iterator[dict[str, httpx.Client]]:
     """A recorded client per replica of the target."""
     clients = {url: recorder.client(url, timeout=target.request_timeout_s) for url in target.base_urls}
     try:
@@ -92,13 +92,15 @@ def rl_redis_restored(target: Target, rl_replicas: dict[str, httpx.Client]) -> I
 
 
 @given("the rate limiter of every replica is on Redis")
-def _(rl_redis_restored: None, rl_replicas: dict[str, httpx.Client], recorder: Recorder) -> None:
+def _(rl_redis_restored: None, rl_replicas: dict[str, httpx.Client], recorder: ExchangeRecorder) -> None:
     _, state = _wait_backend(rl_replicas, "redis", timeout_s=5)
     recorder.note("backend_before", state["readings"])
     assert not state["pending"], f"replicas not on the Redis limiter: {state}"
 
 
-def _outage_executes(target: Target, recorder: Recorder, dev: Credential, per_replica: int = 3) -> list[Hit]:
+def _outage_executes(
+    target: Target, recorder: ExchangeRecorder, dev: Credential, per_replica: int = 3
+) -> list[Hit]:
     urls = target.base_urls
     return asyncio.run(
         parallel(
@@ -113,7 +115,7 @@ def _outage_executes(target: Target, recorder: Recorder, dev: Credential, per_re
     )
 
 
-def _outage(target: Target, recorder: Recorder, dev: Credential, note: str, how: str) -> list[Hit]:
+def _outage(target: Target, recorder: ExchangeRecorder, dev: Credential, note: str, how: str) -> list[Hit]:
     """Break Redis as ``how`` says, send executes to every replica, and record what each got."""
     assert target.stack is not None
     if note == "redis_hung":
@@ -133,12 +135,12 @@ def _outage(target: Target, recorder: Recorder, dev: Credential, note: str, how:
 
 
 @when("Redis hangs and executes are sent to every replica", target_fixture="rl_outage")
-def _(target: Target, rl_redis_restored: None, dev: Credential, recorder: Recorder) -> list[Hit]:
+def _(target: Target, rl_redis_restored: None, dev: Credential, recorder: ExchangeRecorder) -> list[Hit]:
     return _outage(target, recorder, dev, "redis_hung", "SIGSTOP (pause_redis)")
 
 
 @when("Redis is killed and executes are sent to every replica", target_fixture="rl_outage")
-def _(target: Target, rl_redis_restored: None, dev: Credential, recorder: Recorder) -> list[Hit]:
+def _(target: Target, rl_redis_restored: None, dev: Credential, recorder: ExchangeRecorder) -> list[Hit]:
     return _outage(target, recorder, dev, "redis_killed", "SIGKILL (kill_redis)")
 
 
@@ -157,7 +159,7 @@ def _succeeded(hits: list[Hit], bound_s: float | None) -> None:
 
 
 @then(parsers.parse("every execute succeeds within {seconds:g} seconds, none with a 5xx"))
-def _(rl_outage: list[Hit], recorder: Recorder, seconds: float) -> None:
+def _(rl_outage: list[Hit], recorder: ExchangeRecorder, seconds: float) -> None:
     recorder.note(
         "latency_bound",
         {
@@ -177,14 +179,14 @@ def _(rl_outage: list[Hit]) -> None:
 
 
 @then("every replica's rate limiter has fallen back to the in-process limiter")
-def _(rl_replicas: dict[str, httpx.Client], recorder: Recorder) -> None:
+def _(rl_replicas: dict[str, httpx.Client], recorder: ExchangeRecorder) -> None:
     _, state = _wait_backend(rl_replicas, "memory", timeout_s=1)
     recorder.note("backend_during_outage", state["readings"])
     assert not state["pending"], f"replicas not on the in-process limiter while Redis is away: {state}"
 
 
 @then("the fallback's X-RateLimit-Reset is epoch seconds within one window, as Redis's is")
-def _(rl_outage: list[Hit], target: Target, recorder: Recorder) -> None:
+def _(rl_outage: list[Hit], target: Target, recorder: ExchangeRecorder) -> None:
     """docs/service.md: X-RateLimit-Reset is epoch seconds on admitted and refused executes alike -- the
     in-process fallback included (a fallback that stamps its own monotonic clock sends a small number,
     which reads as a reset hours away)."""
@@ -225,7 +227,7 @@ def _(target: Target) -> float:
 
 @then(parsers.parse("every replica's rate limiter is back on Redis within {seconds:g} seconds"))
 def _(
-    rl_redis_back_at: float, rl_replicas: dict[str, httpx.Client], recorder: Recorder, seconds: float
+    rl_redis_back_at: float, rl_replicas: dict[str, httpx.Client], recorder: ExchangeRecorder, seconds: float
 ) -> None:
     _, state = _wait_backend(rl_replicas, "redis", timeout_s=seconds + 1)
     took = time.monotonic() - rl_redis_back_at if not state["pending"] else None

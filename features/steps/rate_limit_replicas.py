@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from features import skips
-from features.rate_limit_support import Burst, Ledger, parallel
-from features.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
-from features.recording import Recorder
+from features.support import skips
+from features.support.rate_limit_support import Burst, Ledger, parallel
+from features.support.rate_limit_windows import WindowStart, assert_one_window, once_more_after_fallback
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, RateLimitPolicy, Target
 
 # -- concurrency -----------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def _(
     rl_start: WindowStart,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     factor: int,
 ) -> Burst:
     def send(start: WindowStart) -> Burst:
@@ -105,7 +105,7 @@ def _(
     dev: Credential,
     target: Target,
     rl_policy: RateLimitPolicy,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     factor: int,
 ) -> Burst:
     with recorder.client(rl_unlimited_url, timeout=target.request_timeout_s) as c:

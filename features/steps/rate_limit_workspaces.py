@@ -16,8 +16,9 @@ import pytest
 import redis
 from pytest_bdd import given, then, when
 
-from features import quota, skips
-from features.rate_limit_support import (
+from features.support import quota, skips
+from features.support.executes import NOTIFY
+from features.support.rate_limit_support import (
     CLOCK_TOLERANCE_S,
     EPSILON_S,
     Burst,
@@ -25,12 +26,11 @@ from features.rate_limit_support import (
     Ledger,
     answered,
     check_all,
-    execute,
+    execute_hit,
     same_window,
 )
-from features.rate_limit_windows import WindowStart, align, use_up
-from features.recording import Recorder
-from features.steps.common import NOTIFY
+from features.support.rate_limit_windows import WindowStart, align, use_up
+from features.support.recording import ExchangeRecorder
 from gate.client.target import RateLimitPolicy, Target
 
 # docs/service.md: a workspace id matches ^[a-z0-9][a-z0-9_-]{0,62}$; keys are rl:{workspace}:{window}
@@ -55,7 +55,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> Burst:
     creds = quota.choose(request, target, rl_ledger, fresh=False)
@@ -85,10 +85,10 @@ def _(
     rl_rolled_at: float,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     refusal = rl_exhausted.hits[-1]
-    hit = execute(http, rl_exhausted.cred, rl_ledger, endpoint=rl_policy.endpoint)
+    hit = execute_hit(http, rl_exhausted.cred, rl_ledger, endpoint=rl_policy.endpoint)
     recorder.note(
         "rollover",
         {
@@ -117,7 +117,7 @@ def _(
     target: Target,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     request: pytest.FixtureRequest,
 ) -> list[WindowStart]:
     creds = quota.choose(request, target, rl_ledger, 2, fresh=True)
@@ -137,10 +137,10 @@ def _(
     rl_exhausted: Burst,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> None:
     other = rl_pair[1]
-    hit = execute(http, other.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=rl_pair[0].t0)
+    hit = execute_hit(http, other.cred, rl_ledger, endpoint=rl_policy.endpoint, t0=rl_pair[0].t0)
     recorder.note(
         "isolation",
         {
@@ -174,7 +174,7 @@ def _(
     rl_exhausted: Burst,
     rl_policy: RateLimitPolicy,
     rl_ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
 ) -> list[tuple[str, Hit]]:
     cred = rl_exhausted.cred
     other = _other_workspace(target, cred.workspace)
@@ -187,7 +187,7 @@ def _(
         (f'body "workspace": "{other}"', {"body": {**NOTIFY, "workspace": other}}),
     ]
     retries = [
-        (label, execute(http, cred, rl_ledger, endpoint=rl_policy.endpoint, **kw)) for label, kw in tries
+        (label, execute_hit(http, cred, rl_ledger, endpoint=rl_policy.endpoint, **kw)) for label, kw in tries
     ]
     recorder.note(
         "workspace_spoofing",
@@ -259,14 +259,20 @@ def _(
     cred = quota.choose(request, target, rl_ledger, fresh=False)[0]
     values = ["other-tenant", _other_workspace(target, cred.workspace), "a:b*", "*", "rl:x:1", "a" * 300]
     return [
-        answered(execute(http, cred, rl_ledger, endpoint=rl_policy.endpoint, headers={"X-Workspace-ID": v}))
+        answered(
+            execute_hit(http, cred, rl_ledger, endpoint=rl_policy.endpoint, headers={"X-Workspace-ID": v})
+        )
         for v in values
     ]
 
 
 @then("every rate-limit key in Redis is rl:<configured workspace>:<current window index> with a TTL")
 def _(
-    rl_redis: redis.Redis, rl_named: list[Hit], target: Target, rl_policy: RateLimitPolicy, recorder: Recorder
+    rl_redis: redis.Redis,
+    rl_named: list[Hit],
+    target: Target,
+    rl_policy: RateLimitPolicy,
+    recorder: ExchangeRecorder,
 ) -> None:
     configured = {c.workspace for c in target.credentials.values()}
     current = math.floor(time.time() / rl_policy.window_s)

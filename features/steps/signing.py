@@ -2,7 +2,7 @@
 
 Every scenario executes a real action and reads the delivery the receiver captured byte for byte.
 Both signatures are recomputed by the gate's own oracle (:mod:`gate.oracles.webhooks`, written from
-docs/webhooks.md and checked against published vectors; see :mod:`features.signing_recompute` for the
+docs/webhooks.md and checked against published vectors; see :mod:`features.support.signing_recompute` for the
 evidence): ``X-Signature`` is ``sha256=`` + hex HMAC-SHA256 of the body, ``webhook-signature`` is
 ``v1,`` + base64 HMAC-SHA256 of ``{webhook-id}.{webhook-timestamp}.{body}``, the key being what the
 secret stands for. The independent ``standardwebhooks`` package verifies beside it. Nothing here
@@ -27,8 +27,9 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from features.recording import Recorder
-from features.signing_recompute import (
+from features.support.executes import Delivery, deliver, message
+from features.support.recording import ExchangeRecorder
+from features.support.signing_recompute import (
     delivery_evidence,
     keys_of,
     recompute_standard,
@@ -36,14 +37,13 @@ from features.signing_recompute import (
     secret_like,
     whsec_secret,
 )
-from features.steps.common import Delivery, deliver, message
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
 from gate.oracles import webhooks as wh
 
 
 @pytest.fixture
-def signing_note(recorder: Recorder) -> dict[str, Any]:
+def signing_note(recorder: ExchangeRecorder) -> dict[str, Any]:
     """The scenario's ``signing`` evidence note, filled in by the steps as they go."""
     note: dict[str, Any] = {}
     recorder.note("signing", note)
@@ -76,7 +76,7 @@ def _(
     target_fixture="deliveries",
 )
 def _(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     receiver: ReceiverClient,
     target: Target,
@@ -296,7 +296,7 @@ def _(rotating_relay: RotatingRelay) -> RotatingRelay:
 @when("the developer executes a previewed action on that replica", target_fixture="delivery")
 def _(
     relay: RotatingRelay,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     dev: Credential,
     receiver: ReceiverClient,
     target: Target,

@@ -26,7 +26,7 @@ window on a deployment with three workspaces. The plan is simulated window by wi
 cannot fit (too few workspaces, a wait longer than ``max_wait_s``) makes the plan infeasible (exit
 2), with the numbers and what to add.
 
-The runtime still reads the clock (features/rate_limit_windows.py): a burst starts in a window with
+The runtime still reads the clock (features/support/rate_limit_windows.py): a burst starts in a window with
 room, and waits for the next one when a slow run drifted past the planned window. The plan decides
 *whose* quota is spent; the clock decides *when exactly*.
 """

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # gate/proof/promises.py -> the repository
 PROMISES_DIR = ROOT / "docs" / "promises"
 MATRIX = ROOT / "docs" / "promises.md"
 NORMATIVE = re.compile(

@@ -1,4 +1,4 @@
-"""features/rate_limit_long.py without a stack: the long window is always far from both its ends, and
+"""features/support/rate_limit_long.py without a stack: the long window is always far from both its ends, and
 each judge accepts the reference relay's exact answers and names what each plausible mistake gets
 wrong — the mistakes a 3 s window lets through."""
 
@@ -9,8 +9,8 @@ import math
 import httpx
 import pytest
 
-from features import rate_limit_long as long
-from features.rate_limit_support import Hit
+from features.support import rate_limit_long as long
+from features.support.rate_limit_support import Hit
 
 LIMIT = 4
 WINDOW = 3600

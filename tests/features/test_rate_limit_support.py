@@ -1,11 +1,11 @@
-"""What the rate-limit steps make of an execute's headers (features/rate_limit_support.py), without a
+"""What the rate-limit steps make of an execute's headers (features/support/rate_limit_support.py), without a
 stack: epoch and delta resets alike, garbled headers kept as sent, windows told apart."""
 
 from __future__ import annotations
 
 import httpx
 
-from features.rate_limit_support import Hit, Ledger, same_window
+from features.support.rate_limit_support import Hit, Ledger, same_window
 
 T0 = 1_700_000_001.25  # the client's clock when the first answer arrived
 

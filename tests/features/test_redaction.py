@@ -1,4 +1,4 @@
-"""features/redaction.py in a child pytest: a failing scenario that quotes secrets leaves none in the
+"""features/support/redaction.py in a child pytest: a failing scenario that quotes secrets leaves none in the
 terminal output, junit.xml or cucumber.json; what bypasses the terminal writer is redacted by the
 parent with the secrets the child handed over."""
 
@@ -66,7 +66,7 @@ def project(tmp_path: Path) -> Path:
 
 def argv(project: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "-p", "features.redaction", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", "-p", "features.support.redaction", "-p", "no:cacheprovider",
         "-c", str(project / "pytest.ini"), "--rootdir", str(project), "-rfEs",
         f"--junitxml={project / 'junit.xml'}", f"--cucumberjson={project / 'cucumber.json'}",
         *extra, str(project / "test_leaky.py"),

@@ -1,11 +1,11 @@
-"""features/redis_switch.py against a real redis-server: it forwards while on, drops every connection
+"""features/support/redis_switch.py against a real redis-server: it forwards while on, drops every connection
 when cut (open ones included), and forwards again once restored."""
 
 from __future__ import annotations
 
 import redis
 
-from features.redis_switch import RedisSwitch
+from features.support.redis_switch import RedisSwitch
 from gate.stack.redis_server import EmbeddedRedis
 
 

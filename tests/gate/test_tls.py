@@ -20,7 +20,7 @@ from typing import ClassVar
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from features.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.probe import probe
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Target
@@ -152,7 +152,7 @@ def test_the_clients_use_the_proxy_the_environment_names_when_configured() -> No
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {"HTTP_PROXY": f"http://127.0.0.1:{server.server_address[1]}"}
-        rec = Recorder(Redactor(()), transport=Transport(proxies_from_env=True, environ=env))
+        rec = ExchangeRecorder(Redactor(()), transport=Transport(proxies_from_env=True, environ=env))
         with rec.client("http://relay.staging.invalid:8080", timeout=5) as client:
             assert client.get("/actions").status_code == 200
     finally:
@@ -182,12 +182,12 @@ def test_the_probe_and_the_recorded_clients_verify(https_fake: TlsProxy, pki: Pk
     with pytest.raises(InfrastructureError, match="TLS failed"):
         probe(https_fake.url, Transport(ca_bundle=pki.other_ca))
 
-    rec = Recorder(Redactor(()), transport=trusted)
+    rec = ExchangeRecorder(Redactor(()), transport=trusted)
     with rec.client(https_fake.url, timeout=5) as client:
         assert client.get("/actions").status_code == 200
     assert rec.exchanges[0]["url"].startswith("https://127.0.0.1:")
     with (
-        Recorder(Redactor(())).client(https_fake.url, timeout=5) as client,
+        ExchangeRecorder(Redactor(())).client(https_fake.url, timeout=5) as client,
         pytest.raises(Exception) as failed,
     ):
         client.get("/actions")

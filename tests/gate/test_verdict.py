@@ -107,7 +107,8 @@ def test_a_skip_is_judged_by_its_category_never_by_its_text(record: dict[str, st
 
 
 def test_every_skip_in_features_carries_a_category() -> None:
-    """features/skips.py is the only way a scenario skips: a bare pytest.skip would have no category."""
+    """features/support/skips.py is the only way a scenario skips: a bare pytest.skip would have no
+    category."""
     bare = []
     for path in sorted((ROOT / "features").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -119,7 +120,9 @@ def test_every_skip_in_features_carries_a_category() -> None:
                 and node.func.value.id == "pytest"
             ):
                 bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not bare, f"skip through features/skips.py (not_applicable, missing_config, precondition): {bare}"
+    assert not bare, (
+        f"skip through features/support/skips.py (not_applicable, missing_config, precondition): {bare}"
+    )
     assert {c.value for c in SkipCategory} == {"not_applicable", "missing_config", "precondition"}
 
 

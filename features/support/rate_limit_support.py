@@ -2,7 +2,7 @@
 the windows each workspace was used in.
 
 Everything is observed over HTTP: an execute's status and its rate-limit headers, one at a time
-(:func:`execute`) or many at once over several replicas (:func:`parallel`). The headers are read by the
+(:func:`execute_hit`) or many at once over several replicas (:func:`parallel`). The headers are read by the
 gate's own oracle (:mod:`gate.oracles.ratelimit`): a header that is present but garbled is *malformed*
 (the steps say so, with the raw value), never mistaken for a missing one. X-RateLimit-Reset may be an
 epoch (the reference relay) or a delta (other limiters); :attr:`Hit.reset` is always the epoch.
@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from features.recording import Recorder
-from features.steps.common import NOTIFY
+from features.support.executes import NOTIFY, post_execute
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.oracles import ratelimit
 
@@ -198,7 +198,7 @@ def primary_workspace(target: Target) -> str | None:
 # -- sending ---------------------------------------------------------------------------------------
 
 
-def execute(
+def execute_hit(
     client: httpx.Client,
     cred: Credential,
     ledger: Ledger,
@@ -209,10 +209,10 @@ def execute(
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
 ) -> Hit:
+    """One execute (:func:`~features.support.executes.post_execute`) as a :class:`Hit`, its window booked
+    in ``ledger``."""
     sent, mono = time.time(), time.monotonic()
-    r = client.post(
-        endpoint, headers={**cred.authorization, **(headers or {})}, params=params, json=body or NOTIFY
-    )
+    r = post_execute(client, cred, body, endpoint=endpoint, headers=headers, params=params)
     hit = Hit(
         r,
         cred.workspace,
@@ -239,7 +239,7 @@ def answered(hit: Hit) -> Hit:
 
 
 async def parallel(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     cred: Credential,
     urls: list[str],
     count: int,

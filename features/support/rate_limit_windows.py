@@ -22,18 +22,18 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from features import skips
-from features.rate_limit_support import (
+from features.support import skips
+from features.support.rate_limit_support import (
     EPSILON_S,
     Burst,
     Hit,
     Ledger,
     answered,
-    execute,
+    execute_hit,
     reset_kinds,
     same_window,
 )
-from features.recording import Recorder
+from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, RateLimitPolicy
 
 
@@ -58,7 +58,7 @@ def align(
     creds: list[Credential],
     policy: RateLimitPolicy,
     ledger: Ledger,
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     *,
     fresh: bool,
     planned: int,
@@ -74,7 +74,7 @@ def align(
             t0 = time.monotonic()
             starts.append(
                 WindowStart(
-                    cred, answered(execute(client, cred, ledger, endpoint=policy.endpoint, t0=t0)), t0
+                    cred, answered(execute_hit(client, cred, ledger, endpoint=policy.endpoint, t0=t0)), t0
                 )
             )
         one_window = all(same_window(s.probe, starts[0].probe) for s in starts)
@@ -113,7 +113,7 @@ def use_up(client: httpx.Client, start: WindowStart, policy: RateLimitPolicy, le
     """Execute until the first 429 (at most quota + 1 requests after the probe)."""
     hits = [start.probe]
     while hits[-1].status != 429 and len(hits) <= policy.limit + 1:
-        hits.append(answered(execute(client, start.cred, ledger, endpoint=policy.endpoint, t0=start.t0)))
+        hits.append(answered(execute_hit(client, start.cred, ledger, endpoint=policy.endpoint, t0=start.t0)))
     assert hits[-1].status == 429, (
         f"workspace {start.cred.workspace}: {len(hits)} executes in one window, none refused "
         f"(quota {policy.limit}): {' '.join(str(h.status) for h in hits)}"
@@ -142,7 +142,10 @@ def assert_one_window(burst: Burst) -> None:
 
 
 def once_more_after_fallback(
-    send: Callable[[WindowStart], Burst], start: WindowStart, policy: RateLimitPolicy, recorder: Recorder
+    send: Callable[[WindowStart], Burst],
+    start: WindowStart,
+    policy: RateLimitPolicy,
+    recorder: ExchangeRecorder,
 ) -> Burst:
     """Send a burst; if a replica decided part of it on its in-process fallback (its Redis call timed
     out: the relay fails open, by design, and a loaded machine can stall it past its Redis timeout), note it

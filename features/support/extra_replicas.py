@@ -4,8 +4,8 @@ A long-window replica counts in the stack's Redis under keys of its own window
 (``rl:{workspace}:{floor(now / window)}``): those keys outlive the scenario by up to an hour, and the
 keys-in-Redis scenario would rightly call them strangers to the 3 s window. :class:`ExtraReplicas`
 deletes them before the replica starts (an earlier scenario of the session may have counted in the same
-window) and again at teardown, stops every replica and every :class:`~features.redis_switch.RedisSwitch`
-it made, in reverse order.
+window) and again at teardown, stops every replica and every
+:class:`~features.support.redis_switch.RedisSwitch` it made, in reverse order.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from features.redis_switch import RedisSwitch
+from features.support.redis_switch import RedisSwitch
 from gate.client.target import Target
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from features import skips
-from features.recording import Recorder
-from features.steps.common import Execution, admitted_execute
+from features.support import skips
+from features.support.executes import Execution, admitted_execute
+from features.support.recording import ExchangeRecorder
 from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
 
@@ -163,7 +163,7 @@ def collect(receiver: ReceiverClient, execution: Execution, *, after: int, answe
 
 
 def execute_through(
-    recorder: Recorder,
+    recorder: ExchangeRecorder,
     base_url: str,
     dev: Credential,
     receiver: ReceiverClient,

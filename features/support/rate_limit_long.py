@@ -8,7 +8,7 @@ hour, chosen so that the current epoch-aligned instance began minutes ago and en
 exactly: X-RateLimit-Reset is the window's end, Retry-After and RateLimit's t are the seconds to it,
 X-RateLimit-Remaining and RateLimit's r count down from the quota, RateLimit-Policy states the policy.
 
-Pure functions over what the client saw (:class:`~features.rate_limit_support.Hit`, read through the
+Pure functions over what the client saw (:class:`~features.support.rate_limit_support.Hit`, read through the
 gate's oracle :mod:`gate.oracles.ratelimit`); each returns the problems it found, [] when none.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from features.rate_limit_support import Hit
+from features.support.rate_limit_support import Hit
 
 # about an hour, with different periods so that one of them always has its current instance well under
 # way and far from its end (tests/features/test_rate_limit_long.py tries every second of two days)

@@ -1,10 +1,10 @@
 """What each scenario sent and received, written to ``results/<run>/features/scenarios/<slug>.json``.
 
-A :class:`Recorder` hangs on an httpx client's event hooks, so every exchange a scenario makes through
-the ``http`` fixture (or :meth:`Recorder.client`) is kept: method, URL, status, headers, a body
-excerpt and timing, secrets redacted. Steps add structured observations with :meth:`Recorder.note`
-(the HMAC recomputation, the burst timeline, the header analysis): the evidence documents render those
-notes, never anything held only in memory.
+An :class:`ExchangeRecorder` hangs on an httpx client's event hooks, so every exchange a scenario
+makes through the ``http`` fixture (or :meth:`ExchangeRecorder.client`) is kept: method, URL, status,
+headers, a body excerpt and timing, secrets redacted. Steps add structured observations with
+:meth:`ExchangeRecorder.note` (the HMAC recomputation, the burst timeline, the header analysis): the
+evidence documents render those notes, never anything held only in memory.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _excerpt(data: bytes) -> dict[str, Any]:
     return {"size": len(data), "excerpt": text, "truncated": len(data) > BODY_EXCERPT}
 
 
-class Recorder:
+class ExchangeRecorder:
     def __init__(self, redactor: Redactor, *, transport: Transport | None = None) -> None:
         self.redactor = redactor
         self.transport = transport or Transport()  # TLS verification and proxies (gate/client/transport.py)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from features.rate_limit_support import Ledger, primary_workspace, workspace_keys
+from features.support.rate_limit_support import Ledger, primary_workspace, workspace_keys
 from gate.client.quota import SPENDS, Plan, PlanError, Scenario, make_plan
 from gate.client.target import Credential, RateLimitPolicy, Target
 from gate.results import PLAN_REFUSED_MARKER, Redactor, write_json

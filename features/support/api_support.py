@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from features.steps.common import Execution
+from features.support.executes import Execution
 from gate.client.receiver import Capture, ReceiverClient
 from gate.client.target import Credential, Target
-from gate.oracles import ratelimit
 
 PROBLEM_TYPE = "application/problem+json"
 # beyond the service's per-attempt delivery timeout, how long "nothing was delivered" is watched for
@@ -62,36 +61,6 @@ def problem_issues(r: httpx.Response, status: int | None = None) -> list[str]:
     if doc.get("request_id") is None or doc.get("request_id") != rid:
         issues.append(f"request_id {doc.get('request_id')!r} is not the response's X-Request-ID {rid!r}")
     return issues
-
-
-# -- executes, admitted despite a shared quota ---------------------------------------------------------
-
-
-def admitted(
-    client: httpx.Client,
-    cred: Credential,
-    body: dict[str, Any],
-    *,
-    target: Target,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> Execution:
-    """POST /actions/execute; a 429 (the workspace's quota, shared with other scenarios) is waited out as
-    its Retry-After says, within the target's ``max_wait_s``. Any other answer is returned."""
-    budget = target.rate_limit.max_wait_s if target.rate_limit is not None else 15.0
-    deadline = time.monotonic() + budget
-    while True:
-        sent = time.time()
-        r = client.post(
-            "/actions/execute", headers={**cred.authorization, **(headers or {})}, params=params, json=body
-        )
-        if r.status_code != 429:
-            return Execution(r, sent, body)
-        retry_in = ratelimit.parse(r.headers, now=time.time()).retry_in
-        wait = max(0.05, retry_in if retry_in is not None else 1.0)
-        if time.monotonic() + wait > deadline:
-            return Execution(r, sent, body)
-        time.sleep(wait)
 
 
 def webhook_id_of(ex: Execution) -> str | None:
@@ -162,21 +131,30 @@ class Refusals:
 # -- the audit log -------------------------------------------------------------------------------------
 
 
-def audit_rows(
-    http: httpx.Client, admin: Credential, *, pages: int = 4, **params: str | int
-) -> list[dict[str, Any]]:
-    """Rows of ``GET /audit`` with ``params`` (newest first), following cursors for up to ``pages`` pages."""
-    rows: list[dict[str, Any]] = []
-    query: dict[str, str | int] = {"limit": 500, **params}
+def walk_audit(
+    http: httpx.Client, admin: Credential, params: Mapping[str, Any], *, pages: int
+) -> Iterator[dict[str, Any]]:
+    """Each page of ``GET /audit`` with ``params`` (its JSON document, newest first), following
+    ``next_cursor`` for up to ``pages`` pages; the caller stops early by leaving the loop. The one
+    place the steps page through the audit log."""
+    query = dict(params)
     for _ in range(pages):
         r = http.get("/audit", headers=admin.authorization, params=query)
         assert r.status_code == 200, f"GET /audit {query} answered {r.status_code}: {r.text[:300]}"
         doc = r.json()
-        rows += doc["items"]
+        yield doc
         if not doc.get("next_cursor"):
-            break
+            return
         query["cursor"] = doc["next_cursor"]
-    return rows
+
+
+def audit_rows(
+    http: httpx.Client, admin: Credential, *, pages: int = 4, **params: str | int
+) -> list[dict[str, Any]]:
+    """Rows of ``GET /audit`` with ``params`` (newest first), following cursors for up to ``pages`` pages."""
+    return [
+        row for doc in walk_audit(http, admin, {"limit": 500, **params}, pages=pages) for row in doc["items"]
+    ]
 
 
 def newest_audit_row(http: httpx.Client, admin: Credential) -> dict[str, Any] | None:

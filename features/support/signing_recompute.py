@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from features.steps.common import Delivery
+from features.support.executes import Delivery
 from gate.client.receiver import Capture
 from gate.oracles import webhooks as wh
 
