@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# @quota-N: how many executes a scenario sends (tests/features/test_quota_plan.py counts them in a run)
+# @quota-N: how many executes a scenario declares it sends (features/plugin.py lists the tags)
 FEW = {"quota-1": 1, "quota-3": 3, "quota-6": 6}
 SPENDS = ("quota-none", *FEW, "quota-exhausts", "quota-fresh", "quota-fresh-two", "quota-rollover")
 # run order by kind: see the module docstring
