@@ -269,13 +269,14 @@ def _endpoint(
         return entry
     s = entry["percentiles"][judged]
     worse_pct = s["shift_pct"] if s["shift_pct"] is not None else float("inf")
-    if s["interval_ms"][0] > 0 and worse_pct > rule.max_increase_pct:
+    above, below = s["interval_ms"][0] > 0, s["interval_ms"][1] < 0
+    if above and worse_pct > rule.max_increase_pct:
         entry["status"] = REGRESSION
-    elif s["interval_ms"][0] > 0:
+    elif above and worse_pct > rule.noise_pct:
         entry["status"] = SLOWER
-    elif s["interval_ms"][1] < 0:
+    elif below and worse_pct < -rule.noise_pct:
         entry["status"] = FASTER
-    else:
+    else:  # the interval includes zero, or the shift is within the noise band
         entry["status"] = NO_CHANGE
     entry["note"] = finding(name, entry)
     return entry
@@ -307,8 +308,13 @@ def finding(name: str, entry: dict[str, Any]) -> str:
         REGRESSION: f"{moved}: regressed, worse by more than {rule['max_increase_pct']:g} % and the "
         "interval above zero",
         SLOWER: f"{moved}: slower, within the {rule['max_increase_pct']:g} % allowed",
-        FASTER: f"{moved}: faster",
-        NO_CHANGE: f"{moved}: no significant change (the interval includes zero)",
+        FASTER: f"{moved}: faster, by more than the {rule.get('noise_pct', 0):g} % noise band",
+        NO_CHANGE: f"{moved}: no significant change ("
+        + (
+            "the interval includes zero)"
+            if lo <= 0 <= hi
+            else f"within the +-{rule.get('noise_pct', 0):g} % two runs of one build may drift apart)"
+        ),
     }[entry["status"]]
 
 

@@ -30,7 +30,7 @@ _TOP = {"version", "source", "availability_pct", "validity", "endpoints", "regre
 _ENDPOINT = {"error_rate_max_pct", "min_requests", "latency"}
 _LATENCY = {"percentile", "max_ms", "min_samples"}
 _VALIDITY = {"rate_tolerance_pct", "max_generator_cpu_pct", "max_rate_limited_pct"}
-_RULE = {"percentile", "max_increase_pct", "min_samples"}
+_RULE = {"percentile", "max_increase_pct", "noise_pct", "min_samples"}
 _REGRESSION = _RULE | {"confidence_pct", "resamples", "seed", "endpoints"}
 
 
@@ -67,11 +67,14 @@ class Validity:
 @dataclass(frozen=True)
 class RegressionRule:
     """When a percentile of an endpoint has regressed against the baseline: worse by more than
-    ``max_increase_pct`` *and* the confidence interval of the shift above zero."""
+    ``max_increase_pct`` *and* the confidence interval of the shift above zero. A shift of at most
+    ``noise_pct`` either way is no significant change even when the interval excludes zero: the
+    interval covers the sampling of each run, not the drift between two runs of one build."""
 
     percentile: float = 99.0
     max_increase_pct: float = 25.0
     min_samples: int = 1000  # in each run; default: as many as the percentile needs for an SLO
+    noise_pct: float = 10.0  # never above max_increase_pct (the default follows a smaller allowance)
 
     @property
     def label(self) -> str:
@@ -81,6 +84,7 @@ class RegressionRule:
         return {
             "percentile": self.percentile,
             "max_increase_pct": self.max_increase_pct,
+            "noise_pct": self.noise_pct,
             "min_samples": self.min_samples,
         }
 
@@ -285,7 +289,16 @@ def _rule(table: Mapping[str, Any], where: str, prefix: str, base: RegressionRul
         samples = default_min_samples(p)
     else:
         samples = _integer(table, "min_samples", where, prefix, default=base.min_samples)
-    return RegressionRule(percentile=p, max_increase_pct=increase, min_samples=samples)
+    if "noise_pct" in table:
+        noise = _number(table, "noise_pct", where, prefix, default=base.noise_pct, low=0.0)
+        if noise > increase:
+            raise SloSpecError(
+                f"{where}: {prefix}noise_pct ({noise:g}) must not exceed max_increase_pct ({increase:g}): "
+                "a shift the rule calls a regression cannot also be noise"
+            )
+    else:
+        noise = min(base.noise_pct, increase)  # a smaller allowance takes the noise band down with it
+    return RegressionRule(percentile=p, max_increase_pct=increase, min_samples=samples, noise_pct=noise)
 
 
 def _no_unknown(table: Mapping[str, Any], known: set[str], where: str, prefix: str) -> None:

@@ -5,8 +5,10 @@ The master is ``relay-gate load`` as usual — target, stack, SLO spec, results 
 Locust master listens on ``--master-bind-host:--master-bind-port`` for ``--expect-workers N`` workers
 started elsewhere instead of starting them itself. A worker is a Locust worker process of
 ``load/locustfile.py`` (``relay-gate load --worker --master-host H``, or plain ``locust --worker -f
-load/locustfile.py --master-host H``): it takes its keys from ``RELAY_API_KEY(S)``, its share of the
-rate and the target from the master, and ships its HDR histograms to it (load/distributed.py).
+load/locustfile.py --master-host H``): it takes its keys and its TLS and proxy settings from the same
+``--target-config`` as the master's (``[load] credentials`` or ``[credentials]``, ``[tls]``,
+``[network]``) or from ``RELAY_API_KEY(S)`` and the ``RELAY_LOAD_*`` variables, its share of the rate
+and the target from the master, and ships its HDR histograms to it (load/distributed.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 from typing import Any
 
 from gate import interrupts
+from gate.client.load_quota import load_credentials
+from gate.client.target import Target
 from gate.errors import UsageError
 from gate.redacted_output import spawn
 from gate.redaction import Redactor
@@ -39,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     role.add_argument(
         "--worker",
         action="store_true",
-        help="run one worker for the master at --master-host (keys from RELAY_API_KEY(S))",
+        help="run one worker for the master at --master-host (keys and TLS from --target-config, or "
+        "RELAY_API_KEY(S) and RELAY_LOAD_*)",
     )
     g.add_argument(
         "--expect-workers", type=int, default=None, metavar="N", help="--master: workers to wait for"
@@ -115,8 +120,21 @@ def run_worker(args: argparse.Namespace) -> int:
     if not 1 <= args.master_port <= 65535:
         raise UsageError("--master-port must be a TCP port (1-65535)")
     slos.load(args.slos)  # a bad spec is exit 2 here, before connecting (the master compares digests)
-    keys = settings.require_keys(os.environ)
     env = dict(os.environ)
+    if args.target_config:
+        # the master's own target config: keys, TLS and proxies as it has them (a bad one is exit 2)
+        target = Target.from_config(args.target_url, args.target_config)
+        keys = [c.key for c in load_credentials(target)] or settings.api_keys(os.environ)
+        if not keys:
+            raise UsageError(
+                f"--target-config {args.target_config} gives no API key whose variable is set: set the "
+                f"variables its [credentials] name, or {settings.KEY_ENV} / {settings.KEYS_ENV}"
+            )
+        env.update({settings.KEYS_ENV: ",".join(keys), settings.KEY_ENV: ""})
+        env.update(target.transport.locust_env(target.base_url))
+        secrets = sorted({*keys, *target.secret_values()})
+    else:
+        secrets = keys = settings.require_keys(os.environ)
     if args.weights:
         env[settings.WEIGHTS_ENV] = settings.format_weights(settings.parse_weights(args.weights))
     argv = [
@@ -130,7 +148,7 @@ def run_worker(args: argparse.Namespace) -> int:
     # its output reaches ours redacted (a traceback may quote a key); SIGTERM lets it send its last data
     child = spawn(
         argv,
-        redactor=Redactor(keys),
+        redactor=Redactor(secrets),
         stdout=sys.stderr,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -66,3 +66,15 @@ def test_a_master_nobody_joins_is_invalid_at_its_join_timeout(tmp_path: Path) ->
     doc = json.loads((results / "load" / "load.json").read_text())
     assert doc["facts"]["workers"]["timed_out"] and doc["facts"]["workers"]["joined"] == []
     assert "2 of 2 expected workers never joined within the 2 s join timeout" in proc.stdout
+
+
+def test_a_worker_given_a_target_config_without_a_set_key_says_which_variables(tmp_path: Path) -> None:
+    cfg = tmp_path / "target.toml"
+    cfg.write_text(
+        '[target]\nbase_url = "http://127.0.0.1:9"\n[credentials]\ndev = { env = "LT_UNSET_KEY" }\n'
+    )
+    proc = gate_load(
+        "--worker", "--master-host", "127.0.0.1", "--target-config", str(cfg), env={"LT_UNSET_KEY": ""}
+    )
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    assert f"--target-config {cfg} gives no API key" in proc.stderr

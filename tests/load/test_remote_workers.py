@@ -124,14 +124,26 @@ def gate_master(procs: Procs, tmp_path: Path, stack: Stack, port: int, *extra: s
     return proc, results, log
 
 
-def gate_worker(procs: Procs, tmp_path: Path, stack: Stack, port: int, source: str) -> Any:
+def gate_worker(
+    procs: Procs, tmp_path: Path, stack: Stack, port: int, source: str, *, via_config: bool = False
+) -> Any:
+    """A ``relay-gate load --worker``; its key from ``RELAY_API_KEY``, or with ``via_config`` from the
+    master's own target config (its [credentials] variable set, RELAY_API_KEY(S) empty)."""
     log = tmp_path / f"worker-{source}.out"
+    key = stack.key("dev").key
+    where = (
+        ["--target-url", stack.base_url, "--target-config", str(tmp_path / "target.toml")]
+        if via_config
+        else []
+    )
     return procs.start(
         [
             sys.executable, "-m", "gate.cli", "load", "--worker", "--master-host", "127.0.0.1",
             "--master-port", str(port), "--source-address", source, "--slos", str(tmp_path / "slos.toml"),
+            *where,
         ],
-        env={"RELAY_API_KEY": stack.key("dev").key, "RELAY_API_KEYS": ""},
+        env={"RELAY_API_KEY": "", "RELAY_API_KEYS": "", "LT_DEV": key} if via_config
+        else {"RELAY_API_KEY": key, "RELAY_API_KEYS": ""},
         log=log,
     )  # fmt: skip
 
@@ -161,7 +173,11 @@ def test_workers_on_two_addresses_merge_exactly_into_the_masters_verdict(
     port = free_port()
     relay_port = int(relay.base_url.rsplit(":", 1)[1].rstrip("/"))
     master, results, log = gate_master(procs, tmp_path, relay, port, "--duration", "6s")
-    workers = {src: gate_worker(procs, tmp_path, relay, port, src) for src in ("127.0.0.2", "127.0.0.3")}
+    # one worker holds its key by variable, the other by the master's target config
+    workers = {
+        src: gate_worker(procs, tmp_path, relay, port, src, via_config=src == "127.0.0.3")
+        for src in ("127.0.0.2", "127.0.0.3")
+    }
     seen: dict[str, set[str]] = {src: set() for src in workers}
     while master.poll() is None:  # each worker's requests leave from its own address
         for src, w in workers.items():
