@@ -5,6 +5,8 @@ of ``evidence/templates/`` into Markdown and self-contained HTML with inline SVG
 SHA-256 manifest. A document states only what a results file shows; a missing result is NOT RUN.
 
 Must not live here: anything that reaches a target, a stack or a database, or runs a process — no
-network, database or Locust import, none of gate/client, gate/stack, gate/drill, gate/proof or the
-step modules (tests/test_import_contract.py), and never service/.
+network, database or Locust import, none of the actors — gate/client, gate/stack, gate/drill,
+gate/proof, gate/commands, the step and support modules, the Locust runner (the list is ACTORS in
+tests/test_import_contract.py, which checks what evidence/ imports and what importing it loads) —
+and never service/.
 """

@@ -16,7 +16,7 @@ from typing import Any
 
 from evidence import charts
 from evidence.criteria import Criterion
-from gate.faults import CRITERIA, ENDPOINTS
+from gate.faults.model import CRITERIA, ENDPOINTS
 from gate.verdict import Outcome
 
 AREA = "faults"

@@ -1,6 +1,6 @@
 """The layers, as an import contract (run by `tox -e lint` and the suite):
 
-- service/ imports nothing of the harness (gate, features, load, evidence): the service under test
+- service/ imports nothing of the harness (gate, features, load, evidence, tests): the service under test
   must not know how it is tested;
 - features/, load/ and evidence/ never import service/: the gate judges with its own oracles, never
   with the code under test;
@@ -22,6 +22,8 @@ Imports are read from the source (ast), including imports inside functions, so a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +112,34 @@ def test_a_typing_only_import_counts_only_where_a_rule_says_so(tmp_path: Path) -
     (tmp_path / "features" / "f.py").write_text(typed.format("service.app"))
     assert violations(tmp_path, "gate/client", ("gate.stack",)) == ["gate/client/t.py:4 imports gate.stack"]
     assert violations(tmp_path, "features", ("service",)) == ["features/f.py:3 imports service.app"]
+
+
+def loaded_by(package: str) -> list[str]:
+    """Every module loaded once each module of ``package`` (dotted) is imported in a fresh interpreter."""
+    code = (
+        f"import importlib, pkgutil, sys, {package} as p\n"
+        f"for m in pkgutil.iter_modules(p.__path__): importlib.import_module('{package}.' + m.name)\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+THIRD_PARTY_NETWORK = tuple(n for n in NETWORK if n not in sys.stdlib_module_names and "." not in n)
+LOADS = (
+    ("evidence", (*THIRD_PARTY_NETWORK, *ACTORS, "service")),
+    ("gate.client", ("gate.stack", "gate.proof", "gate.commands", "psycopg", "redis", "locust", "service")),
+)
+
+
+@pytest.mark.parametrize(("package", "forbidden"), LOADS, ids=[p for p, _ in LOADS])
+def test_what_importing_a_layer_loads_keeps_the_rule_too(package: str, forbidden: tuple[str, ...]) -> None:
+    """The rules above read each module's own imports; this imports every module of the layer in a
+    fresh interpreter and looks at everything that got loaded, so an import that drags an actor in
+    through another module or a package ``__init__`` (as ``gate.faults`` once did for evidence/, and
+    gate/drill/backup.py for gate/client) is caught too. The standard library's own imports
+    (``xml.sax.saxutils`` loads ``urllib.request``, which loads ``socket``) are not the layer's doing
+    and are left out: third-party network libraries, the actors and service/ count."""
+    dragged = [m for m in loaded_by(package) if any(m == f or m.startswith(f + ".") for f in forbidden)]
+    assert not dragged, f"importing {package} loads {dragged}"

@@ -1,7 +1,8 @@
 """No import cycles between the project's modules.
 
 A cycle makes the import order matter, hides which module is the lower layer, and is how two modules
-that "import each other" (as gate/selftest.py and gate/selftest_report.py once did) grow into one. The
+that "import each other" (as gate/selftest.py and gate/selftest_report.py once did; now gate/proof/selftest.py
+and report.py, whose shared records are in gate/proof/runs.py) grow into one. The
 graph is read from the source (ast) over service/, gate/, features/, load/ and evidence/: an edge for
 every import at module level *and* inside functions, because a lazy import is still a dependency;
 ``from pkg import name`` is an edge to ``pkg.name`` when that is a module, else to ``pkg``. Imports

@@ -34,10 +34,11 @@ from features.support import skips
 from features.support.executes import admitted_execute, notify
 from features.support.recording import ExchangeRecorder
 from gate.client.target import Credential, Target
-from gate.drill.backup import STEM_RE, Backup, list_backups, sha256_of, take_backup
+from gate.drill.backup import sha256_of, take_backup
 from gate.drill.compare import ExpectedRows
 from gate.drill.deployment import copy_latest, restore_to
 from gate.drill.fingerprint import PgConn
+from gate.drill.layout import STEM_RE, Backup, list_backups
 from gate.drill.record import write_results
 from gate.drill.restore import (
     DEFAULT_RPO_S,

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gate.drill.backup import list_backups
-from gate.drill.restore import DEFAULT_RPO_S, DEFAULT_RTO_S
+from gate.drill.layout import DEFAULT_RPO_S, DEFAULT_RTO_S, list_backups
 from gate.durations import parse_duration
 from gate.errors import UsageError
 

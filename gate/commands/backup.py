@@ -22,8 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gate.drill.backup import BACKUP_JOBS, DAY_RE, fsync_dir, list_backups, take_backup
+from gate.drill.backup import BACKUP_JOBS, fsync_dir, take_backup
 from gate.drill.fingerprint import PgConn
+from gate.drill.layout import DAY_RE, list_backups
 from gate.errors import EXIT_INFRA, EXIT_OK, UsageError
 
 DEFAULT_KEEP_DAYS = 30

@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
         choices=BACKENDS,
         default=os.environ.get("RELAY_GATE_BACKEND", "embedded"),
         help="embedded: bundled binaries (default); containers: testcontainers. A deployment is not "
-        "served: give it to check/run/load with --target-url/--target-config",
+        "served: give it to check/run/load/smoke with --target-url/--target-config",
     )
     p.add_argument("--replicas", type=int, default=1, help="relay processes sharing Redis and the DB (1-16)")
     p.add_argument("--stack-file", type=Path, default=DEFAULT_STACK_FILE, help="where to write the JSON")

@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.client.target import Target
-from gate.commands import check
-from gate.commands import smoke_rollback as rollback_policy
+from gate.commands import check, smoke_rollback
 from gate.errors import EXIT_OK, GateError, UsageError
 from gate.paths import default_results
 from gate.results import Redactor, new_run_id, utc_now, write_json
@@ -162,7 +161,7 @@ def env_secrets(env: Mapping[str, str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     argv = parse_command(args.on_fail) if args.on_fail is not None else None
-    also = rollback_policy.parse_also(args.on_fail_also)
+    also = smoke_rollback.parse_also(args.on_fail_also)
     if args.on_fail_timeout <= 0:
         raise UsageError("--on-fail-timeout must be greater than 0")
     results: Path = args.results or default_results(new_run_id())
@@ -180,10 +179,10 @@ def run(args: argparse.Namespace) -> int:
         code = exc.exit_code
 
     redactor = Redactor([*target_secrets, *env_secrets(os.environ)])
-    decision = rollback_policy.decide(code, also)
+    decision = smoke_rollback.decide(code, also)
     doc: dict[str, Any] = {
         "smoke_exit_code": code, "target_url": args.target_url, "triggered": False,
-        "rollback_on": rollback_policy.rolls_back_on(also), "rollback_wanted": decision.roll_back,
+        "rollback_on": smoke_rollback.rolls_back_on(also), "rollback_wanted": decision.roll_back,
         "reason": decision.reason,
     }  # fmt: skip
     if code == EXIT_OK:

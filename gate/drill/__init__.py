@@ -5,5 +5,5 @@ fingerprints computed by the server, the restore drill and what it compares a re
 the drill of a deployment's own backups, and the drill's record (``drill.json``).
 
 Must not live here: starting the reference stack (gate/stack/), the deliberate defects of this
-tooling (gate/proof/defects_drill.py), or rendering the DRILL document (evidence/).
+tooling (gate/proof/defects_drill.py), or rendering the RESTORE-DRILL-REPORT document (evidence/).
 """

@@ -25,7 +25,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,17 +42,17 @@ from gate.drill.fingerprint import (
     list_tables,
     plan_chunks,
 )
-from gate.errors import CriterionFailed, InfrastructureError
+from gate.drill.layout import (
+    MANIFEST_SCHEMA,
+    VERIFIED_SCHEMA,
+    Backup,
+)
+from gate.errors import InfrastructureError
 from gate.stack.postgres.tools import error_line, find_tool, no_space
 
-MANIFEST_SCHEMA = "relay-gate/backup-manifest@1"
-VERIFIED_SCHEMA = "relay-gate/backup-verified@1"
 # While pg_dump runs, its compression keeps a core busy: the digests take the others (measured: with
 # every core hashing, the dump slows down by more than the digests gain).
 BACKUP_JOBS = max(1, min(4, (os.cpu_count() or 1) - 1))
-DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# <db>-<YYYYMMDDTHHMMSSZ>[-<n>]: n tells apart backups taken within the same second
-STEM_RE = re.compile(r"^(?P<db>.+)-(?P<ts>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?$")
 LOCK_WAIT = "120s"  # pg_dump and our locks give up on a table that a long migration holds
 
 
@@ -114,55 +113,6 @@ def _make_dirs(path: Path) -> None:
 
 
 # -- backups on disk --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backup:
-    """One backup: the dump and its manifest (and the verified marker a passing drill writes)."""
-
-    stem: str
-    day: str
-    dump: Path
-    manifest_path: Path
-
-    @property
-    def stamp(self) -> tuple[str, int]:
-        m = STEM_RE.match(self.stem)
-        return (m.group("ts"), int(m.group("n") or 1)) if m else ("", 0)
-
-    @property
-    def verified_path(self) -> Path:
-        return self.manifest_path.with_name(f"{self.stem}.verified.json")
-
-    @property
-    def verified(self) -> bool:
-        return self.verified_path.is_file()
-
-    def manifest(self) -> dict[str, Any]:
-        try:
-            doc = json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise CriterionFailed(f"manifest {self.manifest_path} is unreadable ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("schema") != MANIFEST_SCHEMA:
-            raise CriterionFailed(f"{self.manifest_path} is not a {MANIFEST_SCHEMA} document")
-        missing = [k for k in ("database", "dump", "taken_at", "tables", "versions") if doc.get(k) is None]
-        if missing:
-            raise CriterionFailed(f"manifest {self.manifest_path} lacks {', '.join(missing)}")
-        return doc
-
-
-def list_backups(backup_dir: Path) -> list[Backup]:
-    """Every backup (a manifest in a ``YYYY-MM-DD`` folder), oldest first; one whose dump is gone is
-    listed too, so that the drill can say so."""
-    root = Path(backup_dir)
-    out = []
-    for day_dir in root.iterdir() if root.is_dir() else []:
-        if day_dir.is_dir() and DAY_RE.match(day_dir.name):
-            for manifest in day_dir.glob("*.manifest.json"):
-                stem = manifest.name.removesuffix(".manifest.json")
-                if STEM_RE.match(stem):
-                    out.append(Backup(stem, day_dir.name, day_dir / f"{stem}.dump", manifest))
-    return sorted(out, key=lambda b: b.stamp)
 
 
 def mark_verified(backup: Backup, *, run_id: str, sha256: str, drill_json: Path | None) -> Path:

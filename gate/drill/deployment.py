@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gate.drill.backup import Backup, list_backups
+from gate.drill.layout import Backup, list_backups
 from gate.drill.record import report
 from gate.drill.restore import DrillOptions
 from gate.errors import EXIT_INVALID, GateError, UsageError

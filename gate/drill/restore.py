@@ -29,9 +29,10 @@ import psycopg
 from psycopg import sql
 
 from gate import interrupts
-from gate.drill.backup import Backup, list_backups, sha256_of
+from gate.drill.backup import sha256_of
 from gate.drill.compare import ExpectedRows, check_expected, compare_tables, fingerprint_restore
 from gate.drill.fingerprint import DEFAULT_JOBS, PgConn, connect, first_line
+from gate.drill.layout import DEFAULT_RPO_S, DEFAULT_RTO_S, Backup, list_backups
 from gate.errors import (
     EXIT_CRITERION,
     EXIT_INFRA,
@@ -50,8 +51,6 @@ from gate.verdict import exit_code, outcome_of_exit, rank, worst
 if TYPE_CHECKING:
     from gate.stack.postgres.server import EmbeddedPostgres
 
-DEFAULT_RTO_S = 900.0  # 15 minutes from "restore it" to a restored database
-DEFAULT_RPO_S = 26 * 3600.0  # a nightly backup, plus two hours of slack for the job itself
 EPHEMERAL_PREFIX = "relay_gate_drill_"
 BULK_TABLE = "bulk_events"
 RESTORE_MODES = ("auto", "same", "embedded")

@@ -37,6 +37,9 @@ faults and the recoveries), ``run`` (:class:`FaultRun`, end to end), ``figures``
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from gate.faults.figures import (
     allowed_503,
     column,
@@ -46,7 +49,6 @@ from gate.faults.figures import (
     phase_counts,
     series,
 )
-from gate.faults.generators import Generators, users_per_generator
 from gate.faults.judgement import decide, judge, validity
 from gate.faults.model import (
     COLUMNS,
@@ -71,9 +73,29 @@ from gate.faults.model import (
     Sample,
     Timeline,
 )
-from gate.faults.probes import Replicas, redis_timeout_ms, relay_setting
-from gate.faults.run import FaultRun
-from gate.faults.timeline import FaultTimeline
+
+# The parts that start processes and talk to the stack (generators, probes, the run, the timeline) are
+# loaded on first use (PEP 562): the model and the judgement are pure, and what only reads results
+# (evidence/) imports them without pulling in a stack, httpx or psycopg.
+_LAZY = {
+    "Generators": "gate.faults.generators",
+    "users_per_generator": "gate.faults.generators",
+    "Replicas": "gate.faults.probes",
+    "redis_timeout_ms": "gate.faults.probes",
+    "relay_setting": "gate.faults.probes",
+    "FaultRun": "gate.faults.run",
+    "FaultTimeline": "gate.faults.timeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gate.faults' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COLUMNS",

@@ -8,9 +8,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gate.stack.reference import Backend
+if TYPE_CHECKING:
+    from gate.stack.reference import Backend
 
 KIND, VERSION = "faults", 1
 DEFAULT_RATE = 100.0

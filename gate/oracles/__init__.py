@@ -10,6 +10,8 @@ could not parse as malformed, with the raw value, rather than as missing:
   ``Retry-After``, the IETF ``RateLimit`` / ``RateLimit-Policy`` fields and their older drafts.
 - :mod:`gate.oracles.headers` — the security header sets expected per profile (docs/service.md's table).
 - :mod:`gate.oracles.headercheck` — analysis and grading of a response's security headers.
+- :mod:`gate.oracles.webhooks` — webhook key derivation, ``X-Signature`` and Standard Webhooks
+  verification.
 
 Must not live here: any I/O (no network, process, file or database library; tests/test_import_contract.py
 holds it), and anything of service/: an oracle written by importing the code under test would agree

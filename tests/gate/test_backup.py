@@ -19,8 +19,9 @@ import gate.drill.backup as backup_mod
 import gate.drill.fingerprint as fingerprint_mod
 from gate.cli import main
 from gate.commands.backup import plan_retention
-from gate.drill.backup import MANIFEST_SCHEMA, list_backups, sha256_of, take_backup
+from gate.drill.backup import sha256_of, take_backup
 from gate.drill.fingerprint import PgConn
+from gate.drill.layout import MANIFEST_SCHEMA, list_backups
 from gate.drill.restore import DrillOptions, run_drill, seed_bulk_table
 from gate.errors import InfrastructureError, UsageError
 from gate.stack.postgres.server import EmbeddedPostgres

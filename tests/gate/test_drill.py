@@ -13,9 +13,10 @@ import psycopg
 import pytest
 
 from gate.cli import main
-from gate.drill.backup import Backup, sha256_of, take_backup
+from gate.drill.backup import sha256_of, take_backup
 from gate.drill.compare import compare_tables
 from gate.drill.fingerprint import PgConn, TablePlan, TablePrint
+from gate.drill.layout import Backup
 from gate.drill.record import write_results
 from gate.drill.restore import (
     EPHEMERAL_PREFIX,

@@ -17,8 +17,8 @@ import pytest
 
 from gate.cli import main
 from gate.client.target import SCHEMA, Target
-from gate.drill.backup import list_backups
 from gate.drill.deployment import copy_latest, restore_to
+from gate.drill.layout import list_backups
 from gate.errors import UsageError
 from gate.stack.ports import free_port
 from gate.stack.reference import Stack, StackConfig

@@ -322,6 +322,6 @@ def test_a_resolved_shift_inside_the_noise_band_is_no_significant_change(tmp_pat
 
 
 def test_a_noise_band_wider_than_the_allowance_is_refused() -> None:
-    with pytest.raises(slos.SloSpecError, match="noise_pct .30. must not exceed max_increase_pct .25."):
+    with pytest.raises(slos.SloSpecError, match=r"noise_pct \(30\) must not exceed max_increase_pct \(25\)"):
         slos.parse_regression({"noise_pct": 30})
     assert slos.parse_regression({"max_increase_pct": 5}).rule.noise_pct == 5  # follows the allowance
