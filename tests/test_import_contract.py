@@ -53,8 +53,8 @@ RULES = (
 RUNTIME_ONLY = frozenset({"gate/client"})
 
 
-def _typing_only(tree: ast.AST) -> set[int]:
-    """ids of the nodes under ``if TYPE_CHECKING:``."""
+def typing_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports that never run."""
     out: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -67,7 +67,7 @@ def imports(path: Path, *, runtime_only: bool = False) -> Iterator[tuple[int, st
     """(line, module) for every import statement of ``path``, at any depth (with ``runtime_only``,
     leaving out those under ``if TYPE_CHECKING:``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    skip = _typing_only(tree) if runtime_only else set()
+    skip = typing_only(tree) if runtime_only else set()
     for node in ast.walk(tree):
         if id(node) in skip:
             continue

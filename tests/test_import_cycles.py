@@ -16,6 +16,8 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.test_import_contract import typing_only
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("service", "gate", "features", "load", "evidence")
 
@@ -27,18 +29,6 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            test = node.test
-            name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
-            if name == "TYPE_CHECKING":
-                for child in node.body:
-                    skip.update(id(n) for n in ast.walk(child))
-    return skip
-
-
 def graph(root: Path, packages: Iterable[str] = PACKAGES) -> dict[str, set[str]]:
     """module -> the project modules it imports."""
     files = {module_name(root, p): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
@@ -46,7 +36,7 @@ def graph(root: Path, packages: Iterable[str] = PACKAGES) -> dict[str, set[str]]
     for mod, path in files.items():
         is_pkg = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        skip = _type_checking_nodes(tree)
+        skip = typing_only(tree)
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue

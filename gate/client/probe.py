@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import httpx
 
-from gate.client.transport import _DOC, Transport, tls_failure
+from gate.client.transport import Transport, tls_failure
 from gate.errors import InfrastructureError
 
 PROBE_TIMEOUT_S = 5.0
+TLS_DOC = "docs/gate.md, TLS and proxies"  # where a TLS failure's fix is explained
 
 
 def unreachable(url: str, exc: BaseException, *, timeout_s: float | None = None) -> str:
@@ -23,7 +24,7 @@ def unreachable(url: str, exc: BaseException, *, timeout_s: float | None = None)
         return (
             f"target {url}: TLS failed ({tls}); the gate verifies every certificate — give the CA that "
             f"signs it in [tls].ca_bundle (and a client certificate in [tls].client_cert if the target "
-            f"asks for one) of the target config ({_DOC})"
+            f"asks for one) of the target config ({TLS_DOC})"
         )
     within = f" within {timeout_s:g} s" if timeout_s else ""
     return (

@@ -172,7 +172,8 @@ class Target:
 
     @property
     def controllable(self) -> bool:
-        return self.stack is not None and self.stack.controllable
+        # the reference stack owns its dependencies and can kill them; a deployment's are not the gate's
+        return self.stack is not None
 
     def credential(self, role: Role, *, exclude_workspace: str | None = None) -> Credential | None:
         """A key of ``role`` (admin keys also do dev things), optionally of another workspace."""

@@ -124,11 +124,6 @@ class Stack:
 
     # -- description ---------------------------------------------------------------------------------
     @property
-    def controllable(self) -> bool:
-        """A stack owns its Redis and PostgreSQL and can kill, pause and restart them (once started)."""
-        return True
-
-    @property
     def base_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
@@ -209,9 +204,9 @@ class Stack:
                 "window_s": self.config.window_s,
             },
             "header_profile": self.config.header_profile,
-            "controllable": self.controllable,
+            "controllable": True,  # a stack owns its Redis and PostgreSQL: it can kill, pause, restart them
             "defect": self.config.defect,
-            "fault_path": FAULT_PATH if self.controllable else None,
+            "fault_path": FAULT_PATH,
             "versions": self.versions(),
             "pids": self.pids(),
             "workdir": str(self.workdir) if self.workdir else None,
@@ -327,12 +322,12 @@ class Stack:
 
     # -- controls (a started stack) --------------------------------------------------------------------
     def _owned_redis(self) -> RedisService:
-        if not self.controllable or self.redis is None:
+        if self.redis is None:
             raise UsageError("the stack has not started its Redis")
         return self.redis
 
     def _owned_postgres(self) -> PostgresService:
-        if not self.controllable or self.postgres is None:
+        if self.postgres is None:
             raise UsageError("the stack has not started its PostgreSQL")
         return self.postgres
 
@@ -358,8 +353,6 @@ class Stack:
     def extra_replica(self, settings: Mapping[str, str]) -> Iterator[str]:
         """One more relay process on this stack's Redis, database and receiver, with some settings
         changed (e.g. ``{"RATE_LIMIT_ENABLED": "false"}``); yields its base URL, stops it after."""
-        if not self.controllable:
-            raise UsageError("the stack has not started")
         started: list[ManagedProcess] = []
 
         def launch(port: int) -> int:
@@ -378,8 +371,6 @@ class Stack:
     def restart_replica(self, index: int) -> None:
         """Stop replica ``index`` and start it again, on the same port unless that was taken meanwhile:
         then on another, and :attr:`base_urls` says which."""
-        if not self.controllable:
-            raise UsageError("the stack has not started")
         self.replicas[index].stop(timeout=10)
         self._await_replica(index, started=False)
 
