@@ -172,13 +172,13 @@ def wait_child(
         try:
             return proc.wait(timeout=timeout_s), False
         except subprocess.TimeoutExpired:
-            return _stop(proc, forward, grace_s), True
+            return stop_child(proc, forward, grace_s), True
     except KeyboardInterrupt:
-        _stop(proc, forward, grace_s)
+        stop_child(proc, forward, grace_s)
         raise
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int, grace_s: float) -> int:
+def stop_child(proc: subprocess.Popen[bytes], sig: int, grace_s: float = GRACE_S) -> int:
     """Ask once, wait up to ``grace_s`` (further signals to us are noted, not raised), then kill the
     group while the leader is unreaped, so its process-group id cannot have been reused."""
     if proc.poll() is None:

@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from gate.interrupts import wait_child
+from gate.interrupts import deferred, stop_child, wait_child
 from gate.redaction import Redactor
 
 SECRETS_FD_ENV = "RELAY_GATE_SECRETS_FD"
@@ -183,7 +184,13 @@ class Child:
     owned: list[IO[Any]] = field(default_factory=list)  # sinks to close once the output is copied
 
     def finish(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
-        """Wait for the copies to complete (the child has ended), then close what the child used."""
+        """Wait for the copies to complete, then close what the child used.
+
+        Called once the child has ended; on a way out that did not wait for it (an interrupt landing
+        between the start and the wait), the child is stopped here first, asked with SIGTERM and
+        killed past the grace period, so it is never left running behind us."""
+        if self.popen.poll() is None:
+            stop_child(self.popen, signal.SIGTERM)
         for t in self.threads:
             t.join(timeout)
         if self.inbox is not None:
@@ -214,31 +221,37 @@ def spawn(
     hand secrets over (see the module docstring)."""
     inbox = SecretsInbox(redactor) if secrets_from_child else None
     child_env = dict(os.environ if env is None else env)
+    child: Child | None = None
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if stderr is not None else subprocess.STDOUT,
-            env=inbox.env(child_env) if inbox is not None else child_env,
-            pass_fds=(inbox.write_fd,) if inbox is not None else (),
-            **popen,
-        )
+        # A Ctrl-C landing while the child starts (in the fork and exec, before the caller holds it)
+        # would leave it running unowned: it is held until the Child exists, then raised here, and
+        # the child stopped on the way out.
+        with deferred():
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if stderr is not None else subprocess.STDOUT,
+                env=inbox.env(child_env) if inbox is not None else child_env,
+                pass_fds=(inbox.write_fd,) if inbox is not None else (),
+                **popen,
+            )
+            child = Child(proc, [], inbox, list(owned))
+            if inbox is not None:
+                inbox.child_started()
+            streams = [(proc.stdout, stdout), *([(proc.stderr, stderr)] if stderr is not None else [])]
+            for src, sink in streams:
+                assert src is not None
+                pump = (src, _writer(sink), redactor, inbox)
+                t = threading.Thread(target=_pump, args=pump, name="redacted-output", daemon=True)
+                t.start()
+                child.threads.append(t)
     except BaseException:
-        if inbox is not None:
+        if child is not None:
+            child.finish()  # stops it: it has not been handed to anyone who would
+        elif inbox is not None:
             inbox.close()
         raise
-    if inbox is not None:
-        inbox.child_started()
-    streams = [(proc.stdout, stdout), *([(proc.stderr, stderr)] if stderr is not None else [])]
-    threads = []
-    for src, sink in streams:
-        assert src is not None
-        t = threading.Thread(
-            target=_pump, args=(src, _writer(sink), redactor, inbox), name="redacted-output", daemon=True
-        )
-        t.start()
-        threads.append(t)
-    return Child(proc, threads, inbox, list(owned))
+    return child
 
 
 def spawn_to_log(argv: Sequence[str], log: Path, *, redactor: Redactor, **popen: Any) -> Child:

@@ -4,6 +4,8 @@ only the child knows, which it hands over on an inherited pipe."""
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -92,3 +94,32 @@ def test_without_a_parent_listening_the_child_sends_nothing(
     with open(tmp_path / "plain-file", "w") as f:  # an inherited number that is no pipe
         monkeypatch.setenv(SECRETS_FD_ENV, str(f.fileno()))
         assert redacted_output.SecretsOutbox.from_env() is None
+
+
+SLEEPS = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+
+def test_a_ctrl_c_while_the_child_starts_leaves_no_child_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The interrupt lands the instant the child exists, before spawn() returns it to a caller who would
+    # stop it: spawn holds it until it owns the child, then stops the child and raises.
+    started: list[subprocess.Popen[bytes]] = []
+
+    class InterruptedAtStart(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
+
+    monkeypatch.setattr(redacted_output.subprocess, "Popen", InterruptedAtStart)
+    with pytest.raises(KeyboardInterrupt):
+        spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
+    assert len(started) == 1
+    assert started[0].poll() is not None, "the child is still running with nobody to stop it"
+    assert started[0].returncode == -signal.SIGTERM
+
+
+def test_a_child_not_waited_for_is_stopped_when_finished() -> None:
+    # finish() on a way out that skipped the wait (an interrupt between spawn and wait) stops the child
+    child = spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
+    child.finish()
+    assert child.popen.returncode == -signal.SIGTERM
