@@ -18,8 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from gate.stack.postgres.tools import find_tool
 from tests.processes import ProcessWatcher
 
 pytestmark = pytest.mark.stack
@@ -30,7 +32,7 @@ GONE_S = 3.0  # a SIGKILLed process may take a moment to leave /proc
 class Command:
     """``relay-gate ARGV`` in a process group of its own, its output followed line by line."""
 
-    def __init__(self, *argv: str, cwd: Path = ROOT) -> None:
+    def __init__(self, *argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gate.cli", *argv],
             cwd=cwd,
@@ -38,7 +40,7 @@ class Command:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
         self.watcher = ProcessWatcher(self.proc.pid).start()
         self.lines: list[str] = []
@@ -225,3 +227,44 @@ def test_selftest_interrupted_stops_its_child_run(tmp_path: Path, command: list[
     rc = selftest.interrupt(signal.SIGINT)
     assert not selftest.left()
     assert rc == 130, selftest.output[-3000:]
+
+
+def test_backup_interrupted_while_pg_dump_runs_leaves_no_process_file_or_session(
+    tmp_path: Path, command: list[Command], pg_database: str
+) -> None:
+    # pg_dump held mid-dump (found through --pg-bin), deaf to the group's Ctrl-C: only the backup's own
+    # cleanup can end it
+    real, _ = find_tool("pg_dump", at_least=16, pg_bin=None)
+    pg_bin = tmp_path / "bin"
+    pg_bin.mkdir()
+    slow = pg_bin / "pg_dump"
+    slow.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in --version|-V) exec "{real}" "$@";; esac\n'
+        "trap '' INT TERM\n"
+        "exec sleep 300\n"
+    )
+    slow.chmod(0o755)
+    backups = tmp_path / "backups"
+    # the URL in the environment, as docs/drill.md advises (it holds the password)
+    argv = ("backup", "--dir", str(backups), "--pg-bin", str(pg_bin))
+    backup = Command(*argv, env={"DATABASE_URL": pg_database})
+    command.append(backup)
+    backup.wait_for_process("sleep 300")
+    rc = backup.interrupt(signal.SIGINT)
+    assert not backup.left()
+    assert rc == 130, backup.output[-3000:]
+    left = [p.relative_to(backups).as_posix() for p in backups.rglob("*") if p.is_file()]
+    assert left == [], f"the interrupted backup left {left}"
+    others: list[tuple[str, str]] = []
+    deadline = time.monotonic() + GONE_S  # a backend ends a moment after its client has gone
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        while True:
+            others = conn.execute(
+                "SELECT application_name, state FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            if not others or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert others == [], f"sessions of the interrupted backup are still open: {others}"
