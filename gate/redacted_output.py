@@ -28,13 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from gate.interrupts import deferred, stop_child, wait_child
+from gate.interrupts import deferred, running, stop_child_within, wait_child
 from gate.redaction import Redactor
 
 SECRETS_FD_ENV = "RELAY_GATE_SECRETS_FD"
 # after the child ended, how long its output may take to drain (a grandchild that kept the pipe open
 # must not hang the gate)
 DRAIN_TIMEOUT_S = 10.0
+STOP_GRACE_S = 30.0  # a child nobody waited for: time to stop what it started (pytest, its stack)
+KILL_WAIT_S = 5.0
 _CHUNK = 65_536
 
 
@@ -188,9 +190,10 @@ class Child:
 
         Called once the child has ended; on a way out that did not wait for it (an interrupt landing
         between the start and the wait), the child is stopped here first, asked with SIGTERM and
-        killed past the grace period, so it is never left running behind us."""
-        if self.popen.poll() is None:
-            stop_child(self.popen, signal.SIGTERM)
+        killed past the grace period, so it is never left running behind us. Bounded: a child that
+        even SIGKILL cannot end (stuck in the kernel) is left, not waited for."""
+        if running(self.popen):
+            stop_child_within(self.popen, signal.SIGTERM, STOP_GRACE_S, KILL_WAIT_S)
         for t in self.threads:
             t.join(timeout)
         if self.inbox is not None:

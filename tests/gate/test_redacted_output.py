@@ -123,3 +123,26 @@ def test_a_child_not_waited_for_is_stopped_when_finished() -> None:
     child = spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
     child.finish()
     assert child.popen.returncode == -signal.SIGTERM
+
+
+def test_a_child_in_our_own_process_group_is_stopped_alone_when_finished() -> None:
+    # no session of its own: the stop must reach it without signalling our group (this test's process)
+    child = spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO())
+    child.finish()
+    assert child.popen.returncode == -signal.SIGTERM
+
+
+def test_finishing_an_exited_child_does_not_reap_it_behind_its_owner() -> None:
+    # an exited leader stays a zombie until its owner reaps it, so its process-group id stays ours
+    child = spawn([sys.executable, "-c", "pass"], redactor=Redactor(), stdout=io.StringIO(),
+                  start_new_session=True)  # fmt: skip
+    wait_until(
+        lambda: os.waitid(os.P_PID, child.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None,
+        timeout=30,
+        component="child",
+        what="its exit",
+    )
+    child.finish()
+    assert child.popen.returncode is None, "finish() reaped a child it did not own the wait of"
+    assert Path(f"/proc/{child.popen.pid}").exists()
+    assert child.popen.wait(timeout=5) == 0
