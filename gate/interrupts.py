@@ -43,6 +43,7 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _state = threading.local()
 _received: list[int] = []  # every signal seen, in order (the first decides the exit code)
 
@@ -76,15 +77,56 @@ def handling() -> Iterator[bool]:
             raise Interrupted(signum)
         # already unwinding: let the teardown finish (each step of it is bounded in time)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = _install(dict.fromkeys(_SIGNALS, on_signal))
     _state.active = True
     _received.clear()
     try:
         yield True
     finally:
         _state.active = False
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        _restore(previous)
+
+
+def _install(handlers: dict[int, Any]) -> dict[int, Any]:
+    """Install ``handlers`` (signal -> handler): the previous ones. A signal that had already arrived
+    and whose handler raises leaves the handlers as they were, and is raised."""
+    previous, raised = _swap_handlers(handlers)
+    if raised is not None:
+        _restore(previous)
+        raise raised
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    """Put ``previous`` back, every one of them, then raise what a handler raised meanwhile."""
+    _, raised = _swap_handlers(previous)
+    if raised is not None:
+        raise raised
+
+
+def _swap_handlers(handlers: dict[int, Any]) -> tuple[dict[int, Any], BaseException | None]:
+    """Set every handler of ``handlers``: (the previous ones, what a handler raised meanwhile).
+
+    SIGINT and SIGTERM are blocked while the handlers change, so none can arrive half-way and leave
+    one signal on a handler meant for a moment only (deferred()'s ``hold`` would then swallow every
+    later Ctrl-C). A signal that had already arrived runs its handler inside the call that blocks
+    them, and one arriving meanwhile inside the call that unblocks them: what either raises is
+    returned, after every handler is set, never raised half-way."""
+    raised: BaseException | None = None
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    except BaseException as exc:  # the handler ran once the signals were blocked: they are
+        raised = exc
+    previous: dict[int, Any] = {}
+    try:
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        except BaseException as exc:  # the handler ran once the signals were unblocked: they are
+            raised = raised or exc
+    return previous, raised
 
 
 _held: list[int] = []  # signals that arrived during a deferred() teardown
@@ -106,18 +148,19 @@ def deferred() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         _held.append(signum)
 
-    previous: dict[int, Any] = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = _install(dict.fromkeys(_SIGNALS, hold))
     _state.deferring = True
     try:
         yield
     finally:
         _state.deferring = False
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if _held:
-            signum = _held[0]
+        try:
+            _restore(previous)
+        finally:
+            held = _held[:1]  # complete: ``hold`` is no longer installed
             _held.clear()
-            _deliver(signum, previous[signum])
+        if held:
+            _deliver(held[0], previous[held[0]])
 
 
 def _deliver(signum: int, handler: Any) -> None:

@@ -138,12 +138,16 @@ class LocustRun:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.progress_file.unlink(missing_ok=True)
+        # Each process is ours (on self, where stop() finds it) before a Ctrl-C arriving as it starts
+        # is raised: deferred() holds the signal until the assignment is done.
         if not self.plan.workers:
-            self.master = self._spawn("locust", self.master_argv(None))
+            with interrupts.deferred():
+                self.master = self._spawn("locust", self.master_argv(None))
             return
         if self.plan.master_bind is not None:  # the workers run elsewhere and connect to it
             host, port = self.plan.master_bind
-            self.master = self._spawn("master", self.master_argv(port, host))
+            with interrupts.deferred():
+                self.master = self._spawn("master", self.master_argv(port, host))
             self.master_port = port
             try:
                 self._await_listening(self.master, port, host)
@@ -156,16 +160,21 @@ class LocustRun:
         if exit_status(self.master.popen) is not None:
             return  # it ended before listening (a bad option, say): its exit status says why
         self.master_port = port
-        self.workers = [self._spawn(f"worker-{i}", self.worker_argv(port)) for i in range(self.plan.workers)]
+        for i in range(self.plan.workers):
+            with interrupts.deferred():
+                self.workers.append(self._spawn(f"worker-{i}", self.worker_argv(port)))
 
     def _start_master(self, port: int) -> tuple[_Proc, int]:
         """The master on ``port``, once it listens there itself (or has ended for another reason)."""
-        master = self._spawn("master", self.master_argv(port))
+        master: _Proc | None = None
         try:
+            with interrupts.deferred():
+                master = self._spawn("master", self.master_argv(port))
             self._await_listening(master, port)
         except BaseException:  # PortTaken, a master that never listens, Ctrl-C: leave nothing behind
-            end_group(master.popen)
-            master.finish()
+            if master is not None:
+                end_group(master.popen)
+                master.finish()
             raise
         return master, port
 

@@ -263,6 +263,7 @@ def test_backup_interrupted_while_pg_dump_runs_leaves_no_process_file_or_session
             others = conn.execute(
                 "SELECT application_name, state FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"  # not autovacuum
             ).fetchall()
             if not others or time.monotonic() > deadline:
                 break

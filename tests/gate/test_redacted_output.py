@@ -99,6 +99,14 @@ def test_without_a_parent_listening_the_child_sends_nothing(
 SLEEPS = [sys.executable, "-c", "import time; time.sleep(300)"]
 
 
+def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
+    """A failed assertion must not leave its sleeper behind."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_ctrl_c_while_the_child_starts_leaves_no_child_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     # The interrupt lands the instant the child exists, before spawn() returns it to a caller who would
     # stop it: spawn holds it until it owns the child, then stops the child and raises.
@@ -111,25 +119,34 @@ def test_a_ctrl_c_while_the_child_starts_leaves_no_child_behind(monkeypatch: pyt
             os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
 
     monkeypatch.setattr(redacted_output.subprocess, "Popen", InterruptedAtStart)
-    with pytest.raises(KeyboardInterrupt):
-        spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
-    assert len(started) == 1
-    assert started[0].poll() is not None, "the child is still running with nobody to stop it"
-    assert started[0].returncode == -signal.SIGTERM
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
+        assert len(started) == 1
+        assert started[0].poll() is not None, "the child is still running with nobody to stop it"
+        assert started[0].returncode == -signal.SIGTERM
+    finally:
+        _kill(started)
 
 
 def test_a_child_not_waited_for_is_stopped_when_finished() -> None:
     # finish() on a way out that skipped the wait (an interrupt between spawn and wait) stops the child
     child = spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO(), start_new_session=True)
-    child.finish()
-    assert child.popen.returncode == -signal.SIGTERM
+    try:
+        child.finish()
+        assert child.popen.returncode == -signal.SIGTERM
+    finally:
+        _kill([child.popen])
 
 
 def test_a_child_in_our_own_process_group_is_stopped_alone_when_finished() -> None:
     # no session of its own: the stop must reach it without signalling our group (this test's process)
     child = spawn(SLEEPS, redactor=Redactor(), stdout=io.StringIO())
-    child.finish()
-    assert child.popen.returncode == -signal.SIGTERM
+    try:
+        child.finish()
+        assert child.popen.returncode == -signal.SIGTERM
+    finally:
+        _kill([child.popen])
 
 
 def test_finishing_an_exited_child_does_not_reap_it_behind_its_owner() -> None:
