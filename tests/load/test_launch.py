@@ -149,3 +149,31 @@ def test_a_master_that_ends_for_another_reason_is_left_to_the_verdict(tmp_path: 
         assert run.master is not None and exit_status(run.master.popen) == 2
     finally:
         run.stop(timeout=10)
+
+
+def test_a_ctrl_c_while_the_workers_start_leaves_each_started_one_to_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C lands as worker-1 is started: worker-0 and worker-1 exist and must be on the run, where
+    # stop() finds them, when the interrupt is raised (not in a list that was never assigned)
+    run = LocustRun(plan(tmp_path, "http://127.0.0.1:9", workers=3))
+
+    def fake_master(port: int) -> tuple[_Proc, int]:
+        return spawn(tmp_path, "master", "exec sleep 300"), port
+
+    def fake_spawn(name: str, argv: list[str]) -> _Proc:
+        proc = spawn(tmp_path, name, "exec sleep 300")
+        if name == "worker-1":
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler raises at the next bytecode it can
+        return proc
+
+    monkeypatch.setattr(run, "_start_master", fake_master)
+    monkeypatch.setattr(run, "_spawn", fake_spawn)
+    monkeypatch.setattr("load.launch.on_free_port", lambda what, start: start(1))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.start()
+        assert [p.name for p in run.workers] == ["worker-0", "worker-1"]
+    finally:
+        run.stop(timeout=10)
+    assert all(p.popen.returncode is not None for p in (run.master, *run.workers))  # type: ignore[union-attr]
