@@ -7,9 +7,11 @@ has, ephemeral databases are dropped. Signals that arrive while that teardown ru
 raised, so a second Ctrl-C cannot cut a teardown short and leave processes behind.
 
 Child processes we wait on (a pytest of the features, a selftest run) live in a session of their
-own, so a terminal's Ctrl-C reaches only us; :func:`run_child` forwards it to the child exactly
+own, so a terminal's Ctrl-C reaches only us; :func:`wait_child` forwards it to the child exactly
 once, waits for the child to tear down its own stack, and kills its process group only past a grace
-period. The exit code of an interrupted verb is ``128 + signal`` (130, 143).
+period. They are started by gate/redacted_output.py's ``spawn``, which holds a Ctrl-C arriving
+while the child starts until the child is ours to stop. The exit code of an interrupted verb is
+``128 + signal`` (130, 143).
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 GRACE_S = 60.0  # a child pytest stops its stack within seconds; this bounds a stuck one
 
@@ -173,35 +174,6 @@ def _deliver(signum: int, handler: Any) -> None:
         os.kill(os.getpid(), signum)  # the default action, now that the teardown is done
 
 
-def run_child(
-    argv: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    stdout: IO[Any] | int | None = None,
-    stderr: IO[Any] | int | None = None,
-    timeout_s: float | None = None,
-    forward: int = signal.SIGINT,
-    grace_s: float = GRACE_S,
-) -> tuple[int, bool]:
-    """Run ``argv`` in a session of its own and wait: (exit status, timed out).
-
-    On an interrupt of ours, ``forward`` (SIGINT: pytest then tears down its fixtures) is sent to the
-    child once; it gets ``grace_s`` to finish, then its process group is killed; the interrupt is
-    then re-raised. Past ``timeout_s`` the child is treated the same way and (status, True) returned.
-    """
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdout=stdout,
-        stderr=stderr,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return wait_child(proc, timeout_s=timeout_s, forward=forward, grace_s=grace_s)
-
-
 def wait_child(
     proc: subprocess.Popen[bytes],
     *,
@@ -209,8 +181,11 @@ def wait_child(
     forward: int = signal.SIGINT,
     grace_s: float = GRACE_S,
 ) -> tuple[int, bool]:
-    """Wait for a child started in a session of its own (``start_new_session=True``), as
-    :func:`run_child` does: an interrupt of ours is forwarded once, with ``grace_s`` to finish."""
+    """Wait for a child started in a session of its own (``start_new_session=True``): (exit status,
+    timed out). On an interrupt of ours, ``forward`` (SIGINT: pytest then tears down its fixtures) is
+    sent to the child once; it gets ``grace_s`` to finish, then its process group is killed, and the
+    interrupt is re-raised. Past ``timeout_s`` the child is stopped the same way and (status, True)
+    returned."""
     try:
         try:
             return proc.wait(timeout=timeout_s), False
