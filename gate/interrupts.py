@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from gate.process_groups import end_child
+
 GRACE_S = 60.0  # a child pytest stops its stack within seconds; this bounds a stuck one
 
 
@@ -198,51 +200,8 @@ def wait_child(
 
 def stop_child(proc: subprocess.Popen[bytes], sig: int, grace_s: float = GRACE_S) -> int:
     """Ask once, wait up to ``grace_s`` (further signals to us are noted, not raised), then kill the
-    group while the leader is unreaped, so its process-group id cannot have been reused; its exit
-    status. A child that leads no group of its own is signalled alone."""
-    status = _ask_then_kill(proc, sig, grace_s)
+    group while the leader is unreaped, so its process-group id cannot have been reused
+    (gate/process_groups.py); its exit status. A child that leads no group of its own is signalled
+    alone."""
+    status = end_child(proc, sig=sig, timeout=grace_s)
     return proc.wait() if status is None else status
-
-
-def stop_child_within(
-    proc: subprocess.Popen[bytes], sig: int, grace_s: float, kill_wait_s: float
-) -> int | None:
-    """:func:`stop_child`, bounded: None when even SIGKILL did not end the child within
-    ``kill_wait_s`` (stuck in the kernel); it is then left unreaped rather than waited for."""
-    status = _ask_then_kill(proc, sig, grace_s)
-    if status is not None:
-        return status
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        return proc.wait(timeout=kill_wait_s)
-    return None
-
-
-def _ask_then_kill(proc: subprocess.Popen[bytes], sig: int, grace_s: float) -> int | None:
-    """``sig`` and up to ``grace_s`` to end: its status; else SIGKILL sent and None."""
-    group = _leads_group(proc)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        return proc.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
-    return None
-
-
-def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
-    try:
-        return os.getpgid(proc.pid) == proc.pid
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def running(proc: subprocess.Popen[bytes]) -> bool:
-    """Whether ``proc`` has not exited yet, without reaping it (an exited leader stays a zombie, so its
-    process-group id stays ours until whoever owns it reaps it)."""
-    if proc.returncode is not None:
-        return False
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-    except ChildProcessError:  # reaped behind Popen's back: not ours to stop
-        return False

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from gate.interrupts import deferred, running, stop_child_within, wait_child
+from gate.interrupts import deferred, wait_child
+from gate.process_groups import end_child, exit_status
 from gate.redaction import Redactor
 
 SECRETS_FD_ENV = "RELAY_GATE_SECRETS_FD"
@@ -36,7 +37,6 @@ SECRETS_FD_ENV = "RELAY_GATE_SECRETS_FD"
 # must not hang the gate)
 DRAIN_TIMEOUT_S = 10.0
 STOP_GRACE_S = 30.0  # a child nobody waited for: time to stop what it started (pytest, its stack)
-KILL_WAIT_S = 5.0
 _CHUNK = 65_536
 
 
@@ -192,8 +192,8 @@ class Child:
         between the start and the wait), the child is stopped here first, asked with SIGTERM and
         killed past the grace period, so it is never left running behind us. Bounded: a child that
         even SIGKILL cannot end (stuck in the kernel) is left, not waited for."""
-        if running(self.popen):
-            stop_child_within(self.popen, signal.SIGTERM, STOP_GRACE_S, KILL_WAIT_S)
+        if exit_status(self.popen) is None:
+            end_child(self.popen, sig=signal.SIGTERM, timeout=STOP_GRACE_S)
         for t in self.threads:
             t.join(timeout)
         if self.inbox is not None:

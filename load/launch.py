@@ -27,10 +27,11 @@ from typing import Any
 
 from gate import interrupts
 from gate.errors import PortTaken, StackError
+from gate.process_groups import end_group, exit_status, signal_group
 from gate.redacted_output import Child, spawn_to_log
 from gate.redaction import Redactor
 from gate.stack.ports import address_in_use, listens, on_free_port
-from gate.stack.procs import end_group, exit_status, signal_group, tail
+from gate.stack.procs import tail
 from load import settings
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"

@@ -2,11 +2,8 @@
 
 Readiness is always a real signal polled until a deadline (see :func:`wait_until`), never a sleep.
 
-Each child leads its own process group, and ``os.killpg`` on that group is only safe while the leader
-is unreaped: until then its PID, which is the group's id, cannot be handed to an unrelated process
-(group). So liveness is read with ``waitid(WNOWAIT)`` (:func:`exit_status`), which leaves an exited
-leader a zombie, and the only reaping is :func:`reap_group`'s, right after it has SIGKILLed what is
-left of the group. :func:`end_group` is the whole sequence: signal, wait, kill, reap.
+Each child leads its own process group and is ended through gate/process_groups.py, which signals a
+group only while its leader is unreaped and reaps it only after SIGKILLing what is left of the group.
 """
 
 from __future__ import annotations
@@ -14,115 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from gate.errors import PortTaken, StackError
+from gate.process_groups import KILL_WAIT_S, end_group, exit_status, reap_group, signal_group
 from gate.stack.ports import address_in_use, free_port, port_in_use
 
-__all__ = [
-    "KILL_WAIT_S",
-    "ManagedProcess",
-    "end_group",
-    "exit_status",
-    "free_port",
-    "port_in_use",
-    "reap_group",
-    "signal_group",
-    "tail",
-    "wait_exit",
-    "wait_until",
-]
-
-KILL_WAIT_S = 5.0  # how long a SIGKILLed process may take to go (it cannot refuse; it can be slow)
-
-# Held while checking that a leader is unreaped and signalling its group, and while reaping it, so no
-# thread of ours reaps a leader between another's check and its killpg.
-_LEADERS = threading.RLock()
-
-
-def exit_status(proc: subprocess.Popen[Any]) -> int | None:
-    """The exit status of ``proc`` once it has exited (``-N`` when signal N ended it), else None.
-
-    Never reaps: an exited child stays a zombie, keeping its PID and process group id ours, until
-    :func:`reap_group`.
-    """
-    if proc.returncode is not None:
-        return proc.returncode
-    try:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        # Reaped behind Popen's back (SIGCHLD ignored, someone's waitpid(-1)): the PID is not ours any
-        # more. Popen's poll() records that (as status 0), so nothing signals the PID again.
-        with _LEADERS:
-            return proc.poll()
-    if info is None:
-        return None
-    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-
-
-def signal_group(proc: subprocess.Popen[Any], sig: int) -> bool:
-    """Send ``sig`` to the process group ``proc`` leads, unless ``proc`` has been reaped (its group id
-    may belong to someone else by now). An exited but unreaped leader still holds the id, so its
-    forks are reached. True when the signal was sent."""
-    with _LEADERS:
-        exit_status(proc)  # notices a leader reaped behind our back
-        if proc.returncode is not None:
-            return False
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-
-
-def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> bool:
-    """Wait up to ``timeout`` s for ``proc`` to exit, without reaping it; True once it has."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while exit_status(proc) is None:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
-
-
-def reap_group(proc: subprocess.Popen[Any]) -> int | None:
-    """Once ``proc`` has exited: SIGKILL what is left of its process group, then reap it.
-
-    Returns its exit status; None, doing nothing, while it still runs.
-    """
-    with _LEADERS:
-        status = exit_status(proc)
-        if status is None or proc.returncode is not None:
-            return status
-        # the leader is a zombie, so the group id is still ours: this reaches our forks and no one else
-        signal_group(proc, signal.SIGKILL)
-        return proc.wait()
-
-
-def end_group(
-    proc: subprocess.Popen[Any], *, sig: int | None = signal.SIGTERM, timeout: float = 5.0
-) -> int | None:
-    """End the process group ``proc`` leads, for sure, and reap ``proc``: its exit status.
-
-    SIGCONT (a stopped process could not act on ``sig``) and ``sig`` (None: send nothing, let it end
-    by itself), SIGKILL after ``timeout`` s, then SIGKILL for whatever is left in the group while the
-    exited leader still holds the group id, then reap. None when even SIGKILL did not end the leader
-    within :data:`KILL_WAIT_S`: it stays unreaped, and so still safe to signal.
-    """
-    if exit_status(proc) is None:
-        if sig is not None:
-            signal_group(proc, signal.SIGCONT)
-            signal_group(proc, sig)
-        if not wait_exit(proc, timeout):
-            signal_group(proc, signal.SIGKILL)
-            wait_exit(proc, KILL_WAIT_S)
-    return reap_group(proc)
+__all__ = ["ManagedProcess", "free_port", "port_in_use", "tail", "wait_until"]
 
 
 def tail(path: Path | None, lines: int = 15) -> str:

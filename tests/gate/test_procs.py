@@ -7,6 +7,7 @@ once the leader's ``Popen.returncode`` is set (that is, once it was reaped).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,15 +20,9 @@ from pathlib import Path
 import pytest
 
 from gate.errors import PortTaken, StackError
-from gate.stack.procs import (
-    ManagedProcess,
-    end_group,
-    exit_status,
-    reap_group,
-    signal_group,
-    wait_exit,
-    wait_until,
-)
+from gate.interrupts import stop_child
+from gate.process_groups import end_child, end_group, exit_status, reap_group, signal_group, wait_exit
+from gate.stack.procs import ManagedProcess, wait_until
 
 
 @dataclass
@@ -166,6 +161,31 @@ def test_forks_that_ignore_sigterm_go_with_their_leader(tmp_path: Path, killpg: 
     proc.stop(timeout=10)
     assert popen.returncode == -signal.SIGTERM  # the leader went politely, the fork had to be killed
     assert wait_gone(fork)
+
+
+def test_an_interrupted_wait_ends_the_whole_group_of_the_child(tmp_path: Path, killpg: KillpgSpy) -> None:
+    # gate.interrupts.stop_child (a Ctrl-C during wait_child, a child nobody waited for): the leader
+    # goes on the forwarded signal, and what it left in its group that ignores it is killed with it
+    script = 'sh -c \'trap "" INT TERM; echo $$ > "$1"; exec sleep 300\' fork "$1" & exec sleep 300'
+    popen = killpg.track(
+        subprocess.Popen(["sh", "-c", script, "sh", str(tmp_path / "fork.pid")], start_new_session=True)
+    )
+    fork = read_pid(tmp_path / "fork.pid")
+    try:
+        assert stop_child(popen, signal.SIGINT, grace_s=10) == -signal.SIGINT
+        assert wait_gone(fork), "a fork left in the child's group outlived the stop"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(fork, signal.SIGKILL)
+
+
+def test_a_child_in_our_own_group_is_stopped_alone(tmp_path: Path, killpg: KillpgSpy) -> None:
+    # no session of its own: signalling its "group" would be signalling ours (this test's process)
+    popen = subprocess.Popen(["sh", "-c", 'trap "" TERM; echo ready; exec sleep 300'], stdout=subprocess.PIPE)
+    assert popen.stdout is not None and popen.stdout.readline() == b"ready\n"
+    assert end_child(popen, sig=signal.SIGTERM, timeout=0.5) == -signal.SIGKILL
+    assert killpg.calls == []
+    popen.stdout.close()
 
 
 def test_kill_ends_the_group(tmp_path: Path, killpg: KillpgSpy) -> None:

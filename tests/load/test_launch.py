@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gate.errors import StackError
+from gate.process_groups import exit_status, wait_exit
 from gate.stack import ports
-from gate.stack.procs import exit_status, wait_exit
 from load.launch import LocustPlan, LocustRun, _Proc
 from tests.load import fakeserver
 
