@@ -10,7 +10,9 @@ once with a relay-shaped body), so the target is not the bottleneck, and use ``G
   (``BENCH_SCHEDULE=even``: the open model's arrival shape without its bookkeeping) and
   ``relay-gate load --rate R`` (open model, HDR, coordinated-omission correction), same target, rate,
   users and duration, each going first in turn. Also how often each Locust process blocked (voluntary
-  context switches) per request: a wake-up from idle is most of what a request costs here. CPU is
+  context switches) per request: a wake-up from idle is most of what a request costs here. And the
+  two plain runs against each other (``ratio_even_vs_plain``, and its user-time part): the same code,
+  only its arrivals spread evenly, so what the open model's arrival shape alone costs. CPU is
   read from ``/proc/<pid>/stat`` of each process when it has exited but before it is reaped
   (``waitid(WNOWAIT)``), so it is the whole life of the process: the Locust process of plain Locust;
   for relay-gate the Locust process (``cutime``/``cstime`` of the CLI, which reaps it; plus a few
@@ -96,7 +98,14 @@ def _finish(
     utime, stime, cutime, cstime = (int(x) / CLK_TCK for x in fields[11:15])
     vcsw = _voluntary_switches(proc.pid)
     rc = proc.wait()
-    return {"rc": rc, "cpu_s": utime + stime, "children_cpu_s": cutime + cstime, "vcsw": vcsw}
+    return {
+        "rc": rc,
+        "cpu_s": utime + stime,
+        "user_s": utime,
+        "children_cpu_s": cutime + cstime,
+        "children_user_s": cutime,
+        "vcsw": vcsw,
+    }
 
 
 def _voluntary_switches(pid: int) -> int:
@@ -132,6 +141,7 @@ def run_plain(
         "requests": requests,
         "achieved_rps": round(requests / duration, 1),
         "locust_cpu_s": round(cpu["cpu_s"], 2),
+        "locust_user_s": round(cpu["user_s"], 2),
         "command_cpu_s": round(cpu["cpu_s"], 2),
         "blocked_per_request": round(cpu["vcsw"] / requests, 3) if requests else None,
     }
@@ -172,6 +182,7 @@ def run_relay_gate(url: str, rate: float, duration: int, out: Path) -> dict[str,
         "achieved_rps": gen["achieved_rps"],
         "cpu_p90_pct": p90(gen["cpu_samples"]),
         "locust_cpu_s": round(cpu["children_cpu_s"], 2),
+        "locust_user_s": round(cpu["children_user_s"], 2),
         "cli_cpu_s": round(cpu["cpu_s"], 2),
         "command_cpu_s": round(cpu["cpu_s"] + cpu["children_cpu_s"], 2),
         # read up to 0.5 s before Locust ended: a slight undercount
@@ -206,6 +217,7 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
                 r = fn(url, rate, duration, where)
                 r["locust_cpu_s_per_1000"] = per_1000(r, "locust_cpu_s")
                 r["command_cpu_s_per_1000"] = per_1000(r, "command_cpu_s")
+                r["locust_user_s_per_1000"] = per_1000(r, "locust_user_s")
                 print(json.dumps({"round": i, **r}), flush=True)
                 pair[r["kind"]] = r
             plain, even, gate = pair["plain"], pair["plain-even"], pair["relay-gate"]
@@ -222,6 +234,13 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
                     "ratio_locust_vs_even": round(
                         gate["locust_cpu_s_per_1000"] / even["locust_cpu_s_per_1000"], 3
                     ),
+                    # the same plain code, only its arrivals spread evenly: what the shape alone costs
+                    "ratio_even_vs_plain": round(
+                        even["locust_cpu_s_per_1000"] / plain["locust_cpu_s_per_1000"], 3
+                    ),
+                    "ratio_even_vs_plain_user": round(
+                        even["locust_user_s_per_1000"] / plain["locust_user_s_per_1000"], 3
+                    ),
                 }
             )
     return {
@@ -233,6 +252,8 @@ def compare_plain(*, rate: float, duration: int, rounds: int, out: Path) -> dict
         "ratio_locust_median": statistics.median(r["ratio_locust"] for r in rows),
         "ratio_command_median": statistics.median(r["ratio_command"] for r in rows),
         "ratio_locust_vs_even_median": statistics.median(r["ratio_locust_vs_even"] for r in rows),
+        "ratio_even_vs_plain_median": statistics.median(r["ratio_even_vs_plain"] for r in rows),
+        "ratio_even_vs_plain_user_median": statistics.median(r["ratio_even_vs_plain_user"] for r in rows),
         "blocked_per_request_median": {
             kind: statistics.median(r[kind]["blocked_per_request"] or 0.0 for r in rows)
             for kind in ("plain", "plain_even", "relay_gate")
