@@ -124,38 +124,60 @@ def _(refusals: list[tuple[str, httpx.Response]], target: Target) -> None:
 # -- 403 ------------------------------------------------------------------------------------------
 
 
-@when("the developer reads the audit log", target_fixture="audit_refusal")
-def _(http: httpx.Client, dev: Credential, recorder: ExchangeRecorder) -> httpx.Response:
-    r = http.get("/audit", headers=dev.authorization)
+_DEV_AUDIT_QUERIES = {
+    "none": lambda dev: {},
+    "workspace=its own workspace": lambda dev: {"workspace": dev.workspace},
+    "status=ok": lambda dev: {"status": "ok"},
+    "limit=1": lambda dev: {"limit": 1},
+}
+
+
+@when("the developer reads the audit log with these queries", target_fixture="audit_refusals")
+def _(
+    http: httpx.Client, dev: Credential, recorder: ExchangeRecorder, datatable: list[list[str]]
+) -> list[tuple[str, httpx.Response]]:
+    # an admin-only listing is refused however the request is narrowed: a filter to the key's own
+    # workspace is no licence to read it
+    out = []
+    for row in datatable[1:]:
+        query = row[0].strip()
+        assert query in _DEV_AUDIT_QUERIES, f"unknown query {query!r}: one of {sorted(_DEV_AUDIT_QUERIES)}"
+        params = _DEV_AUDIT_QUERIES[query](dev)
+        out.append((query, http.get("/audit", params=params, headers=dev.authorization)))
     recorder.note(
         "auth_refusals",
         [
             {
-                "endpoint": "GET /audit",
+                "endpoint": f"GET /audit ({query})",
                 "credential": f"{dev.role} key of {dev.workspace}",
                 "status": r.status_code,
                 "headers": _header_evidence(r),
                 "body": r.text[:500],
             }
+            for query, r in out
         ],
     )
-    return r
+    return out
 
 
-@then("the audit read is refused with 403 and lists no records")
-def _(audit_refusal: httpx.Response) -> None:
-    r = audit_refusal
-    assert r.status_code == 403, f"a dev key reading /audit got {r.status_code}: {r.text[:300]}"
-    assert r.headers.get("content-type", "").startswith("application/problem+json"), r.headers.get(
-        "content-type"
-    )
-    assert "items" not in r.json(), "the 403 body carries audit records"
+@then("every audit read is refused with 403 and lists no records")
+def _(audit_refusals: list[tuple[str, httpx.Response]]) -> None:
+    wrong = []
+    for query, r in audit_refusals:
+        ctype = r.headers.get("content-type", "")
+        if r.status_code != 403:
+            wrong.append(f"{query}: {r.status_code} {r.text[:200]}")
+        elif not ctype.startswith("application/problem+json"):
+            wrong.append(f"{query}: 403 as {ctype!r}, not a problem document")
+        elif "items" in r.json():
+            wrong.append(f"{query}: the 403 body carries audit records")
+    assert not wrong, "a dev key reading /audit was not refused as documented:\n" + "\n".join(wrong)
 
 
-@then("the audit refusal carries the expected security headers")
-def _(audit_refusal: httpx.Response, target: Target) -> None:
-    wrong = _security_header_problems(audit_refusal, target.expected())
-    assert not wrong, "the 403 lacks the expected security headers:\n" + "\n".join(wrong)
+@then("every audit refusal carries the expected security headers")
+def _(audit_refusals: list[tuple[str, httpx.Response]], target: Target) -> None:
+    wrong = [f"{q}: {p}" for q, r in audit_refusals for p in _security_header_problems(r, target.expected())]
+    assert not wrong, "403s without the expected security headers:\n" + "\n".join(wrong)
 
 
 # -- the audit trail of executes ------------------------------------------------------------------

@@ -234,6 +234,11 @@ _CATALOGUE = (
            "the admin check on /audit is missing: a dev key reads every workspace's audit log",
            lambda: Variant(overrides=parts.admin_check_missing),
            caught_by=(A_DEV_KEY,)),
+    Defect("dev-key-reads-own-workspace-audit", "audit",
+           "a dev key may read the audit log when it filters it to its own workspace (?workspace=own): "
+           "the admin-only listing is open to every key of a workspace",
+           lambda: Variant(overrides=parts.dev_reads_own_workspace_audit),
+           caught_by=(A_DEV_KEY,)),
     Defect("unknown-key-accepted", "audit",
            "any bearer token is accepted as a dev key of workspace default",
            lambda: Variant(patch=parts.any_key_is_dev),

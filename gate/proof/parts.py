@@ -209,6 +209,18 @@ def admin_check_missing() -> dict[Any, Any]:
     return {get_admin: admin}
 
 
+def dev_reads_own_workspace_audit() -> dict[Any, Any]:
+    # "developers may see their own workspace's trail": a dev key passes the admin check when its
+    # request filters the audit log to its own workspace (an admin-only endpoint, per docs/service.md)
+    async def admin(request: Request) -> Principal:
+        principal = await get_principal(request)
+        if principal.is_admin or request.query_params.get("workspace") == principal.workspace:
+            return principal
+        raise Problem(403, "this endpoint needs an admin key")
+
+    return {get_admin: admin}
+
+
 def any_key_is_dev(app: FastAPI) -> None:
     # the key ring answers "dev of workspace default" for any token it does not know; every auth path
     # (dependencies and the auth-before-body middleware) shares this one ring

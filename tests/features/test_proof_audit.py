@@ -24,6 +24,7 @@ FEATURE = "test_audit.py"
 # defect -> the scenario(s) that must fail against it (others may fail too)
 CATCHES: dict[str, set[str]] = {
     "dev-key-reads-audit": {"A developer key cannot read the audit log"},
+    "dev-key-reads-own-workspace-audit": {"A developer key cannot read the audit log"},
     "unknown-key-accepted": {
         "A call with an unknown API key is refused with a Bearer challenge",
         "Only the exact API key authenticates, whatever the case of the Bearer scheme",
