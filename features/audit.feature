@@ -53,6 +53,16 @@ Feature: Authentication and the audit log
     When the developer executes an action the receiver refuses
     Then the execute is answered 502 naming the failed delivery
     And the receiver saw every attempt the execute reported
+    And the 502 carries the rate-limit headers every execute carries
+    And an admin finds that execute in the audit log with status error
+
+  @needs-dev-key @needs-admin-key @needs-receiver @quota-1
+  Scenario: A delivery the receiver refuses for good with a 4xx is answered 502 and audited as an error
+    Given the receiver answers every delivery with 410
+    When the developer executes an action the receiver refuses
+    Then the execute is answered 502 naming the failed delivery
+    And the receiver saw every attempt the execute reported
+    And the 502 carries the rate-limit headers every execute carries
     And an admin finds that execute in the audit log with status error
 
   @needs-control @needs-dev-key @needs-receiver @quota-1

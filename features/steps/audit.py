@@ -32,7 +32,7 @@ from features.support.executes import (
 from features.support.recording import ExchangeRecorder
 from gate.client.receiver import ReceiverClient
 from gate.client.target import Credential, Target
-from gate.oracles import headercheck
+from gate.oracles import headercheck, ratelimit
 
 READY_TIMEOUT_S = 30.0
 # beyond the service's delivery timeout, how long a refused execute's receiver is watched: a delivery
@@ -285,18 +285,11 @@ class Attempted:
     after: int
 
 
-@pytest.fixture
-def refusing_receiver(receiver: ReceiverClient) -> Iterator[ReceiverClient]:
-    receiver.script(default_status=500)  # every attempt, however many the target makes
-    try:
-        yield receiver
-    finally:
-        receiver.script()  # back to answering 200
-
-
-@given("the receiver answers every delivery with 500")
-def _(refusing_receiver: ReceiverClient) -> None:
-    pass
+@given(parsers.parse("the receiver answers every delivery with {status:d}"), target_fixture="refused_with")
+def _(receiver: ReceiverClient, status: int, request: pytest.FixtureRequest) -> int:
+    receiver.script(default_status=status)  # every attempt, however many the target makes
+    request.addfinalizer(receiver.script)  # back to answering 200
+    return status
 
 
 @when("the developer executes an action the receiver refuses", target_fixture="attempted")
@@ -311,10 +304,10 @@ def _execution_of(problem: dict[str, Any]) -> dict[str, Any]:
 
 
 @then("the execute is answered 502 naming the failed delivery")
-def _(attempted: Attempted, recorder: ExchangeRecorder) -> None:
+def _(attempted: Attempted, recorder: ExchangeRecorder, refused_with: int) -> None:
     r = attempted.execution.response
     assert r.status_code == 502, (
-        f"execute with the receiver answering 500 got {r.status_code}: {r.text[:300]}"
+        f"execute with the receiver answering {refused_with} got {r.status_code}: {r.text[:300]}"
     )
     execution = _execution_of(attempted.execution.json)
     recorder.note("failed_delivery", {"status": r.status_code, "problem": attempted.execution.json})
@@ -332,6 +325,24 @@ def _(attempted: Attempted, receiver: ReceiverClient) -> None:
     assert reported >= 1 and len(caps) == reported, (
         f"execute reported {reported} attempts, the receiver saw {len(caps)}"
     )
+
+
+@then("the 502 carries the rate-limit headers every execute carries")
+def _(attempted: Attempted, target: Target, recorder: ExchangeRecorder) -> None:
+    # docs/service.md: the X-RateLimit fields go with every admitted execute, and a failed delivery
+    # was admitted (it spent quota): the client still needs to know what is left
+    r = attempted.execution.response
+    rl = ratelimit.parse(r.headers, now=time.time())
+    fields = {
+        "X-RateLimit-Limit": rl.limit,
+        "X-RateLimit-Remaining": rl.remaining,
+        "X-RateLimit-Reset": rl.reset,
+    }
+    recorder.note("failed_delivery_rate_limit_headers", {name: f.describe() for name, f in fields.items()})
+    if not target.rate_limit_enabled:
+        return  # a target without rate limiting sends none, on any execute
+    wrong = [f"{name}: {f.describe()}" for name, f in fields.items() if not f.ok]
+    assert not wrong, f"the 502 of an admitted execute lacks its rate-limit headers: {wrong}"
 
 
 @then("an admin finds that execute in the audit log with status error")

@@ -114,6 +114,7 @@ A_UNKNOWN_KEY = "A call with an unknown API key is refused with a Bearer challen
 A_DEV_KEY = "A developer key cannot read the audit log"
 A_ADMIN_FINDS = "An admin finds the executes just made in the audit log, as the receiver saw them"
 A_REFUSED = "A delivery the receiver refuses is answered 502 and audited as an error"
+A_REFUSED_4XX = "A delivery the receiver refuses for good with a 4xx is answered 502 and audited as an error"
 A_DB_DOWN = "With the audit database down, execute is refused and no webhook is sent"
 A_EXACT_KEY = "Only the exact API key authenticates, whatever the case of the Bearer scheme"
 A_PENDING = "An execute's audit record is on file, pending, before its webhook leaves"
@@ -246,7 +247,17 @@ _CATALOGUE = (
     Defect("failed-deliveries-not-audited", "audit",
            "the audit row is written only after a successful delivery",
            lambda: Variant(audit=parts.audit_log(parts.AuditOnlySuccesses)),
-           caught_by=(A_REFUSED, A_DB_DOWN, A_PENDING)),
+           caught_by=(A_REFUSED, A_REFUSED_4XX, A_DB_DOWN, A_PENDING)),
+    Defect("refused-delivery-audited-ok", "audit",
+           "a delivery the receiver refused with a 4xx is completed ok on file (only 5xx count as errors) "
+           "while the caller gets 502",
+           lambda: Variant(audit=parts.audit_log(parts.AuditOkBelow500)),
+           caught_by=(A_REFUSED_4XX,)),
+    Defect("failed-execute-without-ratelimit-headers", "audit",
+           "the 502 of a failed delivery carries no X-RateLimit or RateLimit fields, though the execute "
+           "was admitted and spent quota",
+           lambda: Variant(wrap=parts.rate_limit_headers_dropped_on_502()),
+           caught_by=(A_REFUSED, A_REFUSED_4XX)),
     Defect("webhook-sent-when-audit-failed", "audit",
            "execute carries on when the audit write fails: a webhook without its audit row",
            lambda: Variant(audit=parts.audit_log(parts.AuditSwallowsFailure)), needs_control=True,
@@ -259,7 +270,7 @@ _CATALOGUE = (
            "the audit row gets an id the audit layer makes up, not the request's X-Request-ID: no "
            "delivery can be traced to its record",
            lambda: Variant(audit=parts.audit_log(parts.AuditMintsItsOwnId)),
-           caught_by=(A_ADMIN_FINDS, A_REFUSED)),
+           caught_by=(A_ADMIN_FINDS, A_REFUSED, A_REFUSED_4XX)),
 )  # fmt: skip
 
 # more of the catalogue, one module per contract area, each a tuple ``DEFECTS`` of :class:`Defect`

@@ -339,6 +339,32 @@ class AuditOnlySuccesses(AuditLog):
             await super().complete(real, **kwargs)
 
 
+class AuditOkBelow500(AuditLog):
+    """Completes a row ``ok`` whenever the receiver answered below 500 ("a 4xx is the receiver's
+    problem, not ours"): a delivery refused for good with a 410 is 502 to the caller and ``ok`` on file."""
+
+    async def complete(self, row_id: int, **kwargs: Any) -> None:
+        http_status = kwargs.get("http_status")
+        if http_status is not None and http_status < 500:
+            kwargs["status"] = "ok"
+        await super().complete(row_id, **kwargs)
+
+
+_RATE_LIMIT_FIELDS = frozenset(
+    {b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"ratelimit", b"ratelimit-policy"}
+)
+
+
+def rate_limit_headers_dropped_on_502() -> Wrap:
+    """The 502 of a failed delivery is built as a fresh error response ("it is an error, not a rate
+    decision"), so it carries none of the X-RateLimit and RateLimit fields its execute spent quota for."""
+    return edit_response(
+        lambda status, headers: (
+            headers if status != 502 else [(k, v) for k, v in headers if k.lower() not in _RATE_LIMIT_FIELDS]
+        )
+    )
+
+
 class AuditMintsItsOwnId(AuditLog):
     """Records an id the audit layer makes up instead of the request's: the row exists, but nobody can
     find it from a delivery's X-Request-ID or the relay's logs."""

@@ -6,7 +6,7 @@ the assertions they share live here: :func:`assert_covers`, :func:`assert_caught
 
 - ``focused`` (the default, what CI's suite runs): only the scenarios named to catch the defect run
   against it, and every one of them must fail. That the defect is caught by what was written for it
-  costs seconds, not the whole feature: with 121 service defects the full depth takes over an hour;
+  costs seconds, not the whole feature: with 120-odd service defects the full depth takes over an hour;
 - ``full``: the whole feature runs against the defect, and exactly the named scenarios fail (every
   other one passes) -- the catalogue's precision, which ``relay-gate selftest`` also holds it to
   (``tox -e proof`` runs the proof modules at this depth).

@@ -33,6 +33,13 @@ CATCHES: dict[str, set[str]] = {
         "A delivery the receiver refuses is answered 502 and audited as an error",
         "An execute's audit record is on file, pending, before its webhook leaves",
     },
+    "refused-delivery-audited-ok": {
+        "A delivery the receiver refuses for good with a 4xx is answered 502 and audited as an error"
+    },
+    "failed-execute-without-ratelimit-headers": {
+        "A delivery the receiver refuses is answered 502 and audited as an error",
+        "A delivery the receiver refuses for good with a 4xx is answered 502 and audited as an error",
+    },
     "webhook-sent-when-audit-failed": {
         "With the audit database down, execute is refused and no webhook is sent"
     },
