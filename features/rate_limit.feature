@@ -58,6 +58,12 @@ Feature: Per-workspace rate limiting
     When it retries naming another workspace in an X-Workspace-ID header, a query parameter or a body field
     Then every retry is refused and counted against the workspace's own quota
 
+  @needs-dev-key @needs-admin-key @needs-rate-limit-policy @quota-exhausts
+  Scenario: A workspace's admin key is counted against the same quota as its developer keys
+    Given a workspace that has used its rate-limit quota in the current window
+    When the workspace's admin key executes an action
+    Then the admin key's execute is refused with 429 like the developer's, its quota used up
+
   @needs-dev-key @needs-rate-limit-policy @quota-6
   Scenario: Rate-limit keys in Redis name only configured workspaces and always expire
     Given the target's Redis can be inspected

@@ -302,3 +302,44 @@ def _(
         if ttl == -1 or ttl > (2 * rl_policy.window_s + 5) * 1000:
             problems.append(f"{k[:120]!r}: PTTL {ttl} ms (must expire within about a window)")
     check_all(problems, "rate-limit keys carry client-chosen text or never expire")
+
+
+# -- every key of a workspace shares its quota ----------------------------------------------------
+
+
+@when("the workspace's admin key executes an action", target_fixture="rl_admin_hit")
+def _(
+    http: httpx.Client,
+    target: Target,
+    rl_exhausted: Burst,
+    rl_policy: RateLimitPolicy,
+    rl_ledger: Ledger,
+    recorder: ExchangeRecorder,
+) -> Hit:
+    workspace = rl_exhausted.cred.workspace
+    admin = next(
+        (c for c in target.credentials.values() if c.role == "admin" and c.workspace == workspace), None
+    )
+    if admin is None:
+        skips.not_applicable(
+            f"{target.name}: no admin key of workspace {workspace}, the one whose quota was used up"
+        )
+    hit = execute_hit(http, admin, rl_ledger, endpoint=rl_policy.endpoint)
+    recorder.note(
+        "admin_key_quota",
+        {"workspace": workspace, "exhausted": rl_exhausted.hits[-1].row(), "admin_execute": hit.row()},
+    )
+    return hit
+
+
+@then("the admin key's execute is refused with 429 like the developer's, its quota used up")
+def _(rl_exhausted: Burst, rl_admin_hit: Hit) -> None:
+    # docs/service.md: POST /actions/execute, any key, rate limited per workspace: the workspace's
+    # quota, not the key's role, decides
+    h = rl_admin_hit
+    assert same_window(h, rl_exhausted.hits[-1]), "the window rolled over before the admin key's execute"
+    assert h.status == 429 and (not h.rl.remaining.ok or h.remaining == 0), (
+        f"workspace {rl_exhausted.cred.workspace} used up its quota with its developer key; its admin key's "
+        f"execute then got {h.status} with X-RateLimit-Remaining {h.header('X-RateLimit-Remaining')} "
+        "(expected 429: every key of a workspace draws on the same quota)"
+    )

@@ -58,20 +58,33 @@ def plan_session(
     if untagged:
         raise pytest.UsageError(f"scenario(s) without a @quota-* tag (gate/client/quota.py): {untagged[:3]}")
     policy, workspaces, primary, target = _shape(config)
+    admin_workspaces = (
+        [c.workspace for c in target.credentials.values() if c.role == "admin"] if target else ["default"]
+    )  # the reference stack's admin key is default's
     running = [i for i in scenarios if runs(i, target)]
     if policy is None or not any(spend_of(i) != "quota-none" for i in running):
         return None
     plan = make_plan(
-        [Scenario(i.nodeid, _title(i), str(spend_of(i))) for i in running],
+        [
+            Scenario(i.nodeid, _title(i), str(spend_of(i)), admin=_exhausts_admin_workspace(i))
+            for i in running
+        ],
         limit=policy.limit,
         window_s=policy.window_s,
         max_wait_s=policy.max_wait_s,
         workspaces=workspaces,
         primary=primary,
+        admin_workspaces=admin_workspaces,
     )
     _reorder(items, plan)
     config.stash[_PLAN_KEY] = plan
     return plan
+
+
+def _exhausts_admin_workspace(item: pytest.Item) -> bool:
+    """A scenario that uses up a workspace's quota and needs the admin key executes with that key in
+    the used-up workspace: the plan gives it a workspace that has one."""
+    return spend_of(item) == "quota-exhausts" and item.get_closest_marker("needs-admin-key") is not None
 
 
 def _template(item: pytest.Item) -> Any:

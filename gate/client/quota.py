@@ -55,6 +55,8 @@ class Scenario:
     key: str  # the test's node id
     title: str
     spend: str  # one of SPENDS
+    # quota-exhausts only: it must use up a workspace that has an admin key (it executes with that key too)
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,11 @@ def make_plan(
     max_wait_s: float,
     workspaces: Sequence[str],
     primary: str | None = None,
+    admin_workspaces: Sequence[str] = (),
 ) -> Plan:
     """Order ``scenarios`` and give each its workspaces (``primary``: the one other features use, by
-    default the first); :class:`PlanError` when they cannot all run."""
+    default the first; ``admin_workspaces``: those with an admin key, where an ``admin`` scenario
+    exhausts its quota); :class:`PlanError` when they cannot all run."""
     if not workspaces:
         raise PlanError("the target config names no key: add [credentials] (one dev key per workspace)")
     wss = list(workspaces)
@@ -155,6 +159,12 @@ def make_plan(
     plan = Plan(limit, window_s, max_wait_s, wss)
     spending = [s for s in scenarios if s.spend != "quota-none"]
     problems = _impossible(spending, limit=limit, window_s=window_s, max_wait_s=max_wait_s, n_ws=len(wss))
+    admins = [x for x in wss if x in admin_workspaces]
+    if any(s.admin for s in spending) and not admins:
+        problems.append(
+            "a scenario uses up the quota of a workspace with an admin key, and no configured workspace "
+            "has both a dev and an admin key: add the admin key of a dev key's workspace to [credentials]"
+        )
     if problems:
         raise PlanError("; ".join(problems))
     ordered = sorted(scenarios, key=lambda s: _ORDER[s.spend])  # stable: feature order within a kind
@@ -190,8 +200,9 @@ def make_plan(
             for x in ws[1:]:
                 win.used[x] += 1  # the second workspace only shows its quota is intact
         elif s.spend == "quota-exhausts":
-            spent = [x for x in [*others, primary] if x in win.exhausted]
-            pick = spent[0] if spent else min(wss, key=lambda x: (win.room(x, limit), x == primary))
+            allowed = admins if s.admin else wss
+            spent = [x for x in [*others, primary] if x in win.exhausted and x in allowed]
+            pick = spent[0] if spent else min(allowed, key=lambda x: (win.room(x, limit), x == primary))
             ws = (pick,)
             win.exhaust(pick, limit)
         else:  # quota-rollover: use one up in this window, wait, spend one in the next

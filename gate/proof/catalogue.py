@@ -68,6 +68,7 @@ RL_IETF = "The IETF RateLimit and RateLimit-Policy fields agree with the X-RateL
 RL_ROLLOVER = "The quota comes back when the window rolls over"
 RL_ISOLATION = "One workspace using up its quota leaves another workspace's quota intact"
 RL_SPOOF = "The client cannot choose the workspace an execute is counted against"
+RL_ADMIN = "A workspace's admin key is counted against the same quota as its developer keys"
 RL_KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
 RL_PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
 RL_HUNG = "A hung Redis does not stall executes, and the limiter returns to Redis once it answers"

@@ -15,6 +15,7 @@ the scenarios that always fail.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import os
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.proof import parts
@@ -36,6 +37,7 @@ from gate.proof.catalogue import (
     H_SERVER_ERROR,
     H_SHAPES,
     H_URL_ONLY,
+    RL_ADMIN,
     RL_DEFAULTS,
     RL_DISABLED,
     RL_EXACT,
@@ -55,7 +57,9 @@ from gate.proof.catalogue import (
     Defect,
     Variant,
 )
+from service.auth import Principal
 from service.config import Settings
+from service.deps import get_principal
 from service.headers import PROFILES
 from service.limiter import Decision, FallbackRateLimiter, build_limiter
 
@@ -217,6 +221,45 @@ def limiter_rewriting(rewrite: Callable[[Settings, Decision], Decision]) -> Call
         return parts._DecisionRewriter(inner, lambda d: rewrite(settings, d))
 
     return factory
+
+
+# set by the overridden principal dependency, read by the limiter in the same request's task
+_ADMIN_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("relay_gate_admin", default=False)
+
+
+class _AdminExempt:
+    """Admits every admin request without counting it ("ops keys must never be throttled"), with the
+    headers of a full quota: a workspace's admin key escapes the quota its developer keys share."""
+
+    def __init__(self, inner: FallbackRateLimiter, settings: Settings) -> None:
+        self.inner = inner
+        self.settings = settings
+
+    @property
+    def backend(self) -> str:
+        return self.inner.backend
+
+    async def hit(self, workspace: str) -> Decision:
+        if not _ADMIN_REQUEST.get():
+            return await self.inner.hit(workspace)
+        limit, window = self.settings.rate_limit_exec_per_min, self.settings.rate_limit_window_s
+        return Decision(True, limit, limit, int(time.time()) + window, 0, self.inner.backend, window)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def admin_exempt_limiter(settings: Settings, on_change: Callable[[str], None]) -> Any:
+    return _AdminExempt(build_limiter(settings, on_backend_change=on_change), settings)
+
+
+def principal_noting_admins() -> dict[Any, Any]:
+    async def principal(request: Request) -> Principal:
+        found = await get_principal(request)
+        _ADMIN_REQUEST.set(found.is_admin)
+        return found
+
+    return {get_principal: principal}
 
 
 def retry_after_is_the_window(settings: Settings, d: Decision) -> Decision:
@@ -406,6 +449,11 @@ def no_limit_without_redis(app: FastAPI) -> None:
 # -- the catalogue ---------------------------------------------------------------------------------
 
 DEFECTS: tuple[Defect, ...] = (
+    Defect("admin-key-not-rate-limited", "rate_limit",
+           "admin keys are exempt from the limiter (never throttled, never counted): a workspace's admin "
+           "key executes past the quota its developer keys used up",
+           lambda: Variant(limiter=admin_exempt_limiter, overrides=principal_noting_admins),
+           caught_by=(RL_ADMIN,)),
     # headers
     Defect("security-headers-only-on-json", "headers",
            "security headers added only to JSON responses: the Prometheus text of /metrics goes out bare",

@@ -24,6 +24,7 @@ SMOKE = "A burst past the quota is refused with 429 and rate-limit guidance (see
 EXACT = "Exactly the quota is admitted in one window, and the rate-limit headers count down and agree"
 IETF = "The IETF RateLimit and RateLimit-Policy fields agree with the X-RateLimit headers"
 SPOOF = "The client cannot choose the workspace an execute is counted against"
+ADMIN = "A workspace's admin key is counted against the same quota as its developer keys"
 KEYS = "Rate-limit keys in Redis name only configured workspaces and always expire"
 PARALLEL = "Parallel executes spread over every replica admit exactly the quota"
 HUNG = "A hung Redis does not stall executes, and the limiter returns to Redis once it answers"
@@ -47,6 +48,7 @@ DEFAULTS = (
 # defect -> the scenarios that must fail against it (and are the only ones run for it)
 CATCHES: dict[str, tuple[str, ...]] = {
     "limiter-keyed-by-client-header": (SPOOF, KEYS),
+    "admin-key-not-rate-limited": (ADMIN,),
     "off-by-one-admission": (EXACT, PARALLEL, LONG, FALLBACK_BOUND),
     "retry-after-zero": (SMOKE, EXACT, IETF, LONG),
     "retry-after-fractional": (SMOKE, EXACT, LONG),

@@ -26,7 +26,8 @@ def _scenarios() -> list[Scenario]:
                 title = s.split(":", 1)[1].strip()
                 spend = [t for t in tags if t in SPENDS]
                 assert len(spend) == 1, f"{path.name}: {title!r} needs exactly one @quota-* tag, has {spend}"
-                out.append(Scenario(f"{path.name}::{title}", title, spend[0]))
+                admin = spend[0] == "quota-exhausts" and "needs-admin-key" in tags
+                out.append(Scenario(f"{path.name}::{title}", title, spend[0], admin=admin))
                 tags = []
             elif s.startswith("Feature"):
                 tags = []
@@ -45,7 +46,12 @@ def _deployment_scenarios() -> list[Scenario]:
 def test_the_seed_deployment_waits_for_one_window_with_three_workspaces() -> None:
     """60 executes per 60 s, the keys relay-gate serve makes: default (admin, dev), ws-a, ws-b."""
     plan = make_plan(
-        _deployment_scenarios(), limit=60, window_s=60, max_wait_s=60, workspaces=["default", "ws-a", "ws-b"]
+        _deployment_scenarios(),
+        limit=60,
+        window_s=60,
+        max_wait_s=60,
+        workspaces=["default", "ws-a", "ws-b"],
+        admin_workspaces=["default"],
     )
     assert plan.waits == 1 and plan.windows == 2, plan.render()
     by_title = {s.scenario.title: s for s in plan.steps}
@@ -64,7 +70,14 @@ def test_no_scenario_meets_a_quota_another_one_spent() -> None:
     """Replay the plan window by window: a scenario that needs room finds it, a fresh one finds its
     workspaces untouched in its window."""
     for workspaces in (["default", "ws-a", "ws-b"], ["default", "ws-a"], ["default", "a", "b", "c", "d"]):
-        plan = make_plan(_scenarios(), limit=10, window_s=3, max_wait_s=15, workspaces=workspaces)
+        plan = make_plan(
+            _scenarios(),
+            limit=10,
+            window_s=3,
+            max_wait_s=15,
+            workspaces=workspaces,
+            admin_workspaces=["default"],
+        )
         used: dict[tuple[int, str], int] = {}
         for step in plan.steps:
             spend = step.scenario.spend
@@ -85,7 +98,14 @@ def test_no_scenario_meets_a_quota_another_one_spent() -> None:
 
 def test_the_plan_keeps_every_scenario_and_puts_the_few_execute_ones_first() -> None:
     scenarios = _scenarios()
-    plan = make_plan(scenarios, limit=60, window_s=60, max_wait_s=60, workspaces=["default", "ws-a", "ws-b"])
+    plan = make_plan(
+        scenarios,
+        limit=60,
+        window_s=60,
+        max_wait_s=60,
+        workspaces=["default", "ws-a", "ws-b"],
+        admin_workspaces=["default"],
+    )
     assert sorted(plan.order()) == sorted(s.key for s in scenarios)
     kinds = [s.scenario.spend for s in plan.steps]
     last_few = max(i for i, k in enumerate(kinds) if k in FEW or k == "quota-none")
@@ -101,6 +121,7 @@ def test_the_plan_keeps_every_scenario_and_puts_the_few_execute_ones_first() -> 
         ({"max_wait_s": 15}, "raise it to 60"),
         ({"limit": 4}, "a scenario sends 6"),
         ({"workspaces": []}, "[credentials]"),
+        ({"admin_workspaces": []}, "add the admin key of a dev key's workspace"),
     ],
 )
 def test_a_plan_that_cannot_fit_says_the_numbers_and_what_to_add(
@@ -111,6 +132,7 @@ def test_a_plan_that_cannot_fit_says_the_numbers_and_what_to_add(
         "window_s": 60,
         "max_wait_s": 60,
         "workspaces": ["default", "a", "b"],
+        "admin_workspaces": ["default"],
     }
     args.update(kwargs)
     with pytest.raises(PlanError) as err:
@@ -120,13 +142,31 @@ def test_a_plan_that_cannot_fit_says_the_numbers_and_what_to_add(
 
 def test_the_rendered_plan_names_every_spending_scenario_and_its_workspace() -> None:
     plan = make_plan(
-        _deployment_scenarios(), limit=60, window_s=60, max_wait_s=60, workspaces=["default", "a", "b"]
+        _deployment_scenarios(),
+        limit=60,
+        window_s=60,
+        max_wait_s=60,
+        workspaces=["default", "a", "b"],
+        admin_workspaces=["default"],
     )
     text = plan.render()
     assert text.startswith("quota plan: ") and "1 wait(s) of at most 60 s" in text
     for step in plan.steps:
         if step.scenario.spend != "quota-none":
             assert step.scenario.title in text
+
+
+def test_a_scenario_using_up_a_workspace_with_its_admin_key_gets_a_workspace_that_has_one() -> None:
+    admin = [s for s in _scenarios() if s.admin]
+    assert admin, "no @quota-exhausts scenario needs the admin key any more: drop this test"
+    for admins in (["ws-b"], ["ws-a", "ws-b"]):
+        plan = make_plan(
+            _scenarios(), limit=10, window_s=3, max_wait_s=15, workspaces=["default", "ws-a", "ws-b"],
+            admin_workspaces=admins,
+        )  # fmt: skip
+        for step in plan.steps:
+            if step.scenario.admin:
+                assert set(step.workspaces) <= set(admins), plan.render()
 
 
 # -- the load step ---------------------------------------------------------------------------------
