@@ -2,9 +2,9 @@
 Feature: Webhook delivery: redirects, timeouts and retries
   As the operator of a webhook receiver I want the relay to treat my answers the way docs/webhooks.md
   says — any 2xx ends a delivery, a redirect is a failure it does not follow, other 4xx are final;
-  5xx, 408, 429, timeouts and dropped connections are retried, up to WEBHOOK_MAX_ATTEMPTS attempts in
-  all, with exponential backoff and jitter and Retry-After honoured up to 30 s — and every retry to be
-  the same event, signed afresh, so that I can deduplicate on webhook-id.
+  5xx, 408, 429, timeouts, dropped and refused connections are retried, up to WEBHOOK_MAX_ATTEMPTS
+  attempts in all, with exponential backoff and jitter and Retry-After honoured up to 30 s — and every
+  retry to be the same event, signed afresh, so that I can deduplicate on webhook-id.
 
   The gate's receiver answers each attempt as the scenario scripts it, and answers 200 again when the
   scenario ends. What it captured (every attempt byte for byte, with its arrival time on the
@@ -25,7 +25,7 @@ Feature: Webhook delivery: redirects, timeouts and retries
     And each attempt's webhook-timestamp is the second it was signed, new on every retry
     And each attempt is signed for its own timestamp with the signing secret
 
-  @needs-dev-key @needs-receiver @quota-6
+  @needs-dev-key @needs-receiver @quota-7
   Scenario: A delivery is retried after a 5xx, a 408 or a 429, and ends at once on any other 4xx
     When the developer executes an action once for each first answer of the receiver
       | first answer | attempts | execute answers |
@@ -34,6 +34,7 @@ Feature: Webhook delivery: redirects, timeouts and retries
       | 408          | 2        | 200             |
       | 429          | 2        | 200             |
       | 500          | 2        | 200             |
+      | 501          | 2        | 200             |
       | 504          | 2        | 200             |
     Then every delivery made the attempts its row says, and the execute answered as its row says
 
@@ -76,11 +77,18 @@ Feature: Webhook delivery: redirects, timeouts and retries
     Then the receiver got WEBHOOK_MAX_ATTEMPTS attempts, and none after the execute answered
     And the execute answered 502 naming the failure and reporting WEBHOOK_MAX_ATTEMPTS attempts
 
-  @needs-control @needs-dev-key @needs-receiver @quota-3
+  @needs-control @needs-dev-key @needs-receiver @quota-6
   Scenario: Retries back off exponentially with full jitter, at a WEBHOOK_MAX_ATTEMPTS of 4
     Given a relay replica with WEBHOOK_MAX_ATTEMPTS=4 and WEBHOOK_BACKOFF_BASE_S=0.4
     And the receiver answers every attempt with 503
-    When the developer executes 2 actions on that replica
+    When the developer executes 4 actions on that replica
     Then each delivery made exactly 4 attempts
     And every wait before attempt n+1 was within its bound base · 2^(n-1), give or take 0.3 s of overhead
     And the waits were spread across their bounds, neither all at the bound nor all near zero
+    And at least one wait fell in the lower half of its bound
+
+  @needs-control @needs-dev-key @quota-1
+  Scenario: A refused connection is retried up to WEBHOOK_MAX_ATTEMPTS attempts, then answered 502
+    Given a relay replica with WEBHOOK_MAX_ATTEMPTS=3 whose WEBHOOK_URL is a port that refuses connections
+    When the developer executes an action on the refusing replica
+    Then the execute answered 502 naming the refused connection and reporting 3 attempts

@@ -78,6 +78,7 @@ MARKERS = (
     "quota-1: one execute from a workspace with room left",
     "quota-3: three executes from a workspace with room left",
     "quota-6: six executes from a workspace with room left",
+    "quota-7: seven executes from a workspace with room left",
     "quota-exhausts: uses a workspace's quota up in the current window",
     "quota-fresh: needs a workspace untouched in the current window, and uses it up",
     "quota-fresh-two: needs two workspaces untouched in the current window",

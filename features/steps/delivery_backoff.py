@@ -94,8 +94,21 @@ def _(series: list[Attempts], replica: Replica, delivery_note: dict[str, Any]) -
 @then("the waits were spread across their bounds, neither all at the bound nor all near zero")
 def _(series: list[Attempts], replica: Replica) -> None:
     fractions = [round(g / b, 3) for _, g, b in _ratios(series, replica)]
-    # full jitter draws each wait uniformly from [0, bound]: six draws all at >= 97 % of their bounds
+    # full jitter draws each wait uniformly from [0, bound]: twelve draws all at >= 97 % of their bounds
     # (no jitter: a wait is the bound plus overhead, always >= 1) or all below 20 % (no backoff at all)
-    # happen by chance with odds below 1e-6 and 1e-4
+    # happen by chance with odds below 1e-12 and 1e-8
     assert min(fractions) < 0.97, f"every wait sat at its bound: no jitter ({fractions} of the bound)"
     assert max(fractions) > 0.2, f"every wait was near zero: no backoff ({fractions} of the bound)"
+
+
+@then("at least one wait fell in the lower half of its bound")
+def _(series: list[Attempts], replica: Replica) -> None:
+    fractions = [round(g / b, 3) for _, g, b in _ratios(series, replica)]
+    # "equal jitter" draws from [bound/2, bound]: every measured wait is at least half its bound, since
+    # the overhead (the attempt itself, loopback) only adds to it. Full jitter draws from [0, bound]:
+    # a wait lands below half unless its draw was under half minus the overhead. With up to 20 ms of
+    # overhead on bounds of 0.4, 0.8 and 1.6 s, a delivery misses the lower half with all three waits
+    # with odds 0.55 · 0.525 · 0.51 ≈ 0.15, all four deliveries ≈ 5e-4 (0.5^12 ≈ 2.4e-4 with none).
+    assert min(fractions) < 0.5, (
+        f"no wait fell in the lower half of its bound: not full jitter over [0, bound] ({fractions})"
+    )

@@ -5,7 +5,7 @@ A deployment limits executes per workspace per fixed window (the seed: 60 per 60
 that quota in different ways, declared by a tag on each scenario (:data:`SPENDS`):
 
     @quota-none      sends no execute
-    @quota-N         N executes (1, 3 or 6) from a workspace with room left
+    @quota-N         N executes (1, 3, 6 or 7) from a workspace with room left
     @quota-exhausts  uses a workspace's quota up in the current window (need not find it full)
     @quota-fresh     needs one workspace untouched in the current window, and uses it up
     @quota-fresh-two needs two workspaces untouched in the current window (isolation)
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # @quota-N: how many executes a scenario declares it sends (features/plugin.py lists the tags)
-FEW = {"quota-1": 1, "quota-3": 3, "quota-6": 6}
+FEW = {"quota-1": 1, "quota-3": 3, "quota-6": 6, "quota-7": 7}
 SPENDS = ("quota-none", *FEW, "quota-exhausts", "quota-fresh", "quota-fresh-two", "quota-rollover")
 # run order by kind: see the module docstring
 _ORDER = {"quota-none": 0, **dict.fromkeys(FEW, 0), "quota-fresh": 1, "quota-exhausts": 2,

@@ -163,8 +163,9 @@ def verify_x_signature(keys: Sequence[bytes], header: str | None, body: bytes) -
     if not header:
         return Verdict("missing", "no X-Signature")
     hexpart = header.removeprefix(X_SIGNATURE_PREFIX)
-    if hexpart == header or not _HEX64.fullmatch(hexpart.lower()):
-        return Verdict("malformed", f"X-Signature {header[:80]!r} is not sha256=<64 hex digits>")
+    # lower case only, as docs/webhooks.md's verifiers compare it: theirs refuse upper-case hex
+    if hexpart == header or not _HEX64.fullmatch(hexpart):
+        return Verdict("malformed", f"X-Signature {header[:80]!r} is not sha256=<64 lower-case hex digits>")
     received = bytes.fromhex(hexpart)
     if any(hmac.compare_digest(received, hmac_sha256(k, body)) for k in keys):
         return ACCEPTED

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import random
 import re
 import uuid
 from collections.abc import Callable
@@ -55,6 +56,7 @@ D_RETRY_AFTER = "Retry-After on a 429 or a 503 is waited for, up to 30 s"
 D_TIMEOUT = "An attempt is cut off at WEBHOOK_TIMEOUT_S however the receiver stalls, and retried"
 D_EXHAUSTED = "A delivery the receiver keeps failing ends after WEBHOOK_MAX_ATTEMPTS attempts, answered 502"
 D_BACKOFF = "Retries back off exponentially with full jitter, at a WEBHOOK_MAX_ATTEMPTS of 4"
+D_REFUSED = "A refused connection is retried up to WEBHOOK_MAX_ATTEMPTS attempts, then answered 502"
 
 # -- bent deliverers ------------------------------------------------------------------------------
 
@@ -107,6 +109,21 @@ class Only200Delivered(_Classified):
         return a
 
 
+class Status501NotRetried(_Classified):
+    # `if status == 501: return "client_error", False`: "Not Implemented will not be implemented by a retry"
+    def _bend(self, a: Any) -> Any:
+        if a.http_status == 501:
+            return dataclasses.replace(a, outcome="client_error", retryable=False)
+        return a
+
+
+class ConnectErrorsNotRetried(_Classified):
+    # `except httpx.ConnectError: retryable = False`: "nothing listens there, a retry will not help"
+    def _bend(self, a: Any) -> Any:
+        refused = a.outcome == "connection_error" and "(ConnectError)" in (a.error or "")
+        return dataclasses.replace(a, retryable=False) if refused else a
+
+
 class ConnectionErrorsNotRetried(_Classified):
     # "a reset connection means the receiver rejected us": only statuses and timeouts retried
     def _bend(self, a: Any) -> Any:
@@ -123,6 +140,13 @@ class NoJitter(WebhookDeliverer):
     # the ceiling itself: every delivery that failed together retries together
     def _backoff_s(self, attempts: int) -> float:
         return float(min(MAX_BACKOFF_S, self._backoff_base_s * 2 ** (attempts - 1)))
+
+
+class EqualJitter(WebhookDeliverer):
+    # "equal jitter" (half the ceiling fixed, half random), mistaken for the full jitter documented
+    def _backoff_s(self, attempts: int) -> float:
+        ceiling = min(MAX_BACKOFF_S, self._backoff_base_s * 2 ** (attempts - 1))
+        return ceiling / 2 + random.uniform(0.0, ceiling / 2)  # noqa: S311
 
 
 class NoBackoff(WebhookDeliverer):
@@ -327,6 +351,10 @@ DEFECTS = (
            "retryable = status >= 500: a 408 or a 429 fails the delivery at once",
            lambda: Variant(patch=bend(Only5xxRetried)),
            caught_by=(D_STATUS, D_RETRY_AFTER)),
+    Defect("501-not-retried", "signing",
+           "501 Not Implemented is classified as final like a 4xx (\"a retry will not implement it\")",
+           lambda: Variant(patch=bend(Status501NotRetried)),
+           caught_by=(D_STATUS,)),
     Defect("only-200-delivered", "signing",
            "`if status == 200` where 2xx was meant: a 201 or 204 fails the delivery",
            lambda: Variant(patch=bend(Only200Delivered)),
@@ -334,7 +362,11 @@ DEFECTS = (
     Defect("connection-errors-not-retried", "signing",
            "a connection closed without an answer ends the delivery instead of being retried",
            lambda: Variant(patch=bend(ConnectionErrorsNotRetried)),
-           caught_by=(D_RETRY,)),
+           caught_by=(D_RETRY, D_REFUSED)),
+    Defect("connect-errors-not-retried", "signing",
+           "a refused connection (httpx.ConnectError) ends the delivery: \"nothing listens there\"",
+           lambda: Variant(patch=bend(ConnectErrorsNotRetried)),
+           caught_by=(D_REFUSED,)),
     # how long it waits
     Defect("retry-after-ignored", "signing",
            "Retry-After is read but the wait before the retry is the backoff alone",
@@ -356,10 +388,14 @@ DEFECTS = (
            "retries go out back to back, with no backoff at all",
            lambda: Variant(patch=bend(NoBackoff)),
            caught_by=(D_BACKOFF,)),
+    Defect("backoff-equal-jitter", "signing",
+           "equal jitter: the wait is half the backoff bound plus a random half, never in its lower half",
+           lambda: Variant(patch=bend(EqualJitter)),
+           caught_by=(D_BACKOFF,)),
     Defect("max-attempts-counts-retries", "signing",
            "WEBHOOK_MAX_ATTEMPTS read as retries after the first: one attempt more than configured",
            lambda: Variant(patch=bend(WebhookDeliverer, _plus_one_attempt)),
-           caught_by=(D_EXHAUSTED, D_BACKOFF)),
+           caught_by=(D_EXHAUSTED, D_BACKOFF, D_REFUSED)),
     Defect("no-whole-attempt-timeout", "signing",
            "only httpx's per-read timeouts bound an attempt: a receiver trickling its answer holds it open",
            lambda: Variant(patch=bend(WebhookDeliverer, _no_whole_attempt_bound)),

@@ -32,6 +32,7 @@ RETRY_AFTER = "Retry-After on a 429 or a 503 is waited for, up to 30 s"
 TIMEOUT = "An attempt is cut off at WEBHOOK_TIMEOUT_S however the receiver stalls, and retried"
 EXHAUSTED = "A delivery the receiver keeps failing ends after WEBHOOK_MAX_ATTEMPTS attempts, answered 502"
 BACKOFF = "Retries back off exponentially with full jitter, at a WEBHOOK_MAX_ATTEMPTS of 4"
+REFUSED = "A refused connection is retried up to WEBHOOK_MAX_ATTEMPTS attempts, then answered 502"
 
 
 # defect -> the scenario(s) that must fail against it (others may fail too: the rotating relay and the
@@ -46,14 +47,17 @@ CATCHES: dict[str, set[str]] = {
     "redirects-followed": {REDIRECT},
     "client-errors-retried": {STATUS},
     "only-5xx-retried": {STATUS},
+    "501-not-retried": {STATUS},
     "only-200-delivered": {REDIRECT},
-    "connection-errors-not-retried": {RETRY},
+    "connection-errors-not-retried": {RETRY, REFUSED},
+    "connect-errors-not-retried": {REFUSED},
     "retry-after-ignored": {RETRY_AFTER},
     "retry-after-http-date-ignored": {RETRY_AFTER},
     "retry-after-unbounded": {RETRY_AFTER},
     "backoff-without-jitter": {BACKOFF},
     "retries-without-backoff": {BACKOFF},
-    "max-attempts-counts-retries": {EXHAUSTED},
+    "backoff-equal-jitter": {BACKOFF},
+    "max-attempts-counts-retries": {EXHAUSTED, REFUSED},
     "no-whole-attempt-timeout": {TIMEOUT},
     "attempt-timeout-connect-only": {TIMEOUT},
     "retry-gets-a-new-webhook-id": {RETRY},

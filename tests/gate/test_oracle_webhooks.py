@@ -137,6 +137,19 @@ def test_missing_and_malformed_are_told_apart() -> None:
         assert wh.verify_x_signature([key], bad, SW_PAYLOAD).reason == "malformed"
 
 
+def test_an_upper_case_x_signature_is_refused_as_the_documented_verifiers_refuse_it() -> None:
+    """docs/webhooks.md's verifiers compare the header's text with a lower-case hexdigest (Python) or
+    match /^sha256=[0-9a-f]{64}$/ (Node): the right MAC in upper-case hex fails both, so the gate
+    must not accept it either."""
+    key = wh.signing_key(GITHUB_SECRET)
+    upper = "sha256=" + GITHUB_SIGNATURE.removeprefix("sha256=").upper()
+    assert upper != GITHUB_SIGNATURE
+    assert wh.verify_x_signature([key], upper, GITHUB_PAYLOAD).reason == "malformed"
+    one_letter = GITHUB_SIGNATURE.replace("ea", "Ea", 1)  # a single upper-case digit is enough
+    assert one_letter != GITHUB_SIGNATURE
+    assert wh.verify_x_signature([key], one_letter, GITHUB_PAYLOAD).reason == "malformed"
+
+
 def test_the_signature_binds_id_timestamp_and_body() -> None:
     key = wh.signing_key(SW_SECRET)
     h = sw_headers()

@@ -303,6 +303,32 @@ def test_retries_5xx_with_same_ids_and_fresh_timestamp_and_signature(receiver: R
     assert 0 <= sleeps.delays[0] <= 0.5 and 0 <= sleeps.delays[1] <= 1.0
 
 
+def test_the_backoff_bound_is_capped_at_30_s(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/webhooks.md: the bound base · 2^(n-1) is capped at 30 s. With every draw at its bound,
+    base 10 s asks for 10, 20, 40, 80, 160 s: the cap must bring the last three down to 30."""
+
+    class AtTheBound:
+        @staticmethod
+        def uniform(low: float, high: float) -> float:
+            return high
+
+    monkeypatch.setattr("service.delivery.random", AtTheBound)
+    receiver.script(*[503] * 6)
+    sleeps = Sleeps()
+    result = deliver(
+        receiver.url, allowed=frozenset({receiver.host}), max_attempts=6, backoff_base_s=10, sleep=sleeps
+    )
+    assert (result.status, result.attempts) == ("failed", 6)
+    assert sleeps.delays == [10.0, 20.0, 30.0, 30.0, 30.0]
+
+
+@pytest.mark.parametrize("status", [501, 502, 505, 599])
+def test_every_5xx_is_retried(receiver: Receiver, status: int) -> None:
+    receiver.script(status, 200)
+    result = deliver(receiver.url, allowed=frozenset({receiver.host}))
+    assert (result.status, result.http_status, result.attempts) == ("delivered", 200, 2)
+
+
 def test_attempts_are_bounded(receiver: Receiver) -> None:
     receiver.script(*[503] * 10)
     result = deliver(receiver.url, allowed=frozenset({receiver.host}), max_attempts=3)
