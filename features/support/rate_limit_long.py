@@ -26,6 +26,9 @@ MARGIN_S = 120  # at least this far into the window and from its end: no burst o
 # Retry-After and t are whole seconds computed on the server's clock somewhere between sending and
 # receipt: the seconds to the reset from either moment, ceil()ed, give or take this much
 SECONDS_SLACK = 1
+# where in a wall-clock second the long-window burst starts (see refusal_problems: a Retry-After rounded
+# down is then short of the window's end by about half a second)
+MID_SECOND_START = 0.25
 POLICY_NAME = "workspace"  # docs/service.md: RateLimit-Policy: "workspace";q=<limit>;w=<window>
 
 
@@ -153,6 +156,14 @@ def refusal_problems(hits: Sequence[Hit], window_s: int) -> list[str]:
             problems.append(
                 f"{where}: Retry-After {rl.retry_after.raw}, but the window ends "
                 f"{end - h.received_at:.1f} s after receipt (expected {low}..{high})"
+            )
+        elif ra.sent < end - h.received_at:
+            # the reference stack's replica shares our clock: the seconds to the end, counted when the
+            # relay answered (before our receipt) and rounded up, reach the end from our receipt too
+            problems.append(
+                f"{where}: Retry-After {rl.retry_after.raw} s, but the window ends "
+                f"{end - h.received_at:.2f} s after receipt: a client that waits as asked is refused "
+                "again (the seconds rounded down, not up)"
             )
         cache = h.header("Cache-Control") or ""
         if "no-store" not in [d.strip().lower() for d in cache.split(",")]:

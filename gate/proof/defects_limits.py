@@ -262,6 +262,14 @@ def principal_noting_admins() -> dict[Any, Any]:
     return {get_principal: principal}
 
 
+def retry_after_rounded_down(settings: Settings, d: Decision) -> Decision:
+    # int() where ceil() belongs: up to a second short of the reset, so a client that waits as asked
+    # comes back inside the window and is refused again
+    if d.allowed:
+        return d
+    return dataclasses.replace(d, retry_after=max(1, int(d.reset_at - time.time())))
+
+
 def retry_after_is_the_window(settings: Settings, d: Decision) -> Decision:
     # "retry after one window": right only for a refusal at the very start of its window
     return d if d.allowed else dataclasses.replace(d, retry_after=d.window_s)
@@ -493,6 +501,11 @@ DEFECTS: tuple[Defect, ...] = (
            caught_by=(H_URL_ONLY, H_DEV_REFUSALS, H_SERVER_ERROR, H_RATE_LIMITED, H_METHODS, H_SHAPES,
                       H_DEV_ENCODINGS, H_SEED_PROFILE)),
     # rate limiting
+    Defect("retry-after-rounded-down", "rate_limit",
+           "a 429's Retry-After is the seconds to the reset rounded down (int, not ceil): up to a second "
+           "short, so a client that waits as asked is refused again",
+           lambda: Variant(limiter=limiter_rewriting(retry_after_rounded_down)),
+           caught_by=(RL_LONG,)),
     Defect("retry-after-one-window", "rate_limit",
            "a 429's Retry-After (and RateLimit t) is the window length, not the seconds left in the window",
            lambda: Variant(limiter=limiter_rewriting(retry_after_is_the_window)),

@@ -64,6 +64,7 @@ CATCHES: dict[str, tuple[str, ...]] = {
     # gate/proof/defects_limits.py. Masked on the 3 s window (the catalogue also names the 3 s scenarios a
     # burst in the last second of its window makes fail): only the long window always sees them
     "retry-after-one-window": (LONG,),
+    "retry-after-rounded-down": (LONG,),
     "ratelimit-t-is-the-window": (LONG,),
     "ratelimit-reset-as-delta": (LONG,),
     "ratelimit-headers-only-on-429": (LONG, SMOKE, EXACT, IETF, NO_TTL, DEFAULTS),
